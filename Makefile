@@ -1,0 +1,158 @@
+# sagad — one non-recursive Makefile.
+#
+#   make            build everything into build/
+#   make run        install what is missing, build, run the main job (no broker needed)
+#   make test       install what is missing, build, run every test suite
+#   make bench      benchmarks (bench/), never part of the tests
+#   make asan       unit tests under AddressSanitizer + UBSan
+#   make fuzz       every fuzz target for FUZZ_SECONDS each (default 60)
+#   make install    PREFIX=/usr/local DESTDIR=
+#   make format / format-check / clean
+#
+# Variants build into their own folders: build/ (release + debug info), build/asan/,
+# build/fuzz/ (clang). Objects are in build*/obj/ with -MMD -MP dependency files.
+
+PREFIX ?= /usr/local
+DESTDIR ?=
+BUILD ?= build
+CC ?= cc
+FUZZ_SECONDS ?= 60
+FUZZ_QUICK_SECONDS ?= 10
+
+PKGS := yaml-0.1 libcjson
+PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS := $(shell pkg-config --libs $(PKGS) 2>/dev/null) -ljq
+
+WARN := -Wall -Wextra -Wpedantic -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wformat=2
+# CI builds with -Werror (CI=true is set by the CI runner); so does WERROR=1.
+ifneq ($(filter true 1,$(CI) $(WERROR)),)
+WARN += -Werror
+endif
+
+OPT ?= -O2 -g
+SAN ?=
+CFLAGS := -std=c11 -D_GNU_SOURCE $(OPT) $(WARN) $(SAN) -I. $(PKG_CFLAGS) $(EXTRA_CFLAGS)
+LDFLAGS := $(SAN) $(EXTRA_LDFLAGS)
+LDLIBS := $(PKG_LIBS) -lm
+
+# ---- sources ------------------------------------------------------------------------
+LIB_SRCS := $(wildcard orchestrator/base/*.c orchestrator/yamltree/*.c \
+                       orchestrator/jqcheck/*.c orchestrator/jsonschema/*.c \
+                       orchestrator/dsl/*.c visualize/*.c)
+LIB_OBJS := $(LIB_SRCS:%.c=$(BUILD)/obj/%.o)
+LIB := $(BUILD)/libsagad.a
+
+BINS := $(BUILD)/bin/sagactl
+TEST_SRCS := $(wildcard tests/unit/test_*.c)
+TESTS := $(TEST_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
+BENCH_SRCS := $(wildcard bench/bench_*.c)
+BENCHES := $(BENCH_SRCS:bench/%.c=$(BUILD)/bench/%)
+FUZZ_SRCS := $(wildcard tests/fuzz/fuzz_*.c)
+
+.PHONY: all deps deps-test run demo test unit asan valgrind golden schema-check fuzz fuzz-quick \
+        bench install uninstall clean format format-check
+.DEFAULT_GOAL := all
+
+all: $(BINS) $(TESTS) $(BENCHES)
+
+deps:
+	@scripts/deps.sh build
+
+deps-test:
+	@scripts/deps.sh test
+
+$(BUILD)/obj/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -MMD -MP -c $< -o $@
+
+$(LIB): $(LIB_OBJS)
+	@mkdir -p $(dir $@)
+	rm -f $@
+	ar rcs $@ $^
+
+$(BUILD)/bin/sagactl: $(BUILD)/obj/cli/sagactl.o $(LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) $^ $(LDLIBS) -o $@
+
+$(BUILD)/tests/%: $(BUILD)/obj/tests/unit/%.o $(LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) $^ $(LDLIBS) -lcmocka -o $@
+
+$(BUILD)/bench/%: $(BUILD)/obj/bench/%.o $(LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) $^ $(LDLIBS) -o $@
+
+# ---- the two commands -----------------------------------------------------------------
+run demo: deps
+	@$(MAKE) --no-print-directory all
+	@scripts/run.sh $(BUILD)
+
+# `make test` runs every suite, even after one fails, and prints one closing line.
+test: deps-test
+	@$(MAKE) --no-print-directory all
+	@$(MAKE) --no-print-directory BUILD=build/asan OPT="-O1 -g -fno-omit-frame-pointer" \
+		SAN="-fsanitize=address,undefined -fno-sanitize-recover=all" all
+	@tests/run.sh
+
+unit: all
+	@tests/run.sh unit
+
+asan:
+	@$(MAKE) --no-print-directory BUILD=build/asan OPT="-O1 -g -fno-omit-frame-pointer" \
+		SAN="-fsanitize=address,undefined -fno-sanitize-recover=all" all
+	@tests/run.sh asan
+
+valgrind: all
+	@tests/run.sh valgrind
+
+golden: all
+	@tests/run.sh golden
+
+schema-check:
+	@tests/run.sh schema
+
+# ---- fuzzing (clang, libFuzzer) ---------------------------------------------------------
+FUZZ_CFLAGS := -std=c11 -D_GNU_SOURCE -g -O1 -I. $(PKG_CFLAGS) \
+               -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all
+FUZZ_BINS := $(FUZZ_SRCS:tests/fuzz/%.c=build/fuzz/%)
+
+build/fuzz/%: tests/fuzz/%.c $(LIB_SRCS) $(wildcard */*.h */*/*.h)
+	@mkdir -p $(dir $@)
+	clang $(FUZZ_CFLAGS) $< $(LIB_SRCS) $(LDLIBS) -o $@
+
+fuzz-build: $(FUZZ_BINS)
+
+fuzz: deps-test fuzz-build
+	@FUZZ_SECONDS=$(FUZZ_SECONDS) tests/run.sh fuzz
+
+fuzz-quick: fuzz-build
+	@FUZZ_SECONDS=$(FUZZ_QUICK_SECONDS) tests/run.sh fuzz
+
+# ---- benchmarks ------------------------------------------------------------------------
+bench: deps all
+	@bench/run.sh $(BUILD)
+
+# ---- install ---------------------------------------------------------------------------
+install: all
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/sagad/workflows \
+		$(DESTDIR)$(PREFIX)/share/sagad/schemas
+	install -m 0755 $(BINS) $(DESTDIR)$(PREFIX)/bin/
+	cp -R workflows/. $(DESTDIR)$(PREFIX)/share/sagad/workflows/
+	install -m 0644 schemas/*.json $(DESTDIR)$(PREFIX)/share/sagad/schemas/
+
+uninstall:
+	rm -f $(BINS:$(BUILD)/bin/%=$(DESTDIR)$(PREFIX)/bin/%)
+	rm -rf $(DESTDIR)$(PREFIX)/share/sagad
+
+clean:
+	rm -rf build
+
+# ---- formatting ------------------------------------------------------------------------
+FORMAT_SRCS = $(shell git ls-files '*.c' '*.h')
+format:
+	clang-format -i $(FORMAT_SRCS)
+
+format-check:
+	@clang-format --dry-run --Werror $(FORMAT_SRCS) && echo "format: ok"
+
+-include $(shell find build -name '*.d' 2>/dev/null)

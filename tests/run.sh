@@ -1,0 +1,151 @@
+#!/usr/bin/env bash
+# Runs the test suites and prints one closing line "N passed, N failed".
+# Usage: tests/run.sh [suite...]   suites: unit asan valgrind golden schema fuzz format
+# With no argument it runs all of them (what `make test` does). Every suite runs even
+# when an earlier one failed; the exit status is 1 if anything failed.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+
+BUILD=${BUILD:-build}
+ASAN_BUILD=${ASAN_BUILD:-build/asan}
+FUZZ_SECONDS=${FUZZ_SECONDS:-10}
+passed=0
+failed=0
+failures=()
+log_dir=$BUILD/test-logs
+mkdir -p "$log_dir"
+
+ok() { passed=$((passed + 1)); }
+ko() { failed=$((failed + 1)); failures+=("$1"); echo "FAIL: $1"; }
+
+# Adds the counts of a cmocka run (its "[  PASSED  ] N test(s)." lines) to the totals.
+tally_cmocka() {
+  local log=$1 name=$2 rc=$3
+  local p f
+  p=$(grep -o '\[  PASSED  \] [0-9]*' "$log" | awk '{s+=$4} END {print s+0}')
+  f=$(grep -o '\[  FAILED  \] [0-9]*' "$log" | awk '{s+=$4} END {print s+0}')
+  passed=$((passed + p))
+  failed=$((failed + f))
+  if [ "$rc" -ne 0 ] && [ "$f" -eq 0 ]; then
+    ko "$name (exit $rc, see $log)"
+  elif [ "$f" -gt 0 ]; then
+    failures+=("$name: $f failed (see $log)")
+  fi
+}
+
+run_cmocka_dir() {
+  local dir=$1 label=$2 wrapper=${3:-}
+  local t
+  for t in "$dir"/tests/test_*; do
+    [ -x "$t" ] || continue
+    local name log rc
+    name="$label/$(basename "$t")"
+    log="$log_dir/$label-$(basename "$t").log"
+    echo "== $name"
+    # shellcheck disable=SC2086
+    $wrapper "$t" >"$log" 2>&1
+    rc=$?
+    grep -E '^\[  (PASSED|FAILED) |^\[  ERROR|^\[  FAILED  \]|ERROR SUMMARY|Sanitizer' "$log" | head -20
+    tally_cmocka "$log" "$name" "$rc"
+  done
+}
+
+suite_unit() { run_cmocka_dir "$BUILD" unit; }
+
+suite_asan() {
+  ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+    run_cmocka_dir "$ASAN_BUILD" asan
+}
+
+suite_valgrind() {
+  SG_UNDER_VALGRIND=1 run_cmocka_dir "$BUILD" valgrind \
+    "valgrind -q --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite,indirect --show-leak-kinds=definite,indirect"
+}
+
+# Every bad fixture must produce exactly its .err; every good one must validate,
+# and match its .check (failure matrix) and .dot (graph) goldens where present.
+suite_golden() {
+  local ctl=$BUILD/bin/sagactl f out
+  for f in tests/fixtures/dsl/bad/*.yaml; do
+    [ -e "$f" ] || continue
+    out=$("$ctl" validate "$f" 2>&1)
+    if [ $? -ne 1 ]; then
+      ko "golden $f: validate did not exit 1"
+    elif [ ! -f "${f%.yaml}.err" ]; then
+      ko "golden $f: missing ${f%.yaml}.err"
+    elif ! diff -u "${f%.yaml}.err" <(printf '%s\n' "$out") >"$log_dir/golden.diff"; then
+      ko "golden $f: output differs"; cat "$log_dir/golden.diff"
+    else ok; fi
+  done
+  for f in tests/fixtures/dsl/good/*.yaml workflows/*.yaml workflows/*/*.yaml; do
+    [ -e "$f" ] || continue
+    if ! out=$("$ctl" validate "$f" 2>&1) || [ "$out" != "$f: ok" ]; then
+      ko "golden $f: not valid: $out"; continue
+    fi
+    ok
+    local base=${f%.yaml}
+    if [ -f "$base.check" ]; then
+      if diff -u "$base.check" <("$ctl" check "$f") >"$log_dir/golden.diff"; then ok
+      else ko "golden $base.check differs"; cat "$log_dir/golden.diff"; fi
+    fi
+    if [ -f "$base.dot" ]; then
+      if diff -u "$base.dot" <("$ctl" graph "$f") >"$log_dir/golden.diff"; then ok
+      else ko "golden $base.dot differs"; cat "$log_dir/golden.diff"; fi
+    fi
+    # The real Graphviz must accept every graph we draw.
+    if "$ctl" graph "$f" | dot -Tsvg >/dev/null 2>"$log_dir/dot.err"; then ok
+    else ko "dot rejects the graph of $f: $(head -1 "$log_dir/dot.err")"; fi
+  done
+}
+
+suite_schema() {
+  local log=$log_dir/schema.log
+  python3 tests/schema/check_schema.py >"$log" 2>&1
+  local rc=$?
+  tail -3 "$log"
+  local line p f
+  line=$(grep -E '^[0-9]+ passed, [0-9]+ failed' "$log" | tail -1)
+  p=$(echo "$line" | awk '{print $1+0}')
+  f=$(echo "$line" | awk '{print $3+0}')
+  passed=$((passed + p)); failed=$((failed + f))
+  if [ $rc -ne 0 ] && [ "${f:-0}" -eq 0 ]; then ko "schema check (exit $rc, see $log)"; fi
+}
+
+# Each fuzz target runs briefly on a corpus seeded from the fixtures; a crash fails.
+suite_fuzz() {
+  make --no-print-directory fuzz-build >"$log_dir/fuzz-build.log" 2>&1 || { ko "fuzz build (see $log_dir/fuzz-build.log)"; return; }
+  local t name corpus
+  for t in build/fuzz/fuzz_*; do
+    [ -x "$t" ] || continue
+    name=$(basename "$t")
+    corpus=build/fuzz/corpus/$name
+    mkdir -p "$corpus"
+    [ -d "tests/fuzz/seeds/$name" ] && cp -n tests/fuzz/seeds/"$name"/* "$corpus"/ 2>/dev/null
+    echo "== fuzz $name (${FUZZ_SECONDS}s)"
+    if "$t" -max_total_time="$FUZZ_SECONDS" -timeout=10 -rss_limit_mb=2048 \
+        -artifact_prefix=build/fuzz/ "$corpus" >"$log_dir/$name.log" 2>&1; then
+      ok; grep -E 'Done [0-9]+ runs' "$log_dir/$name.log" | tail -1
+    else
+      ko "fuzz $name (see $log_dir/$name.log)"; tail -30 "$log_dir/$name.log"
+    fi
+  done
+}
+
+suite_format() {
+  if make --no-print-directory format-check >"$log_dir/format.log" 2>&1; then ok
+  else ko "format-check (run make format; see $log_dir/format.log)"; head -20 "$log_dir/format.log"; fi
+}
+
+suites=("$@")
+[ ${#suites[@]} -gt 0 ] || suites=(unit asan valgrind golden schema fuzz format)
+for s in "${suites[@]}"; do
+  echo "### suite $s"
+  "suite_$s"
+done
+
+echo
+if [ ${#failures[@]} -gt 0 ]; then
+  echo "failures:"; printf '  %s\n' "${failures[@]}"
+fi
+echo "$passed passed, $failed failed"
+[ "$failed" -eq 0 ] && [ ${#failures[@]} -eq 0 ]
