@@ -38,7 +38,8 @@ LDLIBS := $(PKG_LIBS) -lm
 # ---- sources ------------------------------------------------------------------------
 LIB_SRCS := $(wildcard orchestrator/base/*.c orchestrator/yamltree/*.c \
                        orchestrator/jqcheck/*.c orchestrator/jsonschema/*.c \
-                       orchestrator/dsl/*.c visualize/*.c)
+                       orchestrator/dsl/*.c orchestrator/jqrt/*.c orchestrator/engine/*.c \
+                       visualize/*.c)
 LIB_OBJS := $(LIB_SRCS:%.c=$(BUILD)/obj/%.o)
 LIB := $(BUILD)/libsagad.a
 

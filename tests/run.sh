@@ -121,6 +121,12 @@ suite_fuzz() {
     corpus=build/fuzz/corpus/$name
     mkdir -p "$corpus"
     [ -d "tests/fuzz/seeds/$name" ] && cp -n tests/fuzz/seeds/"$name"/* "$corpus"/ 2>/dev/null
+    # The loader's corpus starts from every fixture and shipped workflow.
+    if [ "$name" = fuzz_dsl ]; then
+      for f in tests/fixtures/dsl/*/*.yaml workflows/*.yaml workflows/*/*.yaml; do
+        [ -e "$f" ] && cp -n "$f" "$corpus/$(echo "$f" | tr / _)"
+      done
+    fi
     echo "== fuzz $name (${FUZZ_SECONDS}s)"
     if "$t" -max_total_time="$FUZZ_SECONDS" -timeout=10 -rss_limit_mb=2048 \
         -artifact_prefix=build/fuzz/ "$corpus" >"$log_dir/$name.log" 2>&1; then

@@ -145,7 +145,7 @@ static void test_arena(void **state)
     for (int i = 0; i < 10000; i++) {
         char *s = sg_arena_strndup(&a, "hello", 5);
         assert_string_equal(s, "hello");
-        assert_int_equal((uintptr_t)s % sizeof(max_align_t), 0);
+        assert_int_equal((uintptr_t)s % _Alignof(max_align_t), 0);
     }
     int *z = sg_arena_calloc(&a, 64 * sizeof(int));
     for (int i = 0; i < 64; i++) {

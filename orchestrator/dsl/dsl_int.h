@@ -1,0 +1,83 @@
+/*
+ * dsl internals shared by the loader (load.c), the rule checks (rules.c) and the
+ * expression checks (expr.c). Never included from outside orchestrator/dsl/.
+ */
+#ifndef SG_DSL_INT_H
+#define SG_DSL_INT_H
+
+#include "orchestrator/dsl/dsl.h"
+#include "orchestrator/yamltree/yamltree.h"
+
+/* Where an expression sits, which decides what it may refer to. */
+typedef enum {
+    EXPR_STEP_INPUT,
+    EXPR_STEP_WHEN,
+    EXPR_STEP_OUTPUT,
+    EXPR_COMP_INPUT,
+    EXPR_WAIT_UNTIL,
+    EXPR_EVENT_DATA,
+    EXPR_EVENT_START_DATA
+} expr_role_t;
+
+typedef struct {
+    const sg_expr_t *expr;
+    const sg_ynode_t *node; /* the YAML scalar, for positions inside the text */
+    expr_role_t role;
+    const sg_step_t *owner; /* NULL for saga-level expressions */
+} expr_ref_t;
+
+/* A name written in the YAML that must resolve to a step once all steps are known. */
+typedef struct {
+    const char *name;
+    sg_pos_t pos;
+    const sg_step_t **slot; /* where the resolved step goes */
+    const sg_step_t *from;  /* the step that jumps */
+    const char *what;       /* "next" or "goto" */
+} step_ref_t;
+
+/* Mutable twin of sg_step_t used while building; the public view is the same memory. */
+typedef struct {
+    sg_step_t pub;
+    bool retry_attempts_set; /* the step's own retry gave max_attempts */
+    bool kind_invalid;       /* its kind or compensate was reported broken: no class checks */
+    const sg_ynode_t *node;
+    const sg_ynode_t *compensate_node;
+} step_build_t;
+
+typedef struct {
+    sg_arena_t *arena;
+    sg_diags_t *diags;
+    const sg_dsl_opts_t *opts;
+    sg_def_t *def;
+    bool nomem;
+    /* every step, in document order */
+    step_build_t **steps;
+    size_t n_steps, cap_steps;
+    sg_seq_t **seqs;
+    size_t n_seqs, cap_seqs;
+    expr_ref_t *exprs;
+    size_t n_exprs, cap_exprs;
+    step_ref_t *refs;
+    size_t n_refs, cap_refs;
+    bool pivot_unknown; /* a pivot key was broken: the step order rules cannot be judged */
+    uint64_t default_timeout_ms;
+    sg_retry_t default_retry;
+    sg_retry_t default_comp_retry;
+} ld_t;
+
+void dsl__error(ld_t *ld, sg_pos_t pos, const char *hint, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+/* Grows a vector of elem-sized items held in *items; false on OOM (recorded in ld). */
+bool dsl__grow(ld_t *ld, void **items, size_t *cap, size_t count, size_t elem);
+/* Looks a step up by id among the steps loaded so far. */
+step_build_t *dsl__find_step(const ld_t *ld, const char *id);
+
+/* schema.c: input.schema -> cJSON + compiled validator, errors at YAML positions. */
+void dsl__load_input(ld_t *ld, const sg_ynode_t *n);
+
+/* rules.c: step classes, the pivot rule, control flow, reachability. */
+void dsl__check_structure(ld_t *ld);
+/* expr.c: jq syntax, names and step references of every recorded expression. */
+void dsl__check_exprs(ld_t *ld);
+
+#endif
