@@ -19,7 +19,7 @@ CC ?= cc
 FUZZ_SECONDS ?= 60
 FUZZ_QUICK_SECONDS ?= 10
 
-PKGS := yaml-0.1 libcjson
+PKGS := yaml-0.1 libcjson sqlite3 libmicrohttpd libcurl
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS := $(shell pkg-config --libs $(PKGS) 2>/dev/null) -ljq
 
@@ -31,19 +31,21 @@ endif
 
 OPT ?= -O2 -g
 SAN ?=
-CFLAGS := -std=c11 -D_GNU_SOURCE $(OPT) $(WARN) $(SAN) -I. $(PKG_CFLAGS) $(EXTRA_CFLAGS)
+CFLAGS := -std=c11 -D_GNU_SOURCE -pthread $(OPT) $(WARN) $(SAN) -I. $(PKG_CFLAGS) $(EXTRA_CFLAGS)
 LDFLAGS := $(SAN) $(EXTRA_LDFLAGS)
-LDLIBS := $(PKG_LIBS) -lm
+LDLIBS := $(PKG_LIBS) -lm -pthread
 
 # ---- sources ------------------------------------------------------------------------
 LIB_SRCS := $(wildcard orchestrator/base/*.c orchestrator/yamltree/*.c \
                        orchestrator/jqcheck/*.c orchestrator/jsonschema/*.c \
                        orchestrator/dsl/*.c orchestrator/jqrt/*.c orchestrator/engine/*.c \
+                       orchestrator/log/*.c orchestrator/store/*.c orchestrator/transport/*.c \
+                       orchestrator/driver/*.c activities/*.c activities/*/*.c gateway/*.c \
                        visualize/*.c)
 LIB_OBJS := $(LIB_SRCS:%.c=$(BUILD)/obj/%.o)
 LIB := $(BUILD)/libsagad.a
 
-BINS := $(BUILD)/bin/sagactl
+BINS := $(BUILD)/bin/sagactl $(BUILD)/bin/sagad
 TEST_SRCS := $(wildcard tests/unit/test_*.c)
 TESTS := $(TEST_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
 BENCH_SRCS := $(wildcard bench/bench_*.c)
@@ -72,6 +74,10 @@ $(LIB): $(LIB_OBJS)
 	ar rcs $@ $^
 
 $(BUILD)/bin/sagactl: $(BUILD)/obj/cli/sagactl.o $(LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) $^ $(LDLIBS) -o $@
+
+$(BUILD)/bin/sagad: $(BUILD)/obj/orchestrator/sagad.o $(LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) $^ $(LDLIBS) -o $@
 
@@ -113,7 +119,7 @@ schema-check:
 	@tests/run.sh schema
 
 # ---- fuzzing (clang, libFuzzer) ---------------------------------------------------------
-FUZZ_CFLAGS := -std=c11 -D_GNU_SOURCE -g -O1 -I. $(PKG_CFLAGS) \
+FUZZ_CFLAGS := -std=c11 -D_GNU_SOURCE -pthread -g -O1 -I. $(PKG_CFLAGS) \
                -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all
 FUZZ_BINS := $(FUZZ_SRCS:tests/fuzz/%.c=build/fuzz/%)
 

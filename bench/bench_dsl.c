@@ -43,7 +43,7 @@ static char *make_def(int n, int steps)
         } else {
             sg_buf_printf(&b,
                           "    input: '{order_id: .input.order_id, prev: .steps.step_%d.output.id, "
-                          "n: (.input.qty // 1) * %d}'\n",
+                          "n: ((.input.qty // 1) * %d)}'\n",
                           i - 1, i);
         }
         if (i % 10 == 5) {

@@ -35,9 +35,10 @@ _Noreturn void sg__assert_fail(const char *expr, const char *file, int line)
 
 /* ---- allocation ---- */
 
-/* Test-only failure injector: counts allocations and fails the chosen one. */
-static size_t alloc_count;
-static size_t alloc_fail_nth;
+/* Test-only failure injector: counts allocations and fails the chosen one. Per thread,
+ * so a test that arms it sees only its own allocations and threads never race on it. */
+static _Thread_local size_t alloc_count;
+static _Thread_local size_t alloc_fail_nth;
 
 size_t sg_alloc_fail_at(size_t nth)
 {
@@ -96,6 +97,8 @@ char *sg_strdup(const char *s)
 {
     return s ? sg_strndup(s, strlen(s)) : NULL;
 }
+
+static char *vasprintf_sg(const char *fmt, va_list ap) __attribute__((format(printf, 1, 0)));
 
 static char *vasprintf_sg(const char *fmt, va_list ap)
 {

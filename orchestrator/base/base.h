@@ -86,7 +86,8 @@ char *sg_asprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
 /*
  * Test hook: make the Nth allocation from now fail (1 = the next one), 0 disables.
- * Returns how many allocations happened since the last call. Not thread-safe: tests only.
+ * Returns how many allocations happened since the last call, on the calling thread only:
+ * other threads are not affected. For tests.
  */
 size_t sg_alloc_fail_at(size_t nth);
 
@@ -139,6 +140,15 @@ void sg_duration_format(uint64_t ms, char *out, size_t outlen);
 
 /* SHA-256 of data as 64 lower-case hex digits and a NUL. */
 void sg_sha256_hex(const void *data, size_t len, char out[65]);
+
+/* A new ULID (26 characters of Crockford base32 and a NUL): 48 bits of milliseconds since
+ * the epoch, then 80 random bits, so ids sort by creation time. Any thread. */
+void sg_ulid_new(uint64_t now_ms, char out[27]);
+/* 64 random bits from the kernel (getrandom), for seeds and ids. */
+uint64_t sg_random64(void);
+/* Wall-clock milliseconds since the epoch, and a monotonic clock in milliseconds. */
+uint64_t sg_now_ms(void);
+uint64_t sg_mono_ms(void);
 
 /* Reads a whole file, refusing files over max_bytes (SG_ERR_LIMIT). */
 sg_err_t sg_file_read(const char *path, size_t max_bytes, char **out, size_t *out_len);

@@ -124,6 +124,10 @@ void dsl__load_input(ld_t *ld, const sg_ynode_t *n)
     sg_jsonschema_t *compiled = sg_jsonschema_compile(json, &errs);
     for (size_t i = 0; i < errs.count; i++) {
         const sg_jsonschema_error_t *e = &errs.items[i];
+        if (e->keyword[0] == '\0' && strcmp(e->message, "out of memory") == 0) {
+            ld->nomem = true; /* the compiler reports OOM as a record of its own */
+            continue;
+        }
         dsl__error(ld, node_at(schema, e->path)->pos, e->hint, "input schema: %s", e->message);
     }
     if (compiled == NULL && errs.count == 0) {

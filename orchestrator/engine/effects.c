@@ -44,6 +44,17 @@ bool sg_inst_status_parse(const char *name, sg_inst_status_t *out)
     return false;
 }
 
+bool sg_reason_parse(const char *name, sg_reason_t *out)
+{
+    for (unsigned i = 0; i < SG_REASON__COUNT; i++) {
+        if (strcmp(reason_names[i], name) == 0) {
+            *out = (sg_reason_t)i;
+            return true;
+        }
+    }
+    return false;
+}
+
 const char *sg_reason_name(sg_reason_t r)
 {
     return (unsigned)r < SG_REASON__COUNT ? reason_names[r] : "?";

@@ -114,6 +114,7 @@ typedef struct {
     uint32_t *cursor;         /* per sequence (def->seqs): index of the current step */
     sg_step_state_t *steps;   /* per step (def->all_steps) */
     uint64_t version;         /* bumped by every applied event */
+    uint64_t hist_seq;        /* history entries written so far (the driver numbers them) */
 } sg_inst_t;
 
 /* Creates a fresh instance of def (status RUNNING, nothing started yet). input is copied.
@@ -122,8 +123,21 @@ sg_inst_t *sg_inst_new(const sg_def_t *def, const char *id, const char *input_js
                        uint64_t now_ms);
 void sg_inst_free(sg_inst_t *inst);
 
+/*
+ * Persistence of the per-step state: a compact JSON document (cursors, counters, and
+ * for each step status, attempts, timer, times, output, last error). Outputs are stored
+ * as the raw JSON they are. sg_inst_state_json returns an owned string, NULL on OOM.
+ */
+char *sg_inst_state_json(const sg_inst_t *inst);
+/* Rebuilds an instance of def from its stored parts. SG_ERR_INVALID (with a message in
+ * err) when the state does not fit the definition or is not what sg_inst_state_json
+ * wrote: rows from the database are validated like any outside input. */
+sg_err_t sg_inst_restore(const sg_def_t *def, const char *id, const char *input,
+                         const char *state_json, sg_inst_t **out, char *err, size_t errlen);
+
 const char *sg_inst_status_name(sg_inst_status_t st);
 bool sg_inst_status_parse(const char *name, sg_inst_status_t *out);
+bool sg_reason_parse(const char *name, sg_reason_t *out);
 const char *sg_reason_name(sg_reason_t r);
 const char *sg_step_status_name(sg_step_status_t st);
 const char *sg_comp_status_name(sg_comp_status_t st);

@@ -74,7 +74,7 @@ typedef void (*sg_jq_path_fn)(void *ctx, const sg_jq_field_t *fields, size_t n, 
  * `import`/`include`/`module` directives, unknown `@format`s, NUL bytes (jq's C API stops
  * at them), nesting deeper than SG_JQ_MAX_DEPTH.
  *
- * Pure: any bytes are fine (invalid UTF-8 is accepted inside string literals, as jq does),
+ * src may be NULL when len is 0. Pure: any bytes are fine (invalid UTF-8 is accepted inside string literals, as jq does),
  * no state outlives the call, any thread may call it concurrently. It allocates only when
  * a program binds more than 32 names at once or a path field needs decoding beyond 512
  * bytes; if that allocation fails it returns false with kind SG_JQ_ERR_LIMIT.

@@ -157,9 +157,18 @@ enum { B_VAR, B_HIDDEN, B_FUNC, B_LABEL };
 typedef struct {
     const char *name;
     uint32_t len;
+    int32_t def; /* B_FUNC from a `def`: its index in ps_t.defs; else -1 */
     uint16_t arity;
     uint8_t kind;
 } bind_t;
+
+/* Per `def`, in source order. jq 1.6 drops definitions that nothing live refers to before
+ * it resolves names, so name errors in them do not count. */
+enum { DEF_ERR = 1, DEF_LIVE = 2 };
+
+typedef struct {
+    int32_t from, to; /* the body of def `from` calls def `to` */
+} edge_t;
 
 /* A $name used in a destructuring key expression that was not in scope: it may still be
  * bound by another alternative of a `?//` pattern. */
@@ -171,6 +180,7 @@ typedef struct {
 
 #define JQC_INLINE_BINDS 32
 #define JQC_INLINE_PENDS 8
+#define JQC_INLINE_DEFS 16
 #define JQC_MAX_FIELDS 8
 #define JQC_SCRATCH 512
 
@@ -188,6 +198,12 @@ typedef struct {
     uint32_t nbinds, capbinds;
     pend_t *pends;
     uint32_t npends, cappends;
+    int32_t cur_def;     /* innermost def whose body is being parsed, or -1 */
+    const uint8_t *live; /* second pass: which defs jq keeps (NULL in the first) */
+    uint8_t *defs;
+    uint32_t ndefs, capdefs;
+    edge_t *edges;
+    uint32_t nedges, capedges;
     sg_jq_path_fn path_fn;
     void *ctx;
     bool path_on;
@@ -201,6 +217,8 @@ typedef struct {
     sg_jq_error_t sem;
     bind_t inline_binds[JQC_INLINE_BINDS];
     pend_t inline_pends[JQC_INLINE_PENDS];
+    uint8_t inline_defs[JQC_INLINE_DEFS];
+    edge_t inline_edges[JQC_INLINE_DEFS];
     char scratch[JQC_SCRATCH];
 } ps_t;
 
@@ -211,11 +229,20 @@ void jqc__semantic(ps_t *p, uint32_t at, sg_jq_err_kind_t kind, const char *hint
                    const char *fmt, ...) __attribute__((format(printf, 5, 6)));
 /* "unexpected <current token>", or the lexical error the current token carries. */
 bool jqc__unexpected(ps_t *p, const char *hint);
-/* Copies the error to report into *err with line and column; returns whether valid. */
+/* Frees what the check allocated, copies the error to report into *err with line and
+ * column, and returns whether the program is valid. */
 bool jqc__finish(ps_t *p, sg_jq_error_t *err);
+/* Frees what the check allocated (jqc__finish does it too). */
+void jqc__release(ps_t *p);
+/* After a first pass without syntax errors: whether a def that jq keeps has a name error.
+ * Then *live (caller frees with sg_free) says which defs jq keeps, for a second pass that
+ * reports errors in those only. */
+bool jqc__live_defs(ps_t *p, uint8_t **live);
 
 /* Bindings: a stack, searched from the top. */
 bool jqc__push(ps_t *p, const char *name, uint32_t len, uint8_t kind, uint16_t arity);
+/* Pushes the function of a `def` (arity 0 until fixed up); returns its def index or -1. */
+int32_t jqc__push_def(ps_t *p, const char *name, uint32_t len);
 void jqc__pop(ps_t *p, uint32_t mark);
 /* Turns the pattern variables pushed since mark into visible variables. */
 void jqc__reveal(ps_t *p, uint32_t mark);
@@ -233,5 +260,70 @@ void jqc__path_add_raw(ps_t *p, uint32_t off, uint32_t len);
 /* Adds the body of the T_STR token t, decoding escapes if needed. */
 void jqc__path_add_str(ps_t *p, const tok_t *t);
 void jqc__path_end(ps_t *p);
+
+/* ---- grammar helpers shared by jqcheck.c (operators, bodies, patterns) and
+ * jqcheck_term.c (terms) ---- */
+
+/* Binding strength, lowest first, as declared in jq 1.6's parser.y. '|' is parse_pipe. */
+enum {
+    L_COMMA = 1,
+    L_ALT,    /* // */
+    L_ASSIGN, /* = |= += -= *= /= %= //=, non-associative */
+    L_OR,
+    L_AND,
+    L_CMP, /* == != < > <= >=, non-associative */
+    L_ADD,
+    L_MUL,
+    L_QMARK, /* postfix ? on an expression */
+    L_TRY,   /* the body of try and catch: one operand, no binary operator, no `?` */
+};
+
+static inline void jqc__advance(ps_t *p)
+{
+    p->tok = jqc__lex(&p->lx);
+}
+
+static inline bool jqc__is(const ps_t *p, tk_t kind)
+{
+    return p->tok.kind == kind;
+}
+
+static inline bool jqc__is_keyword(tk_t k)
+{
+    return k >= T_AS && k <= T_LOC;
+}
+
+static inline bool jqc__is_string(const ps_t *p)
+{
+    return jqc__is(p, T_STR) || jqc__is(p, T_STR_OPEN);
+}
+
+static inline const char *jqc__keyword_hint(const ps_t *p)
+{
+    return jqc__is_keyword((tk_t)p->tok.kind) ? "that is a jq keyword and cannot be a name"
+                                              : NULL;
+}
+
+/* jqcheck_scope.c: consume an expected token, or report. */
+bool jqc__expect(ps_t *p, tk_t kind, const char *hint);
+/* Expects the closer of the opener at `open`, pointing there if the input ended. */
+bool jqc__expect_close(ps_t *p, tk_t kind, uint32_t open, const char *what);
+/* Nesting accounting for SG_JQ_MAX_DEPTH; leave returns ok unchanged. */
+bool jqc__enter(ps_t *p);
+bool jqc__leave(ps_t *p, bool ok);
+
+/* jqcheck.c */
+bool jqc__parse_pipe(ps_t *p, ck_t *v, bool top);
+
+/* jqcheck_term.c */
+bool jqc__parse_term(ps_t *p, ck_t *v);
+/* jq's String: a literal, optionally after a @format. */
+bool jqc__parse_string_any(ps_t *p, ck_t *v);
+ck_t jqc__fold(ck_t l, tk_t op, ck_t r);
+ck_t jqc__join(ck_t l, ck_t r);
+void jqc__check_key(ps_t *p, ck_t k, uint32_t at);
+/* Binding strength of a binary operator token, or -1. */
+int jqc__binary_level(tk_t k);
+bool jqc__is_binary_op(tk_t k);
 
 #endif

@@ -300,7 +300,8 @@ static tok_t lex_operator(const lexer_t *lx, uint32_t i)
     return bad(c == 0 ? BAD_NUL : (c == '\r' ? BAD_CR : BAD_CHAR), i, 1, i);
 }
 
-/* Skips blanks and comments; jq 1.6 knows only ' ', '\t', '\n' and #[^\r\n]*. */
+/* Skips blanks and comments; jq 1.6 knows only ' ', '\t', '\n' and #[^\r\n]*. A comment
+ * stops at a NUL too, so that NUL is refused like anywhere else. */
 static void skip_blanks(lexer_t *lx)
 {
     while (lx->pos < lx->len) {
@@ -308,7 +309,8 @@ static void skip_blanks(lexer_t *lx)
         if (c == ' ' || c == '\t' || c == '\n') {
             lx->pos++;
         } else if (c == '#') {
-            while (lx->pos < lx->len && lx->src[lx->pos] != '\n' && lx->src[lx->pos] != '\r') {
+            while (lx->pos < lx->len && lx->src[lx->pos] != '\n' && lx->src[lx->pos] != '\r' &&
+                   lx->src[lx->pos] != '\0') {
                 lx->pos++;
             }
         } else {

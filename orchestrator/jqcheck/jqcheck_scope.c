@@ -40,6 +40,15 @@ bool jqc__syntax(ps_t *p, uint32_t at, sg_jq_err_kind_t kind, const char *hint, 
 void jqc__semantic(ps_t *p, uint32_t at, sg_jq_err_kind_t kind, const char *hint,
                    const char *fmt, ...)
 {
+    if (kind == SG_JQ_ERR_NAME && p->cur_def >= 0) {
+        if (p->live == NULL) {
+            p->defs[p->cur_def] |= DEF_ERR; /* counts only if jq keeps this def */
+            return;
+        }
+        if (!p->live[p->cur_def]) {
+            return;
+        }
+    }
     /* keep the first by position: uses inside `?//` patterns are settled late */
     if (p->has_sem && p->sem.offset <= at) {
         return;
@@ -49,6 +58,47 @@ void jqc__semantic(ps_t *p, uint32_t at, sg_jq_err_kind_t kind, const char *hint
     fill(&p->sem, at, kind, hint, fmt, ap);
     va_end(ap);
     p->has_sem = true;
+}
+
+/* ---- grammar helpers ---- */
+
+bool jqc__expect(ps_t *p, tk_t kind, const char *hint)
+{
+    if (!jqc__is(p, kind)) {
+        return jqc__unexpected(p, hint);
+    }
+    jqc__advance(p);
+    return true;
+}
+
+bool jqc__expect_close(ps_t *p, tk_t kind, uint32_t open, const char *what)
+{
+    if (jqc__is(p, kind)) {
+        jqc__advance(p);
+        return true;
+    }
+    if (jqc__is(p, T_EOF)) {
+        return jqc__syntax(p, open, SG_JQ_ERR_SYNTAX, NULL, "unterminated %s", what);
+    }
+    char hint[96];
+    snprintf(hint, sizeof(hint), "expected %s to close the %s", jqc__tok_name(kind), what);
+    return jqc__unexpected(p, hint);
+}
+
+bool jqc__enter(ps_t *p)
+{
+    if (++p->depth > SG_JQ_MAX_DEPTH) {
+        return jqc__syntax(p, p->tok.off, SG_JQ_ERR_LIMIT, "split it into smaller expressions",
+                           "expression nested too deeply (more than %d levels)",
+                           SG_JQ_MAX_DEPTH);
+    }
+    return true;
+}
+
+bool jqc__leave(ps_t *p, bool ok)
+{
+    p->depth--;
+    return ok;
 }
 
 /* Writes the token's text for a message, shortened and made printable. */
@@ -108,13 +158,62 @@ static bool lexical_error(ps_t *p, const tok_t *t)
     return jqc__syntax(p, t->where, SG_JQ_ERR_SYNTAX, NULL, "unexpected character '%s'", text);
 }
 
+/*
+ * On the error path only: relexes the program to find the innermost bracket, brace,
+ * parenthesis or string interpolation still open at the end, so "unexpected end" can point
+ * at what was left open.
+ */
+static bool innermost_open(const ps_t *p, uint32_t *at, const char **what)
+{
+    enum { OPEN_MAX = SG_JQ_MAX_DEPTH + 8 };
+    uint32_t offs[OPEN_MAX];
+    uint8_t kinds[OPEN_MAX];
+    int n = 0;
+    lexer_t lx = {.src = p->src, .len = p->len, .pos = 0};
+    for (tok_t t = jqc__lex(&lx); t.kind != T_EOF && t.kind != T_BAD; t = jqc__lex(&lx)) {
+        if (t.kind == T_RPAREN && n > 0 && kinds[n - 1] == T_STR_OPEN) {
+            n--;
+            t = jqc__lex_string_rest(&lx, t.off);
+            if (t.kind == T_BAD) {
+                return false;
+            }
+        }
+        if (t.kind == T_LPAREN || t.kind == T_LBRACKET || t.kind == T_LBRACE ||
+            t.kind == T_STR_OPEN || t.kind == T_STR_MID) {
+            if (n == OPEN_MAX) {
+                return false;
+            }
+            offs[n] = t.kind == T_STR_OPEN || t.kind == T_STR_MID ? t.off + t.len - 2 : t.off;
+            kinds[n++] = t.kind == T_STR_MID ? T_STR_OPEN : t.kind;
+        } else if ((t.kind == T_RPAREN || t.kind == T_RBRACKET || t.kind == T_RBRACE) && n > 0) {
+            n--;
+        }
+    }
+    if (n == 0) {
+        return false;
+    }
+    *at = offs[n - 1];
+    *what = kinds[n - 1] == T_LPAREN     ? "parenthesis"
+            : kinds[n - 1] == T_LBRACKET ? "'['"
+            : kinds[n - 1] == T_LBRACE   ? "object"
+                                         : "string interpolation";
+    return true;
+}
+
 bool jqc__unexpected(ps_t *p, const char *hint)
 {
     const tok_t *t = &p->tok;
     char text[160];
+    uint32_t at;
+    const char *what;
     switch (t->kind) {
     case T_BAD:
         return lexical_error(p, t);
+    case T_EOF:
+        if (innermost_open(p, &at, &what)) {
+            return jqc__syntax(p, at, SG_JQ_ERR_SYNTAX, hint, "unterminated %s", what);
+        }
+        return jqc__syntax(p, t->off, SG_JQ_ERR_SYNTAX, hint, "unexpected end of expression");
     case T_IDENT:
     case T_FIELD:
     case T_FORMAT:
@@ -128,7 +227,7 @@ bool jqc__unexpected(ps_t *p, const char *hint)
     }
 }
 
-bool jqc__finish(ps_t *p, sg_jq_error_t *err)
+void jqc__release(ps_t *p)
 {
     if (p->binds != p->inline_binds) {
         sg_free(p->binds);
@@ -136,7 +235,23 @@ bool jqc__finish(ps_t *p, sg_jq_error_t *err)
     if (p->pends != p->inline_pends) {
         sg_free(p->pends);
     }
+    if (p->defs != p->inline_defs) {
+        sg_free(p->defs);
+    }
+    if (p->edges != p->inline_edges) {
+        sg_free(p->edges);
+    }
     sg_free(p->heap);
+    p->binds = p->inline_binds;
+    p->pends = p->inline_pends;
+    p->defs = p->inline_defs;
+    p->edges = p->inline_edges;
+    p->heap = NULL;
+}
+
+bool jqc__finish(ps_t *p, sg_jq_error_t *err)
+{
+    jqc__release(p);
     const sg_jq_error_t *e = p->stop ? &p->first : (p->has_sem ? &p->sem : NULL);
     if (e == NULL) {
         return true;
@@ -177,8 +292,108 @@ bool jqc__push(ps_t *p, const char *name, uint32_t len, uint8_t kind, uint16_t a
         !grow(p, (void **)&p->binds, p->inline_binds, &p->capbinds, sizeof(bind_t))) {
         return false;
     }
-    p->binds[p->nbinds++] = (bind_t){.name = name, .len = len, .arity = arity, .kind = kind};
+    p->binds[p->nbinds++] =
+        (bind_t){.name = name, .len = len, .def = -1, .arity = arity, .kind = kind};
     return true;
+}
+
+int32_t jqc__push_def(ps_t *p, const char *name, uint32_t len)
+{
+    if (p->ndefs == p->capdefs &&
+        !grow(p, (void **)&p->defs, p->inline_defs, &p->capdefs, sizeof(uint8_t))) {
+        return -1;
+    }
+    if (!jqc__push(p, name, len, B_FUNC, 0)) {
+        return -1;
+    }
+    p->defs[p->ndefs] = 0;
+    p->binds[p->nbinds - 1].def = (int32_t)p->ndefs;
+    return (int32_t)p->ndefs++;
+}
+
+/* A call to def `to`: live at once from the main program, else through the caller. */
+static void note_call(ps_t *p, int32_t to)
+{
+    if (p->cur_def < 0) {
+        p->defs[to] |= DEF_LIVE;
+        return;
+    }
+    if (to == p->cur_def) {
+        return; /* recursion keeps nothing alive */
+    }
+    if (p->nedges == p->capedges &&
+        !grow(p, (void **)&p->edges, p->inline_edges, &p->capedges, sizeof(edge_t))) {
+        return;
+    }
+    p->edges[p->nedges++] = (edge_t){.from = p->cur_def, .to = to};
+}
+
+/* Marks everything reachable from the defs the main program calls; O(defs + calls). */
+static bool propagate(ps_t *p, uint8_t *live)
+{
+    uint32_t n = p->ndefs;
+    uint32_t *start = sg_calloc((size_t)n + 1, sizeof(uint32_t));
+    int32_t *to = sg_malloc(((size_t)p->nedges + 1) * sizeof(int32_t));
+    int32_t *queue = sg_malloc(((size_t)n + 1) * sizeof(int32_t));
+    bool ok = start != NULL && to != NULL && queue != NULL;
+    if (ok) {
+        for (uint32_t e = 0; e < p->nedges; e++) {
+            start[p->edges[e].from + 1]++;
+        }
+        for (uint32_t i = 0; i < n; i++) {
+            start[i + 1] += start[i];
+        }
+        for (uint32_t e = 0; e < p->nedges; e++) { /* fill, then shift back below */
+            to[start[p->edges[e].from]++] = p->edges[e].to;
+        }
+        for (uint32_t i = n; i > 0; i--) {
+            start[i] = start[i - 1];
+        }
+        start[0] = 0;
+        uint32_t head = 0, tail = 0;
+        for (uint32_t i = 0; i < n; i++) {
+            live[i] = (p->defs[i] & DEF_LIVE) != 0;
+            if (live[i]) {
+                queue[tail++] = (int32_t)i;
+            }
+        }
+        while (head < tail) {
+            int32_t d = queue[head++];
+            for (uint32_t k = start[d]; k < start[d + 1]; k++) {
+                if (!live[to[k]]) {
+                    live[to[k]] = 1;
+                    queue[tail++] = to[k];
+                }
+            }
+        }
+    }
+    sg_free(start);
+    sg_free(to);
+    sg_free(queue);
+    return ok;
+}
+
+bool jqc__live_defs(ps_t *p, uint8_t **live)
+{
+    bool any_err = false;
+    *live = NULL;
+    for (uint32_t i = 0; i < p->ndefs && !any_err; i++) {
+        any_err = (p->defs[i] & DEF_ERR) != 0;
+    }
+    if (!any_err) {
+        return false;
+    }
+    *live = sg_malloc(p->ndefs);
+    if (*live == NULL || !propagate(p, *live)) {
+        jqc__syntax(p, 0, SG_JQ_ERR_LIMIT, NULL, "out of memory");
+        return false;
+    }
+    for (uint32_t i = 0; i < p->ndefs; i++) {
+        if ((*live)[i] && (p->defs[i] & DEF_ERR)) {
+            return true;
+        }
+    }
+    return false;
 }
 
 void jqc__pop(ps_t *p, uint32_t mark)
@@ -275,8 +490,14 @@ static void func_hint(const ps_t *p, const char *name, uint32_t len, char *hint,
 void jqc__use_func(ps_t *p, const tok_t *t, unsigned arity)
 {
     const char *name = p->src + t->off;
-    if ((arity < 0xffff && find(p, name, t->len, B_FUNC, (int)arity, 0) != NULL) ||
-        jqc__builtin_exists(name, t->len, arity)) {
+    const bind_t *b = arity < 0xffff ? find(p, name, t->len, B_FUNC, (int)arity, 0) : NULL;
+    if (b != NULL) {
+        if (b->def >= 0) {
+            note_call(p, b->def);
+        }
+        return;
+    }
+    if (jqc__builtin_exists(name, t->len, arity)) {
         return;
     }
     char hint[160] = "";

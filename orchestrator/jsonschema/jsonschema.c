@@ -136,8 +136,8 @@ void jsonschema__error_addv(sg_jsonschema_errors_t *errs, const js_seg_t *path, 
     errs->items[errs->count++] = e;
 }
 
-const char *jsonschema__did_you_mean(char buf[128], const char *word,
-                                     const char *const *candidates, size_t n)
+const char *jsonschema__did_you_mean(char buf[128], const char *word, const char *const *candidates,
+                                     size_t n)
 {
     const char *best = sg_closest(word, candidates, n);
     if (best == NULL || strlen(best) > 100) {
@@ -201,8 +201,7 @@ static const char *key_of(const cJSON *j)
 
 static bool is_nonneg_int(const cJSON *j)
 {
-    return cJSON_IsNumber(j) && isfinite(j->valuedouble) && j->valuedouble >= 0 &&
-           floor(j->valuedouble) == j->valuedouble;
+    return cJSON_IsNumber(j) && j->valuedouble >= 0 && jsonschema__is_integral(j->valuedouble);
 }
 
 static const js_prop_t *find_prop(const js_node_t *node, const char *name)
@@ -235,8 +234,7 @@ static void add_type(cctx_t *c, js_node_t *node, const char *name)
         t++;
     }
     if (t == JS_T__COUNT) {
-        cerr(c, "type",
-             jsonschema__did_you_mean(buf, name, jsonschema__type_names, JS_T__COUNT),
+        cerr(c, "type", jsonschema__did_you_mean(buf, name, jsonschema__type_names, JS_T__COUNT),
              "unknown type \"%s\"", name);
         return;
     }
@@ -249,8 +247,7 @@ static void add_type(cctx_t *c, js_node_t *node, const char *name)
     node->types[node->ntypes++] = (unsigned char)t;
 }
 
-static void kw_type(cctx_t *c, js_node_t *node, const cJSON *val, size_t depth,
-                    const kw_def_t *kw)
+static void kw_type(cctx_t *c, js_node_t *node, const cJSON *val, size_t depth, const kw_def_t *kw)
 {
     (void)depth;
     (void)kw;
@@ -370,8 +367,7 @@ static void kw_additional(cctx_t *c, js_node_t *node, const cJSON *val, size_t d
         compile_schema(c, val, depth + 1, "additionalProperties", "additionalProperties");
 }
 
-static void kw_items(cctx_t *c, js_node_t *node, const cJSON *val, size_t depth,
-                     const kw_def_t *kw)
+static void kw_items(cctx_t *c, js_node_t *node, const cJSON *val, size_t depth, const kw_def_t *kw)
 {
     (void)kw;
     if (cJSON_IsArray(val)) {
@@ -382,8 +378,7 @@ static void kw_items(cctx_t *c, js_node_t *node, const cJSON *val, size_t depth,
     node->items = compile_schema(c, val, depth + 1, "items", "items");
 }
 
-static void kw_count(cctx_t *c, js_node_t *node, const cJSON *val, size_t depth,
-                     const kw_def_t *kw)
+static void kw_count(cctx_t *c, js_node_t *node, const cJSON *val, size_t depth, const kw_def_t *kw)
 {
     (void)depth;
     if (!is_nonneg_int(val)) {
@@ -400,8 +395,8 @@ static void kw_number(cctx_t *c, js_node_t *node, const cJSON *val, size_t depth
     char hint[128];
     (void)depth;
     if (!cJSON_IsNumber(val) || !isfinite(val->valuedouble)) {
-        bool old_style = cJSON_IsBool(val) && (kw->limit == JS_LIM_EXCL_MINIMUM ||
-                                               kw->limit == JS_LIM_EXCL_MAXIMUM);
+        bool old_style = cJSON_IsBool(val) &&
+                         (kw->limit == JS_LIM_EXCL_MINIMUM || kw->limit == JS_LIM_EXCL_MAXIMUM);
         if (old_style) {
             /* Draft 4 wrote "minimum": 0, "exclusiveMinimum": true. */
             snprintf(hint, sizeof(hint), "write the limit itself, e.g. \"%s\": 0 (draft 2020)",
@@ -433,8 +428,7 @@ static void copy_value(cctx_t *c, jv_t *dst, const cJSON *val, const char *keywo
     }
 }
 
-static void kw_enum(cctx_t *c, js_node_t *node, const cJSON *val, size_t depth,
-                    const kw_def_t *kw)
+static void kw_enum(cctx_t *c, js_node_t *node, const cJSON *val, size_t depth, const kw_def_t *kw)
 {
     (void)depth;
     (void)kw;
@@ -461,8 +455,7 @@ static void kw_enum(cctx_t *c, js_node_t *node, const cJSON *val, size_t depth,
     }
 }
 
-static void kw_const(cctx_t *c, js_node_t *node, const cJSON *val, size_t depth,
-                     const kw_def_t *kw)
+static void kw_const(cctx_t *c, js_node_t *node, const cJSON *val, size_t depth, const kw_def_t *kw)
 {
     (void)depth;
     (void)kw;
@@ -525,8 +518,7 @@ static void kw_examples(cctx_t *c, js_node_t *node, const cJSON *val, size_t dep
     }
 }
 
-static void kw_any(cctx_t *c, js_node_t *node, const cJSON *val, size_t depth,
-                   const kw_def_t *kw)
+static void kw_any(cctx_t *c, js_node_t *node, const cJSON *val, size_t depth, const kw_def_t *kw)
 {
     (void)c;
     (void)node;
@@ -565,14 +557,38 @@ static const kw_def_t keywords[] = {
 
 /* Real JSON Schema keywords we leave out; they get a clearer hint than a near-miss. */
 static const char *const unsupported[] = {
-    "$ref",          "$defs",           "definitions",       "allOf",
-    "anyOf",         "oneOf",           "not",               "if",
-    "then",          "else",            "patternProperties", "propertyNames",
-    "minProperties", "maxProperties",   "dependentRequired", "dependentSchemas",
-    "dependencies",  "uniqueItems",     "contains",          "minContains",
-    "maxContains",   "prefixItems",     "additionalItems",   "unevaluatedItems",
-    "multipleOf",    "contentEncoding", "contentMediaType",  "unevaluatedProperties",
-    "readOnly",      "writeOnly",       "deprecated",        "$anchor",
+    "$ref",
+    "$defs",
+    "definitions",
+    "allOf",
+    "anyOf",
+    "oneOf",
+    "not",
+    "if",
+    "then",
+    "else",
+    "patternProperties",
+    "propertyNames",
+    "minProperties",
+    "maxProperties",
+    "dependentRequired",
+    "dependentSchemas",
+    "dependencies",
+    "uniqueItems",
+    "contains",
+    "minContains",
+    "maxContains",
+    "prefixItems",
+    "additionalItems",
+    "unevaluatedItems",
+    "multipleOf",
+    "contentEncoding",
+    "contentMediaType",
+    "unevaluatedProperties",
+    "readOnly",
+    "writeOnly",
+    "deprecated",
+    "$anchor",
 };
 
 static void unknown_keyword(cctx_t *c, const cJSON *m)

@@ -11,8 +11,9 @@
  *
  * `pattern` is a POSIX extended regular expression (regcomp REG_EXTENDED), not ECMA-262:
  * there is no \d (rejected at compile time with a hint: use [0-9]), no lookaround, no
- * lazy quantifiers, a backslash inside [...] is a literal backslash, and matching is
- * byte-wise in the C locale (so "." matches one byte of a multi-byte character).
+ * lazy quantifiers, a backslash inside [...] is a literal backslash, and in the C locale
+ * (sagad never calls setlocale) matching is byte-wise, so "." matches one byte of a
+ * multi-byte character.
  * As in JSON Schema the search is unanchored: use ^ and $. glibc's matcher is not linear
  * (an unanchored search that fails is quadratic in the string), so to keep validation of
  * hostile input bounded, backreferences and repetitions that expand beyond 1000 atoms are

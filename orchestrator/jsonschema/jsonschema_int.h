@@ -54,10 +54,10 @@ typedef enum { JV_NULL, JV_FALSE, JV_TRUE, JV_NUMBER, JV_STRING, JV_ARRAY, JV_OB
 typedef struct jv jv_t;
 struct jv {
     jv_kind_t kind;
-    double num;   /* JV_NUMBER */
-    char *str;    /* JV_STRING */
-    char *key;    /* member name when this value sits in an object */
-    jv_t *items;  /* JV_ARRAY and JV_OBJECT */
+    double num;  /* JV_NUMBER */
+    char *str;   /* JV_STRING */
+    char *key;   /* member name when this value sits in an object */
+    jv_t *items; /* JV_ARRAY and JV_OBJECT */
     size_t count;
 };
 
@@ -69,9 +69,9 @@ typedef struct {
 } js_prop_t;
 
 struct js_node {
-    int boolean;                  /* -1: object schema; 0: the schema false; 1: true */
+    int boolean;                      /* -1: object schema; 0: the schema false; 1: true */
     unsigned char types[JS_T__COUNT]; /* js_type_t in schema order */
-    size_t ntypes;                /* 0: any type */
+    size_t ntypes;                    /* 0: any type */
     js_prop_t *props;
     const char **prop_names; /* the same names, contiguous for sg_closest */
     size_t nprops;
@@ -108,8 +108,11 @@ void jsonschema__error_addv(sg_jsonschema_errors_t *errs, const js_seg_t *path, 
 
 /* "did you mean \"x\"?" in buf for the closest candidate, or NULL when none is close.
  * sg_closest never proposes a candidate over 64 bytes, so 128 bytes always suffice. */
-const char *jsonschema__did_you_mean(char buf[128], const char *word,
-                                     const char *const *candidates, size_t n);
+const char *jsonschema__did_you_mean(char buf[128], const char *word, const char *const *candidates,
+                                     size_t n);
+
+/* True for finite numbers without a fractional part (JSON Schema's "integer"). */
+bool jsonschema__is_integral(double d);
 
 /* Shortest text that reads back as the same double ("1", "0.5", "1e+300"). */
 void jsonschema__fmt_num(double d, char out[32]);

@@ -8,7 +8,6 @@
  * jsonschema_validate.c do), and it need not diagnose plain syntax errors: regcomp does.
  */
 #include <ctype.h>
-#include <math.h>
 #include <string.h>
 
 #include "orchestrator/jsonschema/jsonschema_int.h"
@@ -63,7 +62,7 @@ static size_t parse_interval(const char *p, size_t i, double *copies)
         return 0;
     }
     for (; isdigit((unsigned char)p[j]); j++) {
-        m = fmin(m * 10 + (p[j] - '0'), 1e9);
+        m = m < 1e9 ? m * 10 + (p[j] - '0') : m;
     }
     n = m;
     if (p[j] == ',') {
@@ -71,14 +70,17 @@ static size_t parse_interval(const char *p, size_t i, double *copies)
         n = m + 1; /* "{m,}" is m copies and a star */
         if (isdigit((unsigned char)p[j])) {
             for (n = 0; isdigit((unsigned char)p[j]); j++) {
-                n = fmin(n * 10 + (p[j] - '0'), 1e9);
+                n = n < 1e9 ? n * 10 + (p[j] - '0') : n;
             }
         }
     }
     if (p[j] != '}') {
         return 0;
     }
-    *copies = fmax(fmax(m, n), 1);
+    *copies = m > n ? m : n;
+    if (*copies < 1) {
+        *copies = 1; /* "x{0}" still costs its one parse */
+    }
     return j + 1;
 }
 

@@ -6,7 +6,6 @@
  * except for error records, and never recurse deeper than the schema: the instance comes
  * from outside, the schema's depth was bounded when it was compiled.
  */
-#include <math.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -51,11 +50,6 @@ static void pop(vctx_t *v)
     v->depth--;
 }
 
-static bool is_integral(double d)
-{
-    return isfinite(d) && floor(d) == d;
-}
-
 static bool has_type(const cJSON *inst, js_type_t t)
 {
     switch (t) {
@@ -68,7 +62,7 @@ static bool has_type(const cJSON *inst, js_type_t t)
     case JS_T_NUMBER:
         return cJSON_IsNumber(inst);
     case JS_T_INTEGER:
-        return cJSON_IsNumber(inst) && is_integral(inst->valuedouble);
+        return cJSON_IsNumber(inst) && jsonschema__is_integral(inst->valuedouble);
     case JS_T_BOOLEAN:
         return cJSON_IsBool(inst);
     case JS_T_NULL:
@@ -83,7 +77,7 @@ static bool has_type(const cJSON *inst, js_type_t t)
 static const char *type_name_of(const cJSON *inst)
 {
     if (cJSON_IsNumber(inst)) {
-        return is_integral(inst->valuedouble) ? "integer" : "number";
+        return jsonschema__is_integral(inst->valuedouble) ? "integer" : "number";
     }
     for (size_t t = 0; t < JS_T__COUNT; t++) {
         if (has_type(inst, (js_type_t)t)) {
@@ -245,8 +239,7 @@ static void check_string(vctx_t *v, const js_node_t *node, const char *s)
         if (rc == REG_NOMATCH) {
             fail(v, "pattern", NULL, "must match pattern \"%s\"", node->pattern);
         } else if (rc != 0) {
-            fail(v, "pattern", NULL, "could not be matched against pattern \"%s\"",
-                 node->pattern);
+            fail(v, "pattern", NULL, "could not be matched against pattern \"%s\"", node->pattern);
         }
     }
 }
@@ -256,8 +249,8 @@ static void validate_node(vctx_t *v, const js_node_t *node, const cJSON *inst);
 static void check_array(vctx_t *v, const js_node_t *node, const cJSON *inst)
 {
     if (has_limit(node, JS_LIM_MIN_ITEMS) || has_limit(node, JS_LIM_MAX_ITEMS)) {
-        check_count(v, node, (double)cJSON_GetArraySize(inst), JS_LIM_MIN_ITEMS,
-                    JS_LIM_MAX_ITEMS, "have", "item", "");
+        check_count(v, node, (double)cJSON_GetArraySize(inst), JS_LIM_MIN_ITEMS, JS_LIM_MAX_ITEMS,
+                    "have", "item", "");
     }
     if (node->items == NULL) {
         return;

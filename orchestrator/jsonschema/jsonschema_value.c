@@ -7,6 +7,7 @@
  * except in step with a copy.
  */
 #include <math.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -31,6 +32,17 @@ void jsonschema__fmt_num(double d, char out[32])
             return;
         }
     }
+}
+
+bool jsonschema__is_integral(double d)
+{
+    /* Every double of magnitude 2^53 or more is an integer; below, the cast is exact.
+     * Written without floor() so the module needs no libm. */
+    double mag = d < 0 ? -d : d;
+    if (!isfinite(d)) {
+        return false;
+    }
+    return mag >= 9007199254740992.0 || d == (double)(int64_t)d;
 }
 
 static sg_err_t copy_container(jv_t *dst, const cJSON *src, size_t depth);

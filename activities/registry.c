@@ -1,0 +1,140 @@
+/*
+ * activities registry: the one static table of activity modules, lookups into it, and
+ * the result helpers every handler uses.
+ *
+ * It must never hold mutable state: transports in several threads (and processes)
+ * read the table at the same time.
+ */
+#include "activities/activity.h"
+
+#include <stdio.h>
+#include <string.h>
+
+/* ---- the table: one line per module ---- */
+
+/* Defined in each module's file; declared here rather than in the public header so
+ * that nothing but this table can reach a module except through its queue name. */
+extern const sg_activity_module_t sg_activity_test_module;
+
+static const sg_activity_module_t *const modules[] = {
+    &sg_activity_test_module,
+};
+
+const sg_activity_module_t *const *sg_activity_modules(size_t *n)
+{
+    *n = SG_ARRAY_LEN(modules);
+    return modules;
+}
+
+const sg_activity_module_t *sg_activity_module(const char *queue)
+{
+    if (queue == NULL) {
+        return NULL;
+    }
+    for (size_t i = 0; i < SG_ARRAY_LEN(modules); i++) {
+        if (strcmp(modules[i]->queue, queue) == 0) {
+            return modules[i];
+        }
+    }
+    return NULL;
+}
+
+const char *sg_activity_split(const char *activity, size_t *queue_len)
+{
+    if (activity == NULL) {
+        return NULL;
+    }
+    const char *dot = strchr(activity, '.');
+    if (dot == NULL || dot == activity || dot[1] == '\0') {
+        return NULL;
+    }
+    *queue_len = (size_t)(dot - activity);
+    return dot + 1;
+}
+
+const sg_activity_op_t *sg_activity_module_op(const sg_activity_module_t *m, const char *op)
+{
+    if (m == NULL || op == NULL) {
+        return NULL;
+    }
+    for (size_t i = 0; i < m->n_ops; i++) {
+        if (strcmp(m->ops[i].name, op) == 0) {
+            return &m->ops[i];
+        }
+    }
+    return NULL;
+}
+
+/* ---- results ---- */
+
+static const char *const outcome_names[] = {"ok", "retryable", "fatal"};
+
+const char *sg_task_outcome_name(sg_task_outcome_t o)
+{
+    if ((unsigned)o >= SG_ARRAY_LEN(outcome_names)) {
+        return "unknown";
+    }
+    return outcome_names[o];
+}
+
+void sg_task_result_fini(sg_task_result_t *r)
+{
+    if (r == NULL) {
+        return;
+    }
+    sg_free(r->output);
+    sg_free(r->error_code);
+    sg_free(r->error_message);
+    memset(r, 0, sizeof(*r));
+}
+
+/* The out-of-memory form of a result: see sg_task_result_t. */
+static void result_nomem(sg_task_result_t *r)
+{
+    sg_task_result_fini(r);
+    r->outcome = SG_TASK_RETRYABLE;
+}
+
+void sg_task_ok(sg_task_result_t *r, const char *json)
+{
+    sg_task_result_fini(r);
+    r->outcome = SG_TASK_OK;
+    r->output = sg_strdup(json != NULL ? json : "null");
+    if (r->output == NULL) {
+        result_nomem(r);
+    }
+}
+
+void sg_task_fail(sg_task_result_t *r, sg_task_outcome_t o, const char *code, const char *fmt, ...)
+{
+    SG_ASSERT(o == SG_TASK_RETRYABLE || o == SG_TASK_FATAL);
+    SG_ASSERT(code != NULL);
+    sg_task_result_fini(r);
+    r->outcome = o;
+    r->error_code = sg_strdup(code);
+    va_list ap, ap2;
+    va_start(ap, fmt);
+    va_copy(ap2, ap);
+    char *text = NULL;
+    int n = vsnprintf(NULL, 0, fmt, ap);
+    if (n >= 0) {
+        text = sg_malloc((size_t)n + 1);
+        if (text != NULL) {
+            vsnprintf(text, (size_t)n + 1, fmt, ap2);
+        }
+    }
+    va_end(ap2);
+    va_end(ap);
+    r->error_message = text;
+    if (r->error_code == NULL || r->error_message == NULL) {
+        result_nomem(r);
+    }
+}
+
+const char *sg_task_result_code(const sg_task_result_t *r)
+{
+    if (r->outcome == SG_TASK_OK) {
+        return NULL;
+    }
+    return r->error_code != NULL ? r->error_code : "saga.nomem";
+}

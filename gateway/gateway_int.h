@@ -1,0 +1,113 @@
+/*
+ * gateway internals shared by gateway.c (HTTP plumbing, store pool), routes.c (the route
+ * table and the handlers that write), query.c (the handlers that read) and json.c
+ * (problem documents, times, cursors). Never included from another folder.
+ */
+#ifndef SG_GATEWAY_INT_H
+#define SG_GATEWAY_INT_H
+
+#include "gateway/gateway.h"
+
+#include <cjson/cJSON.h>
+
+#define GW_MAX_PARAMS 4
+#define GW_ID_MAX 31 /* instance ids fit sg_store_inst_t.id */
+
+/* One request as the handlers see it, and the response they fill in. */
+typedef struct {
+    sg_gateway_t *gw;
+    void *con; /* struct MHD_Connection *, only for gw__query/gw__header */
+    const char *method;
+    const char *path;
+    const char *params[GW_MAX_PARAMS]; /* the {placeholders} of the route, in order */
+    size_t n_params;
+    const char *body; /* NUL-terminated; body_len excludes the NUL */
+    size_t body_len;
+
+    unsigned status;
+    const char *ctype; /* static string */
+    char *resp;        /* cJSON_malloc'd text, or static when resp_static */
+    size_t resp_len;
+    bool resp_static;
+    char location[96]; /* "" = no Location header */
+    char allow[48];    /* "" = no Allow header */
+    bool retry_after;  /* add "Retry-After: 1" (503) */
+} gw_req_t;
+
+typedef void (*gw_handler_fn)(gw_req_t *r);
+
+/*
+ * A route: method, path pattern with {name} placeholders for whole segments, handler,
+ * and the scope a caller will need once the gateway authenticates (unused today).
+ */
+typedef struct {
+    const char *method;
+    const char *pattern;
+    gw_handler_fn handler;
+    const char *scope;
+} gw_route_t;
+
+/* routes.c: the table, for the dispatcher in gateway.c. */
+extern const gw_route_t gw__routes[];
+extern const size_t gw__n_routes;
+
+/* gateway.c: what handlers need from the gateway. */
+sg_driver_t *gw__driver(const sg_gateway_t *g);
+/* A query-string argument or request header (decoded by MHD), NULL when absent. */
+const char *gw__query(const gw_req_t *r, const char *key);
+const char *gw__header(const gw_req_t *r, const char *key);
+/* A read-only store handle from the pool; give it back with gw__store_put (broken =
+ * the last call failed with SG_ERR_IO: the handle is closed instead of reused). NULL when
+ * the database cannot be opened; the reason is in err. */
+sg_store_t *gw__store_get(sg_gateway_t *g, char *err, size_t errlen);
+void gw__store_put(sg_gateway_t *g, sg_store_t *st, bool broken);
+
+/* query.c: an instance row copied out of the store (its strings are owned). */
+typedef struct {
+    char id[32];
+    char *workflow, *status, *reason, *input, *state;
+    int64_t version, created_ms, updated_ms, deadline_ms;
+    bool nomem;
+} gw_inst_row_t;
+
+/* Loads instance id into row (zeroed first): SG_OK, SG_ERR_NOT_FOUND, SG_ERR_NOMEM or the
+ * store's error. Free with gw__inst_row_fini whatever the result. */
+sg_err_t gw__inst_load(sg_store_t *st, const char *id, gw_inst_row_t *row);
+void gw__inst_row_fini(gw_inst_row_t *row);
+
+/* query.c: the handlers that only read. */
+void gw__h_instance_get(gw_req_t *r);
+void gw__h_instance_history(gw_req_t *r);
+void gw__h_instance_list(gw_req_t *r);
+
+/* json.c: responses. Each replaces any response already set. */
+/* Sends doc as application/json and deletes it; NULL doc (OOM) becomes a 503. */
+void gw__reply_json(gw_req_t *r, unsigned status, cJSON *doc);
+/* Sends a problem document {type, title, status, detail}; slug names the type. */
+void gw__problem(gw_req_t *r, unsigned status, const char *slug, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+/* Sends a problem document whose members are extended by extra (taken, may be NULL). */
+void gw__problem_with(gw_req_t *r, unsigned status, const char *slug, cJSON *extra, const char *fmt,
+                      ...) __attribute__((format(printf, 5, 6)));
+/* The problem for a failed store call or open (503: the service, not the request). */
+void gw__store_problem(gw_req_t *r, sg_err_t rc, const char *msg);
+
+/* json.c: values. */
+/* "2026-11-26T04:51:07.123Z" into out (>= 32 bytes); ms <= 0 gives "" (use null). */
+void gw__rfc3339(int64_t ms, char out[32]);
+/* A time member: the RFC 3339 string, or null when ms <= 0. False on OOM. */
+bool gw__add_time(cJSON *obj, const char *key, int64_t ms);
+/* JSON text from the database as a value: parsed, or the raw text as a string when it
+ * does not parse (a corrupt row must not hide the rest), or null for NULL. */
+cJSON *gw__json_value(const char *text);
+/* A string member, or null for NULL. */
+bool gw__add_str(cJSON *obj, const char *key, const char *s);
+/* Decimal text -> *out within [min, max]; false for anything else. */
+bool gw__parse_i64(const char *s, int64_t min, int64_t max, int64_t *out);
+/* An instance id as it may appear in a path: 1..31 of [0-9A-Za-z_-]. */
+bool gw__valid_id(const char *id);
+/* The list cursor: opaque base64url of "created_ms.id". */
+void gw__cursor_encode(int64_t created_ms, const char *id, char out[96]);
+bool gw__cursor_decode(const char *token, int64_t *created_ms, char id[32]);
+
+#endif

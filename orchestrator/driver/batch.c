@@ -1,0 +1,430 @@
+/*
+ * driver batch: applies one batch of work items and due timers inside one SQLite
+ * transaction, then, only after the commit, dispatches tasks, arms timers and answers
+ * callers. If the commit fails nothing was acknowledged: the touched instances are
+ * reloaded from the database and every caller gets an error; dropped results come
+ * back through the attempts' timeouts.
+ */
+#include "orchestrator/driver/driver_int.h"
+#include "orchestrator/log/log.h"
+
+#include <stdio.h>
+#include <string.h>
+
+static uint64_t next_rand(sg_driver_t *d)
+{
+    d->rng ^= d->rng << 13;
+    d->rng ^= d->rng >> 7;
+    d->rng ^= d->rng << 17;
+    return d->rng;
+}
+
+static const char *const attempt_status[] = {
+    [SG_TASK_OK] = "ok", [SG_TASK_RETRYABLE] = "failed", [SG_TASK_FATAL] = "failed"};
+
+/* ---- effects -> rows and post-commit work ---- */
+
+static bool queue_dispatch(sg_driver_t *d, const sg_inst_t *inst, const sg_cmd_t *c)
+{
+    if (!drv__grow((void **)&d->dispatches, &d->cap_dispatch, d->n_dispatch,
+                   sizeof(*d->dispatches))) {
+        return false;
+    }
+    const sg_step_t *st = inst->def->all_steps[c->step];
+    dispatch_t *dp = &d->dispatches[d->n_dispatch];
+    memset(dp, 0, sizeof(*dp));
+    dp->instance_id = sg_strdup(inst->id);
+    dp->step_id = sg_strdup(st->id);
+    dp->activity = sg_strdup(c->name);
+    dp->input = sg_strdup(c->payload);
+    dp->idem_key = sg_asprintf("%s/%s%s", inst->id, st->id, c->compensation ? "/compensate" : "");
+    if (!dp->instance_id || !dp->step_id || !dp->activity || !dp->input || !dp->idem_key) {
+        sg_free(dp->instance_id);
+        sg_free(dp->step_id);
+        sg_free(dp->activity);
+        sg_free(dp->input);
+        sg_free(dp->idem_key);
+        return false;
+    }
+    dp->task = (sg_task_t){.instance_id = dp->instance_id, .step_id = dp->step_id,
+                           .step = c->step, .attempt = c->attempt,
+                           .compensation = c->compensation, .activity = dp->activity,
+                           .input = dp->input, .idempotency_key = dp->idem_key,
+                           .deadline_ms = c->at_ms};
+    d->n_dispatch++;
+    return true;
+}
+
+static bool queue_timer(sg_driver_t *d, const char *id, sg_timer_kind_t kind, uint32_t step,
+                        uint32_t attempt, bool comp, uint64_t at)
+{
+    if (!drv__grow((void **)&d->new_timers, &d->cap_new_timers, d->n_new_timers,
+                   sizeof(*d->new_timers))) {
+        return false;
+    }
+    tmr_t *t = &d->new_timers[d->n_new_timers++];
+    *t = (tmr_t){.fire_ms = at, .kind = kind, .step = step, .attempt = attempt,
+                 .compensation = comp};
+    snprintf(t->id, sizeof(t->id), "%s", id);
+    return true;
+}
+
+static bool write_cmd(sg_driver_t *d, sg_inst_t *inst, const sg_cmd_t *c, uint64_t now)
+{
+    sg_store_t *st = d->store;
+    switch (c->kind) {
+    case SG_CMD_DISPATCH: {
+        sg_store_attempt_t a = {.instance_id = inst->id, .step = c->step,
+                                .compensation = c->compensation, .attempt = c->attempt,
+                                .activity = c->name, .input = c->payload, .status = "running",
+                                .started_ms = (int64_t)now, .deadline_ms = (int64_t)c->at_ms};
+        return sg_store_attempt_insert(st, &a) == SG_OK && queue_dispatch(d, inst, c) &&
+               queue_timer(d, inst->id, SG_TIMER_TIMEOUT, c->step, c->attempt, c->compensation,
+                           c->at_ms);
+    }
+    case SG_CMD_TIMER:
+        return sg_store_timer_put(st, inst->id, (int)c->timer, c->step, c->compensation,
+                                  c->attempt, (int64_t)c->at_ms) == SG_OK &&
+               queue_timer(d, inst->id, c->timer, c->step, c->attempt, c->compensation, c->at_ms);
+    case SG_CMD_EMIT:
+        return sg_store_event_append(st, c->name, inst->id, (int64_t)now, c->payload) == SG_OK;
+    }
+    return false;
+}
+
+static void count_finish(sg_driver_t *d, const sg_inst_t *inst)
+{
+    switch (inst->status) {
+    case SG_INST_COMPLETED:
+        atomic_fetch_add(&d->completed, 1);
+        break;
+    case SG_INST_COMPENSATED:
+        atomic_fetch_add(&d->compensated, 1);
+        break;
+    case SG_INST_FAILED:
+        atomic_fetch_add(&d->failed, 1);
+        break;
+    case SG_INST_COMPENSATION_FAILED:
+        atomic_fetch_add(&d->compensation_failed, 1);
+        break;
+    default:
+        break;
+    }
+}
+
+bool drv__persist(sg_driver_t *d, sg_inst_t *inst, bool created, uint64_t now)
+{
+    sg_store_t *st = d->store;
+    for (size_t i = 0; i < d->fx.n_hist; i++) {
+        const sg_hist_t *h = &d->fx.hist[i];
+        if (sg_store_hist_append(st, inst->id, (int64_t)++inst->hist_seq, (int64_t)now, h->type,
+                                 h->step, h->attempt, h->detail) != SG_OK) {
+            return false;
+        }
+    }
+    for (size_t i = 0; i < d->fx.n_cmds; i++) {
+        if (!write_cmd(d, inst, &d->fx.cmds[i], now)) {
+            return false;
+        }
+    }
+    char *state = sg_inst_state_json(inst);
+    if (state == NULL) {
+        return false;
+    }
+    sg_store_inst_t row = {.workflow = inst->def->name, .version = inst->def->version,
+                           .status = sg_inst_status_name(inst->status),
+                           .reason = sg_reason_name(inst->reason), .input = inst->input,
+                           .state = state, .created_ms = (int64_t)inst->created_ms,
+                           .updated_ms = (int64_t)inst->updated_ms,
+                           .deadline_ms = (int64_t)inst->deadline_ms,
+                           .seq = (int64_t)inst->version, .hist_seq = (int64_t)inst->hist_seq};
+    snprintf(row.id, sizeof(row.id), "%s", inst->id);
+    sg_err_t rc = created ? sg_store_inst_insert(st, &row) : sg_store_inst_update(st, &row);
+    sg_free(state);
+    if (rc != SG_OK) {
+        return false;
+    }
+    if (d->fx.finished) {
+        if (sg_store_timer_delete_instance(st, inst->id) != SG_OK ||
+            !drv__grow((void **)&d->finished, &d->cap_finished, d->n_finished,
+                       sizeof(*d->finished))) {
+            return false;
+        }
+        snprintf(d->finished[d->n_finished++], 32, "%s", inst->id);
+    }
+    return true;
+}
+
+/* ---- applying one thing ---- */
+
+/* Applies ev to inst and persists the outcome. Returns the engine's verdict, or
+ * SG_ERR_IO when the store failed (the batch must roll back). */
+static sg_err_t apply(sg_driver_t *d, sg_inst_t *inst, const sg_event_t *ev, bool created,
+                      uint64_t now)
+{
+    sg_effects_reset(&d->fx);
+    sg_err_t rc = sg_engine_apply(d->jq, inst, ev, now, next_rand(d), &d->fx);
+    if (rc != SG_OK) {
+        return rc;
+    }
+    if (!drv__persist(d, inst, created, now)) {
+        sg_log(SG_LOG_ERROR, &(sg_log_ctx_t){.instance = inst->id}, "store: %s",
+               sg_store_errmsg(d->store));
+        return SG_ERR_IO;
+    }
+    if (d->fx.finished) {
+        count_finish(d, inst);
+        sg_log(SG_LOG_INFO, &(sg_log_ctx_t){.instance = inst->id, .workflow = inst->def->name},
+               "saga %s%s%s", sg_inst_status_name(inst->status), inst->reason ? ": " : "",
+               sg_reason_name(inst->reason));
+    }
+    return SG_OK;
+}
+
+static bool add_reply(sg_driver_t *d, item_t *it, sg_err_t rc, const sg_start_result_t *res)
+{
+    if (!drv__grow((void **)&d->replies, &d->cap_replies, d->n_replies, sizeof(*d->replies))) {
+        return false;
+    }
+    reply_t *r = &d->replies[d->n_replies++];
+    r->it = it;
+    r->rc = rc;
+    memset(&r->res, 0, sizeof(r->res));
+    if (res != NULL) {
+        r->res = *res;
+    }
+    return true;
+}
+
+static sg_err_t do_start(sg_driver_t *d, item_t *it, uint64_t now)
+{
+    sg_start_result_t res = {.created = false};
+    if (it->idem_key != NULL &&
+        sg_store_idem_get(d->store, it->def->name, it->idem_key, res.id) == SG_OK) {
+        return add_reply(d, it, SG_OK, &res) ? SG_OK : SG_ERR_NOMEM;
+    }
+    char id[27];
+    sg_ulid_new(now, id);
+    sg_inst_t *inst = sg_inst_new(it->def, id, it->input, now);
+    if (inst == NULL) {
+        return SG_ERR_NOMEM;
+    }
+    sg_event_t ev = {.kind = SG_EV_START};
+    sg_err_t rc = apply(d, inst, &ev, true, now);
+    if (rc == SG_OK && it->idem_key != NULL &&
+        sg_store_idem_put(d->store, it->def->name, it->idem_key, id, (int64_t)now) != SG_OK) {
+        rc = SG_ERR_IO;
+    }
+    if (rc != SG_OK || !drv__table_put(&d->live, inst)) {
+        sg_inst_free(inst);
+        return rc != SG_OK ? rc : SG_ERR_NOMEM;
+    }
+    atomic_fetch_add(&d->started, 1);
+    atomic_fetch_add(&d->active, 1);
+    snprintf(res.id, sizeof(res.id), "%s", id);
+    res.created = true;
+    return add_reply(d, it, SG_OK, &res) ? SG_OK : SG_ERR_NOMEM;
+}
+
+static sg_err_t do_result(sg_driver_t *d, item_t *it, uint64_t now)
+{
+    const char *status = attempt_status[it->outcome];
+    sg_err_t rc = sg_store_attempt_finish(d->store, it->id, it->step, it->compensation,
+                                          it->attempt, status, it->output, it->error_code,
+                                          it->error_message, (int64_t)now);
+    if (rc == SG_ERR_STATE || rc == SG_ERR_NOT_FOUND) {
+        atomic_fetch_add(&d->duplicates, 1); /* a redelivery, or after a timeout: ignore */
+        return SG_OK;
+    }
+    if (rc != SG_OK) {
+        return SG_ERR_IO;
+    }
+    sg_inst_t *inst = drv__table_get(&d->live, it->id);
+    if (inst == NULL) {
+        return SG_OK; /* finished meanwhile: the attempt row says what happened */
+    }
+    sg_event_t ev = {.kind = SG_EV_RESULT, .step = it->step, .attempt = it->attempt,
+                     .compensation = it->compensation,
+                     .outcome = it->outcome == SG_TASK_OK          ? SG_OUTCOME_OK
+                                : it->outcome == SG_TASK_RETRYABLE ? SG_OUTCOME_RETRYABLE
+                                                                   : SG_OUTCOME_FATAL,
+                     .output = it->output, .error_code = it->error_code,
+                     .error_message = it->error_message};
+    rc = apply(d, inst, &ev, false, now);
+    return rc == SG_ERR_IO || rc == SG_ERR_NOMEM ? rc : SG_OK;
+}
+
+static sg_err_t do_control(sg_driver_t *d, item_t *it, uint64_t now)
+{
+    sg_inst_t *inst = drv__table_get(&d->live, it->id);
+    sg_err_t rc = SG_ERR_NOT_FOUND;
+    if (inst != NULL) {
+        sg_event_t ev = {.kind = it->kind == ITEM_CANCEL ? SG_EV_CANCEL : SG_EV_RETRY};
+        rc = apply(d, inst, &ev, false, now);
+    } else if (it->kind == ITEM_RETRY) {
+        rc = drv__revive(d, it->id, &inst); /* FAILED instances are not kept in memory */
+        if (rc == SG_OK) {
+            sg_event_t ev = {.kind = SG_EV_RETRY};
+            rc = apply(d, inst, &ev, false, now);
+            if (rc != SG_OK || !drv__table_put(&d->live, inst)) {
+                sg_inst_free(inst);
+                rc = rc != SG_OK ? rc : SG_ERR_NOMEM;
+            } else {
+                atomic_fetch_add(&d->active, 1);
+            }
+        }
+    }
+    if (rc == SG_ERR_IO || rc == SG_ERR_NOMEM) {
+        return rc;
+    }
+    return add_reply(d, it, rc, NULL) ? SG_OK : SG_ERR_NOMEM;
+}
+
+static sg_err_t do_timer(sg_driver_t *d, const tmr_t *t, uint64_t now)
+{
+    sg_inst_t *inst = drv__table_get(&d->live, t->id);
+    if (inst == NULL) {
+        return SG_OK;
+    }
+    if (t->kind == SG_TIMER_TIMEOUT) {
+        sg_err_t rc = sg_store_attempt_finish(d->store, t->id, t->step, t->compensation,
+                                              t->attempt, "timeout", NULL, "saga.timeout",
+                                              "the attempt timed out", (int64_t)now);
+        if (rc == SG_ERR_STATE || rc == SG_ERR_NOT_FOUND) {
+            return SG_OK; /* the result came first */
+        }
+        if (rc != SG_OK) {
+            return SG_ERR_IO;
+        }
+    } else if (sg_store_timer_delete(d->store, t->id, (int)t->kind, t->step, t->compensation,
+                                     t->attempt) != SG_OK) {
+        return SG_ERR_IO;
+    }
+    sg_event_t ev = {.kind = SG_EV_TIMER, .timer = t->kind, .step = t->step,
+                     .attempt = t->attempt, .compensation = t->compensation};
+    sg_err_t rc = apply(d, inst, &ev, false, now);
+    return rc == SG_ERR_IO || rc == SG_ERR_NOMEM ? rc : SG_OK;
+}
+
+/* ---- after the commit ---- */
+
+static void reply(item_t *it, sg_err_t rc, const sg_start_result_t *res)
+{
+    if (it->waiter != NULL) {
+        waiter_t *w = it->waiter;
+        pthread_mutex_lock(&w->mu);
+        w->rc = rc;
+        if (res != NULL) {
+            w->res = *res;
+        }
+        w->done = true;
+        pthread_cond_signal(&w->cv);
+        pthread_mutex_unlock(&w->mu);
+    } else if (it->cb != NULL) {
+        it->cb(it->cb_ctx, rc, res);
+    }
+}
+
+static void after_commit(sg_driver_t *d)
+{
+    for (size_t i = 0; i < d->n_new_timers; i++) {
+        if (!drv__heap_push(&d->timers, &d->new_timers[i])) {
+            sg_log(SG_LOG_ERROR, NULL, "out of memory arming a timer; it fires after restart");
+        }
+    }
+    for (size_t i = 0; i < d->n_finished; i++) {
+        sg_inst_t *inst = drv__table_get(&d->live, d->finished[i]);
+        if (inst != NULL && d->opts.on_finish != NULL) {
+            d->opts.on_finish(d->opts.finish_ctx, inst->id, sg_inst_status_name(inst->status),
+                              inst->created_ms, inst->updated_ms);
+        }
+        if (inst != NULL) {
+            drv__table_del(&d->live, inst->id);
+            sg_inst_free(inst);
+            atomic_fetch_sub(&d->active, 1);
+        }
+    }
+    for (size_t i = 0; i < d->n_dispatch; i++) {
+        if (d->tvt->dispatch(d->transport, &d->dispatches[i].task) != SG_OK) {
+            /* The attempt is durable: its timeout will retry it. */
+            sg_log(SG_LOG_WARN, &(sg_log_ctx_t){.instance = d->dispatches[i].instance_id,
+                                                .step = d->dispatches[i].step_id},
+                   "transport refused the task; it is retried after its timeout");
+        }
+    }
+    atomic_fetch_add(&d->dispatched, d->n_dispatch);
+    for (size_t i = 0; i < d->n_replies; i++) {
+        reply(d->replies[i].it, d->replies[i].rc, &d->replies[i].res);
+    }
+}
+
+static void clear_batch(sg_driver_t *d)
+{
+    for (size_t i = 0; i < d->n_dispatch; i++) {
+        dispatch_t *dp = &d->dispatches[i];
+        sg_free(dp->instance_id);
+        sg_free(dp->step_id);
+        sg_free(dp->activity);
+        sg_free(dp->input);
+        sg_free(dp->idem_key);
+    }
+    d->n_dispatch = d->n_new_timers = d->n_replies = d->n_finished = 0;
+}
+
+/* The commit failed: memory is ahead of the database. Reload what we touched. */
+static void recover_from_failed_batch(sg_driver_t *d, item_t *items)
+{
+    sg_store_rollback(d->store);
+    sg_log(SG_LOG_ERROR, NULL, "batch rolled back: %s", sg_store_errmsg(d->store));
+    drv__reload_all(d);
+    for (item_t *it = items; it != NULL; it = it->next) {
+        if (it->kind != ITEM_RESULT) {
+            reply(it, SG_ERR_IO, NULL);
+        }
+    }
+}
+
+void drv__run_batch(sg_driver_t *d, item_t *items, uint64_t now)
+{
+    uint64_t t0 = sg_mono_ms();
+    if (sg_store_begin(d->store) != SG_OK) {
+        recover_from_failed_batch(d, items);
+        goto done;
+    }
+    sg_err_t rc = SG_OK;
+    size_t n = 0;
+    for (item_t *it = items; it != NULL && rc == SG_OK; it = it->next, n++) {
+        switch (it->kind) {
+        case ITEM_START:
+            rc = do_start(d, it, now);
+            break;
+        case ITEM_RESULT:
+            rc = do_result(d, it, now);
+            break;
+        default:
+            rc = do_control(d, it, now);
+        }
+    }
+    tmr_t t;
+    size_t budget = d->opts.max_batch;
+    while (rc == SG_OK && budget-- > 0 && drv__heap_pop_due(&d->timers, now, &t)) {
+        rc = do_timer(d, &t, now);
+        n++;
+    }
+    if (rc != SG_OK || sg_store_commit(d->store) != SG_OK) {
+        clear_batch(d);
+        recover_from_failed_batch(d, items);
+        goto done;
+    }
+    after_commit(d);
+    clear_batch(d);
+    atomic_fetch_add(&d->batches, 1);
+    atomic_fetch_add(&d->items, n);
+    atomic_fetch_add(&d->commit_us_total, (sg_mono_ms() - t0) * 1000);
+done:
+    while (items != NULL) {
+        item_t *next = items->next;
+        drv__item_free(items);
+        items = next;
+    }
+}

@@ -1,0 +1,160 @@
+/*
+ * driver internals: the work queue, the timer heap, the instance table, the
+ * definitions registry, shared by driver.c, batch.c, recover.c and registry.c.
+ */
+#ifndef SG_DRIVER_INT_H
+#define SG_DRIVER_INT_H
+
+#include "activities/activity.h"
+#include "orchestrator/driver/driver.h"
+#include "orchestrator/engine/engine.h"
+#include "orchestrator/transport/transport.h"
+
+#include <pthread.h>
+#include <stdatomic.h>
+
+/* ---- work items ---- */
+
+typedef enum { ITEM_START, ITEM_CANCEL, ITEM_RETRY, ITEM_RESULT } item_kind_t;
+
+/* A caller blocked until its request is durable. */
+typedef struct {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    bool done;
+    sg_err_t rc;
+    sg_start_result_t res;
+} waiter_t;
+
+typedef struct item {
+    struct item *next;
+    item_kind_t kind;
+    char id[32]; /* CANCEL, RETRY, RESULT */
+    /* START */
+    const sg_def_t *def;
+    char *input;
+    char *idem_key;
+    sg_start_fn cb;
+    void *cb_ctx;
+    waiter_t *waiter; /* START, CANCEL, RETRY: blocking callers */
+    /* RESULT */
+    uint32_t step, attempt;
+    bool compensation;
+    sg_task_outcome_t outcome;
+    char *output, *error_code, *error_message;
+} item_t;
+
+void drv__item_free(item_t *it);
+
+/* ---- timers: a binary min-heap on fire time ---- */
+
+typedef struct {
+    uint64_t fire_ms;
+    char id[32];
+    sg_timer_kind_t kind;
+    uint32_t step, attempt;
+    bool compensation;
+} tmr_t;
+
+typedef struct {
+    tmr_t *items;
+    size_t count, cap;
+} heap_t;
+
+bool drv__heap_push(heap_t *h, const tmr_t *t);
+bool drv__heap_pop_due(heap_t *h, uint64_t now, tmr_t *out);
+uint64_t drv__heap_next(const heap_t *h); /* UINT64_MAX when empty */
+void drv__heap_fini(heap_t *h);
+
+/* ---- live instances by id (open addressing, backward-shift deletion) ---- */
+
+typedef struct {
+    sg_inst_t **slots;
+    size_t cap, count;
+} table_t;
+
+sg_inst_t *drv__table_get(const table_t *t, const char *id);
+bool drv__table_put(table_t *t, sg_inst_t *inst);
+void drv__table_del(table_t *t, const char *id);
+void drv__table_fini(table_t *t); /* frees the instances */
+
+/* ---- definitions registry ---- */
+
+typedef struct {
+    pthread_rwlock_t lock;
+    sg_def_t **defs;
+    size_t count, cap;
+} registry_t;
+
+void drv__registry_init(registry_t *r);
+void drv__registry_fini(registry_t *r);
+/* Registers defs stored in the database, then every valid file of dir (recursively);
+ * writes new ones to the store. Engine thread (or before it starts). */
+void drv__registry_load(registry_t *r, sg_store_t *st, const char *dir);
+const sg_def_t *drv__registry_find(registry_t *r, const char *name, int64_t version);
+
+/* ---- the driver ---- */
+
+/* Work decided during a batch and carried out after its commit. */
+typedef struct {
+    sg_task_t task;
+    char *instance_id, *step_id, *activity, *input, *idem_key;
+} dispatch_t;
+
+typedef struct {
+    item_t *it;
+    sg_err_t rc;
+    sg_start_result_t res;
+} reply_t;
+
+struct sg_driver {
+    sg_driver_opts_t opts;
+    sg_store_t *store;
+    const sg_transport_vt_t *tvt;
+    sg_transport_t *transport;
+    sg_jqrt_t *jq;
+    registry_t registry;
+    table_t live;
+    heap_t timers;
+    uint64_t rng;
+
+    pthread_t thread;
+    pthread_mutex_t mu; /* guards the queue and the flags below */
+    pthread_cond_t cv;  /* the engine thread waits here for work */
+    pthread_cond_t idle_cv;
+    item_t *head, *tail;
+    size_t queued;
+    bool stopping, reload_requested, running;
+
+    /* per batch (engine thread only) */
+    sg_effects_t fx;
+    dispatch_t *dispatches;
+    size_t n_dispatch, cap_dispatch;
+    tmr_t *new_timers;
+    size_t n_new_timers, cap_new_timers;
+    reply_t *replies;
+    size_t n_replies, cap_replies;
+    char (*finished)[32];
+    size_t n_finished, cap_finished;
+
+    /* stats */
+    _Atomic uint64_t started, completed, compensated, failed, compensation_failed;
+    _Atomic uint64_t batches, items, dispatched, duplicates, commit_us_total, active;
+};
+
+/* batch.c: one transaction's worth of work (engine thread). */
+void drv__run_batch(sg_driver_t *d, item_t *items, uint64_t now);
+/* Persists what the engine decided for inst; false when the store failed. */
+bool drv__persist(sg_driver_t *d, sg_inst_t *inst, bool created, uint64_t now);
+
+/* recover.c: resume unfinished instances (engine thread, before the loop): load them,
+ * arm their timers, and dispatch their in-flight attempts again (same idempotency key). */
+sg_err_t drv__recover(sg_driver_t *d, uint64_t now);
+/* Forgets every live instance and timer and recovers again from the database. */
+void drv__reload_all(sg_driver_t *d);
+/* Loads a finished (FAILED, COMPENSATION_FAILED) instance for an operator retry. */
+sg_err_t drv__revive(sg_driver_t *d, const char *id, sg_inst_t **out);
+
+bool drv__grow(void **items, size_t *cap, size_t count, size_t elem);
+
+#endif

@@ -1,0 +1,887 @@
+/*
+ * store: the handle, its cached statements, and one small function per row operation.
+ * Every statement is a constant from store__queries (schema.c), prepared once per handle
+ * (SQLITE_PREPARE_PERSISTENT) on first use, bound with parameters, and reset with its
+ * bindings cleared before the function returns, so no caller pointer outlives a call.
+ *
+ * It must never build SQL from strings, trust what it reads (a NULL or a wrongly typed
+ * value where the schema allows none is reported as a corrupt row, not dereferenced), or
+ * write through a read-only handle.
+ */
+#include "orchestrator/store/store_int.h"
+
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+struct sg_store {
+    sqlite3 *db;
+    bool readonly;
+    sqlite3_stmt *stmts[STORE_Q__COUNT];
+    char err[512];
+};
+
+/* ---- errors ---- */
+
+__attribute__((format(printf, 3, 4))) static sg_err_t fail(sg_store_t *st, sg_err_t code,
+                                                           const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(st->err, sizeof(st->err), fmt, ap);
+    va_end(ap);
+    return code;
+}
+
+static sg_err_t fail_sql(sg_store_t *st, int rc, const char *what)
+{
+    return fail(st, store__map_rc(rc), "%s: %s", what, sqlite3_errmsg(st->db));
+}
+
+static sg_err_t missing(sg_store_t *st, const char *what, const char *field)
+{
+    return fail(st, SG_ERR_INVALID, "%s: %s is required", what, field);
+}
+
+static bool present(const char *s)
+{
+    return s != NULL && s[0] != '\0';
+}
+
+/* ---- running a cached statement ---- */
+
+/* One parameter, bound to ?1, ?2, ... in array order. */
+typedef struct {
+    enum { ARG_TEXT, ARG_INT, ARG_BLOB } kind;
+    const void *p; /* text (NULL binds NULL) or blob bytes */
+    int64_t i;     /* integer */
+    size_t n;      /* blob length */
+} arg_t;
+
+#define A_TEXT(v) ((arg_t){ARG_TEXT, (v), 0, 0})
+#define A_INT(v) ((arg_t){ARG_INT, NULL, (v), 0})
+#define A_BOOL(v) ((arg_t){ARG_INT, NULL, (v) ? 1 : 0, 0})
+#define A_BLOB(p, n) ((arg_t){ARG_BLOB, (p), 0, (n)})
+
+/* One use of a statement: the handle, the statement, and the first failure. */
+typedef struct {
+    sg_store_t *st;
+    sqlite3_stmt *s;
+    const char *what;
+    sg_err_t err;
+} q_t;
+
+/* Decodes the current row and hands it on; false stops. Decoding failures set q->err. */
+typedef bool (*row_fn)(q_t *q, void *arg);
+
+static sg_err_t prepare(sg_store_t *st, int id)
+{
+    int rc = sqlite3_prepare_v3(st->db, store__queries[id].sql, -1, SQLITE_PREPARE_PERSISTENT,
+                                &st->stmts[id], NULL);
+    return rc == SQLITE_OK ? SG_OK : fail_sql(st, rc, store__queries[id].name);
+}
+
+/* Gets statement id ready and binds args to it. False (q->err set) if the handle may not
+ * run it, it cannot be prepared, or a value cannot be bound; then it needs no reset. */
+static bool q_open(q_t *q, sg_store_t *st, int id, const arg_t *args, size_t n)
+{
+    SG_ASSERT(st != NULL && id >= 0 && id < STORE_Q__COUNT);
+    *q = (q_t){.st = st, .what = store__queries[id].name};
+    if (id < STORE_Q__FIRST_READ && st->readonly) {
+        q->err = fail(st, SG_ERR_STATE, "%s: the store was opened read-only", q->what);
+        return false;
+    }
+    if (st->stmts[id] == NULL) {
+        q->err = prepare(st, id);
+    } else if (sqlite3_stmt_busy(st->stmts[id])) {
+        /* Resetting it would pull the rows from under the scan that is calling back. */
+        q->err = fail(st, SG_ERR_STATE, "%s: called from its own callback", q->what);
+    }
+    q->s = st->stmts[id];
+    int rc = SQLITE_OK;
+    for (size_t i = 0; q->err == SG_OK && rc == SQLITE_OK && i < n; i++) {
+        const arg_t *a = &args[i];
+        int k = (int)i + 1;
+        /* SQLITE_STATIC: the bindings are cleared before the call returns. */
+        if (a->kind == ARG_INT) {
+            rc = sqlite3_bind_int64(q->s, k, a->i);
+        } else if (a->p == NULL) {
+            rc = sqlite3_bind_null(q->s, k);
+        } else if (a->kind == ARG_TEXT) {
+            rc = sqlite3_bind_text(q->s, k, a->p, -1, SQLITE_STATIC);
+        } else {
+            rc = sqlite3_bind_blob64(q->s, k, a->p, a->n, SQLITE_STATIC);
+        }
+    }
+    if (rc != SQLITE_OK) {
+        q->err = fail_sql(st, rc, q->what);
+        sqlite3_clear_bindings(q->s);
+    }
+    return q->err == SG_OK;
+}
+
+static void q_close(q_t *q)
+{
+    sqlite3_reset(q->s);
+    sqlite3_clear_bindings(q->s);
+}
+
+/* Runs a statement that returns no rows; *changes (may be NULL) gets the rows it changed. */
+static sg_err_t run_write(sg_store_t *st, int id, const arg_t *args, size_t n, int *changes)
+{
+    q_t q;
+    if (!q_open(&q, st, id, args, n)) {
+        return q.err;
+    }
+    int rc = sqlite3_step(q.s);
+    if (rc == SQLITE_DONE && changes != NULL) {
+        *changes = sqlite3_changes(st->db);
+    }
+    sg_err_t err = rc == SQLITE_DONE ? SG_OK : fail_sql(st, rc, q.what);
+    q_close(&q);
+    return err;
+}
+
+/* Steps through the rows, calling fn for each; *nrows (may be NULL) counts them. */
+static sg_err_t run_read(sg_store_t *st, int id, const arg_t *args, size_t n, row_fn fn, void *arg,
+                         size_t *nrows)
+{
+    q_t q;
+    size_t rows = 0;
+    if (!q_open(&q, st, id, args, n)) {
+        return q.err;
+    }
+    while (q.err == SG_OK) {
+        int rc = sqlite3_step(q.s);
+        if (rc != SQLITE_ROW) {
+            q.err = rc == SQLITE_DONE ? SG_OK : fail_sql(st, rc, q.what);
+            break;
+        }
+        rows++;
+        if (!fn(&q, arg)) {
+            break;
+        }
+    }
+    q_close(&q);
+    if (nrows != NULL) {
+        *nrows = rows;
+    }
+    return q.err;
+}
+
+/* A LIMIT value: 0 means none, which SQLite spells -1. */
+static int64_t limit_of(size_t n)
+{
+    return n == 0 || n > (uint64_t)INT64_MAX ? -1 : (int64_t)n;
+}
+
+/* ---- decoding columns: what comes from the file is checked, never trusted ---- */
+
+static void corrupt(q_t *q, int i, const char *why)
+{
+    if (q->err == SG_OK) {
+        q->err = fail(q->st, SG_ERR_IO, "%s: corrupt row: column %s %s", q->what,
+                      sqlite3_column_name(q->s, i), why);
+    }
+}
+
+/* Text of column i; NULL for SQL NULL (a corrupt row if required) and on failure. */
+static const char *col_text(q_t *q, int i, bool required)
+{
+    int type = sqlite3_column_type(q->s, i);
+    if (type == SQLITE_NULL || type == SQLITE_BLOB) {
+        if (required || type == SQLITE_BLOB) {
+            corrupt(q, i, type == SQLITE_NULL ? "is NULL" : "holds a blob, not text");
+        }
+        return NULL;
+    }
+    const char *v = (const char *)sqlite3_column_text(q->s, i);
+    if (v == NULL && q->err == SG_OK) {
+        /* Not NULL in the file, so the conversion to text ran out of memory. */
+        q->err = fail(q->st, SG_ERR_NOMEM, "%s: out of memory", q->what);
+    }
+    return v;
+}
+
+/* Integer of column i; SQL NULL gives 0 (a corrupt row if required). */
+static int64_t col_int(q_t *q, int i, bool required)
+{
+    int type = sqlite3_column_type(q->s, i);
+    if (type != SQLITE_INTEGER) {
+        if (required || type != SQLITE_NULL) {
+            corrupt(q, i, type == SQLITE_NULL ? "is NULL" : "is not an integer");
+        }
+        return 0;
+    }
+    return sqlite3_column_int64(q->s, i);
+}
+
+static void col_id(q_t *q, int i, char out[32])
+{
+    const char *v = col_text(q, i, true);
+    size_t n = v != NULL ? strlen(v) : 0;
+    out[0] = '\0';
+    if (v != NULL && (n == 0 || n >= 32)) {
+        corrupt(q, i, "is not an id of 1 to 31 characters");
+    } else if (v != NULL) {
+        memcpy(out, v, n + 1);
+    }
+}
+
+/* A one-value result: the integer in the first column of the first row. */
+static bool int_row(q_t *q, void *arg)
+{
+    *(int64_t *)arg = col_int(q, 0, true);
+    return false;
+}
+
+/* ---- handle ---- */
+
+sg_err_t sg_store_open(const char *path, const sg_store_opts_t *opts, sg_store_t **out,
+                       char *errbuf, size_t errlen)
+{
+    static const sg_store_opts_t defaults = {.sync = SG_SYNC_FULL, .readonly = false};
+    char scratch[8];
+    if (errbuf == NULL || errlen == 0) {
+        errbuf = scratch;
+        errlen = sizeof(scratch);
+    }
+    errbuf[0] = '\0';
+    *out = NULL;
+    opts = opts != NULL ? opts : &defaults;
+    if (!present(path)) {
+        snprintf(errbuf, errlen, "open store: a path is required");
+        return SG_ERR_INVALID;
+    }
+    sg_store_t *st = sg_calloc(1, sizeof(*st));
+    if (st == NULL) {
+        snprintf(errbuf, errlen, "%s: out of memory", path);
+        return SG_ERR_NOMEM;
+    }
+    st->readonly = opts->readonly;
+    int flags = SQLITE_OPEN_NOMUTEX | (opts->readonly ? SQLITE_OPEN_READONLY
+                                                      : SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE);
+    int rc = sqlite3_open_v2(path, &st->db, flags, NULL);
+    sg_err_t err = SG_OK;
+    if (rc != SQLITE_OK) {
+        /* Without a handle (out of memory) there is no message to ask for. */
+        snprintf(st->err, sizeof(st->err), "%s",
+                 st->db != NULL ? sqlite3_errmsg(st->db) : sqlite3_errstr(rc));
+        err = store__map_rc(rc);
+    } else {
+        err = store__setup(st->db, opts, st->err, sizeof(st->err));
+    }
+    /* Ending a transaction must never fail for want of memory: prepare these now. */
+    const int eager[] = {st->readonly ? STORE_Q_BEGIN_READ : STORE_Q_BEGIN_WRITE, STORE_Q_COMMIT,
+                         STORE_Q_ROLLBACK};
+    for (size_t i = 0; err == SG_OK && i < SG_ARRAY_LEN(eager); i++) {
+        err = prepare(st, eager[i]);
+    }
+    if (err != SG_OK) {
+        snprintf(errbuf, errlen, "%s: %s", path, st->err);
+        sg_store_close(st);
+        return err;
+    }
+    st->err[0] = '\0';
+    *out = st;
+    return SG_OK;
+}
+
+void sg_store_close(sg_store_t *st)
+{
+    if (st == NULL) {
+        return;
+    }
+    for (size_t i = 0; i < STORE_Q__COUNT; i++) {
+        sqlite3_finalize(st->stmts[i]);
+    }
+    /* Rolls back an open transaction. With every statement finalized the close is not
+     * deferred, so the file is released here. */
+    sqlite3_close_v2(st->db);
+    sg_free(st);
+}
+
+const char *sg_store_errmsg(const sg_store_t *st)
+{
+    return st != NULL ? st->err : "";
+}
+
+bool sg_store_readonly(const sg_store_t *st)
+{
+    return st->readonly;
+}
+
+sg_err_t sg_store_begin(sg_store_t *st)
+{
+    if (!sqlite3_get_autocommit(st->db)) {
+        return fail(st, SG_ERR_STATE, "begin: a transaction is already open");
+    }
+    return run_write(st, st->readonly ? STORE_Q_BEGIN_READ : STORE_Q_BEGIN_WRITE, NULL, 0, NULL);
+}
+
+sg_err_t sg_store_commit(sg_store_t *st)
+{
+    if (sqlite3_get_autocommit(st->db)) {
+        return fail(st, SG_ERR_STATE, "commit: no transaction is open");
+    }
+    return run_write(st, STORE_Q_COMMIT, NULL, 0, NULL);
+}
+
+void sg_store_rollback(sg_store_t *st)
+{
+    if (!sqlite3_get_autocommit(st->db)) {
+        run_write(st, STORE_Q_ROLLBACK, NULL, 0, NULL);
+    }
+}
+
+typedef struct {
+    char *out;
+    size_t outlen, len, rows;
+    bool first_ok;
+} check_t;
+
+static bool check_row(q_t *q, void *arg)
+{
+    check_t *c = arg;
+    const char *line = col_text(q, 0, false);
+    c->first_ok = c->first_ok || (c->rows == 0 && line != NULL && strcmp(line, "ok") == 0);
+    c->rows++;
+    if (c->len < c->outlen) {
+        int n = snprintf(c->out + c->len, c->outlen - c->len, "%s%s", c->len > 0 ? "\n" : "",
+                         line != NULL ? line : "?");
+        c->len += n > 0 ? (size_t)n : 0;
+    }
+    return q->err == SG_OK;
+}
+
+sg_err_t sg_store_integrity_check(sg_store_t *st, char *out, size_t outlen)
+{
+    char scratch[4];
+    check_t c = {.out = out, .outlen = outlen};
+    if (out == NULL || outlen == 0) {
+        c.out = scratch;
+        c.outlen = sizeof(scratch);
+    }
+    c.out[0] = '\0';
+    /* Healthy is exactly one row, "ok"; otherwise every row is a finding. */
+    sg_err_t err = run_read(st, STORE_Q_INTEGRITY, NULL, 0, check_row, &c, NULL);
+    if (err != SG_OK) {
+        snprintf(c.out, c.outlen, "%s", st->err);
+    } else if (!c.first_ok || c.rows != 1) {
+        err = fail(st, SG_ERR_IO, "integrity check: the database is damaged");
+    }
+    return err;
+}
+
+/* ---- callbacks ---- */
+
+typedef struct {
+    union {
+        sg_store_def_cb def;
+        sg_store_inst_cb inst;
+        sg_store_attempt_cb attempt;
+        sg_store_hist_cb hist;
+        sg_store_timer_cb timer;
+        sg_store_event_cb event;
+        sg_store_outbox_cb outbox;
+    } cb;
+    void *ctx;
+} visit_t;
+
+static sg_err_t no_cb(sg_store_t *st, int id)
+{
+    return missing(st, store__queries[id].name, "a callback");
+}
+
+/* ---- definitions ---- */
+
+sg_err_t sg_store_def_put(sg_store_t *st, const char *name, int64_t version, const char *sha256,
+                          const char *source, int64_t now_ms)
+{
+    const char *what = store__queries[STORE_Q_DEF_INSERT].name;
+    if (!present(name) || !present(sha256) || source == NULL) {
+        return missing(st, what, !present(name) ? "name" : !present(sha256) ? "sha256" : "source");
+    }
+    const arg_t a[] = {A_TEXT(name), A_INT(version), A_TEXT(sha256), A_TEXT(source), A_INT(now_ms)};
+    int changes = 0;
+    sg_err_t err = run_write(st, STORE_Q_DEF_INSERT, a, SG_ARRAY_LEN(a), &changes);
+    if (err != SG_OK || changes > 0) {
+        return err;
+    }
+    /* The key was taken: harmless if it is the very same definition. */
+    int64_t same = 0;
+    err = run_read(st, STORE_Q_DEF_SAME, a, 3, int_row, &same, NULL);
+    if (err == SG_OK && !same) {
+        err = fail(st, SG_ERR_EXISTS,
+                   "%s: %s version %" PRId64 " is already loaded with another sha256", what, name,
+                   version);
+    }
+    return err;
+}
+
+static bool def_row(q_t *q, void *arg)
+{
+    const visit_t *v = arg;
+    const char *name = col_text(q, 0, true);
+    int64_t version = col_int(q, 1, true);
+    const char *sha = col_text(q, 2, true);
+    const char *source = col_text(q, 3, true);
+    return q->err == SG_OK && v->cb.def(v->ctx, name, version, sha, source);
+}
+
+sg_err_t sg_store_def_scan(sg_store_t *st, sg_store_def_cb cb, void *ctx)
+{
+    visit_t v = {.cb.def = cb, .ctx = ctx};
+    return cb == NULL ? no_cb(st, STORE_Q_DEF_SCAN)
+                      : run_read(st, STORE_Q_DEF_SCAN, NULL, 0, def_row, &v, NULL);
+}
+
+/* ---- instances ---- */
+
+static sg_err_t check_inst(sg_store_t *st, int id, const sg_store_inst_t *row, bool insert)
+{
+    const char *what = store__queries[id].name;
+    if (row == NULL) {
+        return missing(st, what, "a row");
+    }
+    if (memchr(row->id, '\0', sizeof(row->id)) == NULL || row->id[0] == '\0') {
+        return fail(st, SG_ERR_INVALID, "%s: id must be 1 to 31 characters", what);
+    }
+    if (insert && !present(row->workflow)) {
+        return missing(st, what, "workflow");
+    }
+    if (!present(row->status)) {
+        return missing(st, what, "status");
+    }
+    if ((insert && row->input == NULL) || row->state == NULL) {
+        return missing(st, what, row->state == NULL ? "state" : "input");
+    }
+    return SG_OK;
+}
+
+sg_err_t sg_store_inst_insert(sg_store_t *st, const sg_store_inst_t *row)
+{
+    sg_err_t err = check_inst(st, STORE_Q_INST_INSERT, row, true);
+    if (err != SG_OK) {
+        return err;
+    }
+    const char *reason = row->reason != NULL ? row->reason : "";
+    const arg_t a[] = {A_TEXT(row->id),         A_TEXT(row->workflow),
+                       A_INT(row->version),     A_TEXT(row->status),
+                       A_TEXT(reason),          A_TEXT(row->input),
+                       A_TEXT(row->state),      A_TEXT(row->idempotency_key),
+                       A_INT(row->created_ms),  A_INT(row->updated_ms),
+                       A_INT(row->deadline_ms), A_INT(row->seq),
+                       A_INT(row->hist_seq)};
+    return run_write(st, STORE_Q_INST_INSERT, a, SG_ARRAY_LEN(a), NULL);
+}
+
+sg_err_t sg_store_inst_update(sg_store_t *st, const sg_store_inst_t *row)
+{
+    sg_err_t err = check_inst(st, STORE_Q_INST_UPDATE, row, false);
+    if (err != SG_OK) {
+        return err;
+    }
+    const char *reason = row->reason != NULL ? row->reason : "";
+    const arg_t a[] = {A_TEXT(row->id),    A_TEXT(row->status),    A_TEXT(reason),
+                       A_TEXT(row->state), A_INT(row->updated_ms), A_INT(row->deadline_ms),
+                       A_INT(row->seq),    A_INT(row->hist_seq)};
+    int changes = 0;
+    err = run_write(st, STORE_Q_INST_UPDATE, a, SG_ARRAY_LEN(a), &changes);
+    if (err == SG_OK && changes == 0) {
+        err = fail(st, SG_ERR_NOT_FOUND, "update instance: no instance %s", row->id);
+    }
+    return err;
+}
+
+static bool inst_row(q_t *q, void *arg)
+{
+    const visit_t *v = arg;
+    sg_store_inst_t r;
+    col_id(q, 0, r.id);
+    r.workflow = col_text(q, 1, true);
+    r.version = col_int(q, 2, true);
+    r.status = col_text(q, 3, true);
+    r.reason = col_text(q, 4, true);
+    r.input = col_text(q, 5, true);
+    r.state = col_text(q, 6, true);
+    r.idempotency_key = col_text(q, 7, false);
+    r.created_ms = col_int(q, 8, true);
+    r.updated_ms = col_int(q, 9, true);
+    r.deadline_ms = col_int(q, 10, true);
+    r.seq = col_int(q, 11, true);
+    r.hist_seq = col_int(q, 12, true);
+    return q->err == SG_OK && v->cb.inst(v->ctx, &r);
+}
+
+sg_err_t sg_store_inst_get(sg_store_t *st, const char *id, sg_store_inst_cb cb, void *ctx)
+{
+    visit_t v = {.cb.inst = cb, .ctx = ctx};
+    const arg_t a[] = {A_TEXT(id)};
+    size_t n = 0;
+    if (!present(id) || cb == NULL) {
+        return cb == NULL ? no_cb(st, STORE_Q_INST_GET) : missing(st, "get instance", "id");
+    }
+    sg_err_t err = run_read(st, STORE_Q_INST_GET, a, 1, inst_row, &v, &n);
+    if (err == SG_OK && n == 0) {
+        err = fail(st, SG_ERR_NOT_FOUND, "get instance: no instance %s", id);
+    }
+    return err;
+}
+
+sg_err_t sg_store_inst_scan_active(sg_store_t *st, sg_store_inst_cb cb, void *ctx)
+{
+    visit_t v = {.cb.inst = cb, .ctx = ctx};
+    return cb == NULL ? no_cb(st, STORE_Q_INST_ACTIVE)
+                      : run_read(st, STORE_Q_INST_ACTIVE, NULL, 0, inst_row, &v, NULL);
+}
+
+/* 0 no status, 1 a status, 2 RUNNING or COMPENSATING (which the partial index serves). */
+static int status_kind(const char *status)
+{
+    if (status == NULL) {
+        return 0;
+    }
+    return strcmp(status, "RUNNING") == 0 || strcmp(status, "COMPENSATING") == 0 ? 2 : 1;
+}
+
+sg_err_t sg_store_inst_list(sg_store_t *st, const sg_store_inst_filter_t *f, sg_store_inst_cb cb,
+                            void *ctx)
+{
+    static const sg_store_inst_filter_t all = {0};
+    visit_t v = {.cb.inst = cb, .ctx = ctx};
+    f = f != NULL ? f : &all;
+    int id = STORE_Q_INST_LIST + (f->workflow != NULL ? 1 : 0) + 2 * status_kind(f->status);
+    /* One exclusive lower bound (created_ms, id) serves both the cursor and created_after:
+     * ids are never empty, so (t, "") lies below every row created at t, and whichever of
+     * the two bounds is higher implies the other. */
+    int64_t from_ms = f->after_id != NULL ? f->after_created_ms : INT64_MIN;
+    const char *from_id = f->after_id != NULL ? f->after_id : "";
+    if (f->created_after_ms == INT64_MAX) {
+        return cb == NULL ? no_cb(st, id) : SG_OK;
+    }
+    if (f->created_after_ms != 0 && (f->after_id == NULL || from_ms <= f->created_after_ms)) {
+        from_ms = f->created_after_ms + 1;
+        from_id = "";
+    }
+    const arg_t a[] = {A_INT(from_ms), A_TEXT(from_id), A_TEXT(f->workflow), A_TEXT(f->status),
+                       A_INT(limit_of(f->limit))};
+    return cb == NULL ? no_cb(st, id) : run_read(st, id, a, SG_ARRAY_LEN(a), inst_row, &v, NULL);
+}
+
+sg_err_t sg_store_inst_count(sg_store_t *st, const char *status, int64_t *out)
+{
+    const arg_t a[] = {A_TEXT(status)};
+    *out = 0;
+    return run_read(st, STORE_Q_INST_COUNT + status_kind(status), a, status != NULL ? 1 : 0,
+                    int_row, out, NULL);
+}
+
+/* ---- idempotency keys ---- */
+
+static bool idem_row(q_t *q, void *arg)
+{
+    col_id(q, 0, arg);
+    return false;
+}
+
+sg_err_t sg_store_idem_get(sg_store_t *st, const char *workflow, const char *key, char out_id[32])
+{
+    const arg_t a[] = {A_TEXT(workflow), A_TEXT(key)};
+    size_t n = 0;
+    out_id[0] = '\0';
+    if (!present(workflow) || key == NULL) {
+        return missing(st, "get idempotency key", key == NULL ? "key" : "workflow");
+    }
+    sg_err_t err = run_read(st, STORE_Q_IDEM_GET, a, 2, idem_row, out_id, &n);
+    if (err == SG_OK && n == 0) {
+        err = fail(st, SG_ERR_NOT_FOUND, "get idempotency key: no instance for key \"%s\" of %s",
+                   key, workflow);
+    }
+    return err;
+}
+
+sg_err_t sg_store_idem_put(sg_store_t *st, const char *workflow, const char *key, const char *id,
+                           int64_t now_ms)
+{
+    const arg_t a[] = {A_TEXT(workflow), A_TEXT(key), A_TEXT(id), A_INT(now_ms)};
+    if (!present(workflow) || key == NULL || !present(id)) {
+        return missing(st, "put idempotency key",
+                       !present(workflow) ? "workflow"
+                       : key == NULL      ? "key"
+                                          : "id");
+    }
+    return run_write(st, STORE_Q_IDEM_PUT, a, SG_ARRAY_LEN(a), NULL);
+}
+
+/* ---- step attempts ---- */
+
+sg_err_t sg_store_attempt_insert(sg_store_t *st, const sg_store_attempt_t *a)
+{
+    const char *what = store__queries[STORE_Q_ATT_INSERT].name;
+    if (a == NULL || !present(a->instance_id) || !present(a->activity) || a->input == NULL) {
+        return missing(st, what, "instance_id, activity and input");
+    }
+    if (a->status != NULL && strcmp(a->status, "running") != 0) {
+        return fail(st, SG_ERR_INVALID, "%s: a new attempt is \"running\", not \"%s\"", what,
+                    a->status);
+    }
+    const arg_t args[] = {A_TEXT(a->instance_id), A_INT(a->step),       A_BOOL(a->compensation),
+                          A_INT(a->attempt),      A_TEXT(a->activity),  A_TEXT(a->input),
+                          A_INT(a->started_ms),   A_INT(a->deadline_ms)};
+    return run_write(st, STORE_Q_ATT_INSERT, args, SG_ARRAY_LEN(args), NULL);
+}
+
+sg_err_t sg_store_attempt_finish(sg_store_t *st, const char *instance_id, int64_t step, bool comp,
+                                 int64_t attempt, const char *status, const char *output,
+                                 const char *error_code, const char *error_message,
+                                 int64_t finished_ms)
+{
+    static const char *const final[] = {"ok", "failed", "timeout", "stale"};
+    const char *what = store__queries[STORE_Q_ATT_FINISH].name;
+    size_t k = 0;
+    while (status != NULL && k < SG_ARRAY_LEN(final) && strcmp(status, final[k]) != 0) {
+        k++;
+    }
+    if (!present(instance_id)) {
+        return missing(st, what, "instance_id");
+    }
+    if (status == NULL || k == SG_ARRAY_LEN(final)) {
+        return fail(st, SG_ERR_INVALID, "%s: status must be ok, failed, timeout or stale", what);
+    }
+    const arg_t a[] = {A_TEXT(instance_id), A_INT(step),           A_BOOL(comp),
+                       A_INT(attempt),      A_TEXT(status),        A_TEXT(output),
+                       A_TEXT(error_code),  A_TEXT(error_message), A_INT(finished_ms)};
+    int changes = 0;
+    sg_err_t err = run_write(st, STORE_Q_ATT_FINISH, a, SG_ARRAY_LEN(a), &changes);
+    if (err != SG_OK || changes > 0) {
+        return err;
+    }
+    /* Nothing changed: tell a finished attempt from a missing one (the key is a[0..3]). */
+    int64_t n = 0;
+    err = run_read(st, STORE_Q_ATT_EXISTS, a, 4, int_row, &n, NULL);
+    if (err == SG_OK) {
+        err = fail(st, n == 0 ? SG_ERR_NOT_FOUND : SG_ERR_STATE,
+                   "%s: attempt %" PRId64 " of %s step %" PRId64 "%s %s", what, attempt,
+                   instance_id, step, comp ? " (compensation)" : "",
+                   n == 0 ? "does not exist" : "is already finished");
+    }
+    return err;
+}
+
+static bool attempt_row(q_t *q, void *arg)
+{
+    const visit_t *v = arg;
+    sg_store_attempt_t a;
+    a.instance_id = col_text(q, 0, true);
+    a.step = col_int(q, 1, true);
+    a.compensation = col_int(q, 2, true) != 0;
+    a.attempt = col_int(q, 3, true);
+    a.activity = col_text(q, 4, true);
+    a.input = col_text(q, 5, true);
+    a.status = col_text(q, 6, true);
+    a.output = col_text(q, 7, false);
+    a.error_code = col_text(q, 8, false);
+    a.error_message = col_text(q, 9, false);
+    a.started_ms = col_int(q, 10, false);
+    a.deadline_ms = col_int(q, 11, false);
+    a.finished_ms = col_int(q, 12, false);
+    return q->err == SG_OK && v->cb.attempt(v->ctx, &a);
+}
+
+sg_err_t sg_store_attempt_scan_running(sg_store_t *st, sg_store_attempt_cb cb, void *ctx)
+{
+    visit_t v = {.cb.attempt = cb, .ctx = ctx};
+    return cb == NULL ? no_cb(st, STORE_Q_ATT_RUNNING)
+                      : run_read(st, STORE_Q_ATT_RUNNING, NULL, 0, attempt_row, &v, NULL);
+}
+
+sg_err_t sg_store_attempts_of(sg_store_t *st, const char *instance_id, sg_store_attempt_cb cb,
+                              void *ctx)
+{
+    visit_t v = {.cb.attempt = cb, .ctx = ctx};
+    const arg_t a[] = {A_TEXT(instance_id)};
+    if (!present(instance_id) || cb == NULL) {
+        return cb == NULL ? no_cb(st, STORE_Q_ATT_OF) : missing(st, "list attempts", "instance_id");
+    }
+    return run_read(st, STORE_Q_ATT_OF, a, 1, attempt_row, &v, NULL);
+}
+
+/* ---- history ---- */
+
+sg_err_t sg_store_hist_append(sg_store_t *st, const char *instance_id, int64_t seq, int64_t ts_ms,
+                              const char *type, int64_t step, int64_t attempt, const char *detail)
+{
+    const arg_t a[] = {A_TEXT(instance_id), A_INT(seq),     A_INT(ts_ms),  A_TEXT(type),
+                       A_INT(step),         A_INT(attempt), A_TEXT(detail)};
+    if (!present(instance_id) || !present(type)) {
+        return missing(st, "append history", !present(type) ? "type" : "instance_id");
+    }
+    return run_write(st, STORE_Q_HIST_APPEND, a, SG_ARRAY_LEN(a), NULL);
+}
+
+static bool hist_row(q_t *q, void *arg)
+{
+    const visit_t *v = arg;
+    int64_t seq = col_int(q, 0, true);
+    int64_t ts = col_int(q, 1, false);
+    const char *type = col_text(q, 2, true);
+    int64_t step = col_int(q, 3, false);
+    int64_t attempt = col_int(q, 4, false);
+    const char *detail = col_text(q, 5, false);
+    return q->err == SG_OK && v->cb.hist(v->ctx, seq, ts, type, step, attempt, detail);
+}
+
+sg_err_t sg_store_hist_list(sg_store_t *st, const char *instance_id, int64_t after_seq,
+                            size_t limit, sg_store_hist_cb cb, void *ctx)
+{
+    visit_t v = {.cb.hist = cb, .ctx = ctx};
+    const arg_t a[] = {A_TEXT(instance_id), A_INT(after_seq), A_INT(limit_of(limit))};
+    if (!present(instance_id) || cb == NULL) {
+        return cb == NULL ? no_cb(st, STORE_Q_HIST_LIST)
+                          : missing(st, "list history", "instance_id");
+    }
+    return run_read(st, STORE_Q_HIST_LIST, a, SG_ARRAY_LEN(a), hist_row, &v, NULL);
+}
+
+/* ---- timers ---- */
+
+sg_err_t sg_store_timer_put(sg_store_t *st, const char *instance_id, int kind, int64_t step,
+                            bool comp, int64_t attempt, int64_t fire_ms)
+{
+    const arg_t a[] = {A_TEXT(instance_id), A_INT(kind),    A_INT(step),
+                       A_BOOL(comp),        A_INT(attempt), A_INT(fire_ms)};
+    if (!present(instance_id)) {
+        return missing(st, "put timer", "instance_id");
+    }
+    return run_write(st, STORE_Q_TIMER_PUT, a, SG_ARRAY_LEN(a), NULL);
+}
+
+sg_err_t sg_store_timer_delete(sg_store_t *st, const char *instance_id, int kind, int64_t step,
+                               bool comp, int64_t attempt)
+{
+    const arg_t a[] = {A_TEXT(instance_id), A_INT(kind), A_INT(step), A_BOOL(comp), A_INT(attempt)};
+    if (!present(instance_id)) {
+        return missing(st, "delete timer", "instance_id");
+    }
+    return run_write(st, STORE_Q_TIMER_DEL, a, SG_ARRAY_LEN(a), NULL);
+}
+
+sg_err_t sg_store_timer_delete_instance(sg_store_t *st, const char *instance_id)
+{
+    const arg_t a[] = {A_TEXT(instance_id)};
+    if (!present(instance_id)) {
+        return missing(st, "delete timers", "instance_id");
+    }
+    return run_write(st, STORE_Q_TIMER_DEL_INST, a, 1, NULL);
+}
+
+static bool timer_row(q_t *q, void *arg)
+{
+    const visit_t *v = arg;
+    const char *id = col_text(q, 0, true);
+    int64_t kind = col_int(q, 1, true);
+    int64_t step = col_int(q, 2, true);
+    bool comp = col_int(q, 3, true) != 0;
+    int64_t attempt = col_int(q, 4, true);
+    int64_t fire = col_int(q, 5, true);
+    if (kind < INT32_MIN || kind > INT32_MAX) {
+        corrupt(q, 1, "is out of range");
+    }
+    return q->err == SG_OK && v->cb.timer(v->ctx, id, (int)kind, step, comp, attempt, fire);
+}
+
+sg_err_t sg_store_timer_scan(sg_store_t *st, sg_store_timer_cb cb, void *ctx)
+{
+    visit_t v = {.cb.timer = cb, .ctx = ctx};
+    return cb == NULL ? no_cb(st, STORE_Q_TIMER_SCAN)
+                      : run_read(st, STORE_Q_TIMER_SCAN, NULL, 0, timer_row, &v, NULL);
+}
+
+/* ---- events ---- */
+
+sg_err_t sg_store_event_append(sg_store_t *st, const char *type, const char *correlation_id,
+                               int64_t ts_ms, const char *payload)
+{
+    const arg_t a[] = {A_TEXT(type), A_TEXT(correlation_id), A_INT(ts_ms), A_TEXT(payload)};
+    if (!present(type)) {
+        return missing(st, "append event", "type");
+    }
+    return run_write(st, STORE_Q_EVENT_APPEND, a, SG_ARRAY_LEN(a), NULL);
+}
+
+static bool event_row(q_t *q, void *arg)
+{
+    const visit_t *v = arg;
+    int64_t id = col_int(q, 0, true);
+    const char *type = col_text(q, 1, true);
+    const char *corr = col_text(q, 2, false);
+    int64_t ts = col_int(q, 3, false);
+    const char *payload = col_text(q, 4, false);
+    return q->err == SG_OK && v->cb.event(v->ctx, id, type, corr, ts, payload);
+}
+
+sg_err_t sg_store_event_list(sg_store_t *st, const char *type, const char *correlation_id,
+                             int64_t after_id, size_t limit, sg_store_event_cb cb, void *ctx)
+{
+    visit_t v = {.cb.event = cb, .ctx = ctx};
+    int id = STORE_Q_EVENT_LIST + (type != NULL ? 1 : 0) + (correlation_id != NULL ? 2 : 0);
+    const arg_t a[] = {A_INT(after_id), A_TEXT(type), A_TEXT(correlation_id),
+                       A_INT(limit_of(limit))};
+    return cb == NULL ? no_cb(st, id) : run_read(st, id, a, SG_ARRAY_LEN(a), event_row, &v, NULL);
+}
+
+/* ---- outbox ---- */
+
+sg_err_t sg_store_outbox_put(sg_store_t *st, const char *topic, const char *key,
+                             const void *payload, size_t len, int64_t now_ms)
+{
+    /* An empty payload is stored as an empty blob, not NULL: a message with no body is
+     * still a message. */
+    const arg_t a[] = {A_TEXT(topic), A_TEXT(key), A_BLOB(len > 0 ? payload : "", len),
+                       A_INT(now_ms)};
+    if (!present(topic) || (payload == NULL && len > 0)) {
+        return missing(st, "put outbox message", !present(topic) ? "topic" : "payload");
+    }
+    return run_write(st, STORE_Q_OUTBOX_PUT, a, SG_ARRAY_LEN(a), NULL);
+}
+
+static bool outbox_row(q_t *q, void *arg)
+{
+    const visit_t *v = arg;
+    int64_t id = col_int(q, 0, true);
+    const char *topic = col_text(q, 1, true);
+    const char *key = col_text(q, 2, false);
+    int type = sqlite3_column_type(q->s, 3);
+    if (type != SQLITE_BLOB && type != SQLITE_NULL) {
+        corrupt(q, 3, "is not a blob");
+    }
+    const void *payload = sqlite3_column_blob(q->s, 3);
+    int len = sqlite3_column_bytes(q->s, 3);
+    if (payload == NULL && len > 0 && q->err == SG_OK) {
+        q->err = fail(q->st, SG_ERR_NOMEM, "%s: out of memory", q->what);
+    }
+    return q->err == SG_OK &&
+           v->cb.outbox(v->ctx, id, topic, key, len > 0 ? payload : NULL, (size_t)len);
+}
+
+sg_err_t sg_store_outbox_fetch(sg_store_t *st, int64_t after_id, size_t limit,
+                               sg_store_outbox_cb cb, void *ctx)
+{
+    visit_t v = {.cb.outbox = cb, .ctx = ctx};
+    const arg_t a[] = {A_INT(after_id), A_INT(limit_of(limit))};
+    return cb == NULL ? no_cb(st, STORE_Q_OUTBOX_FETCH)
+                      : run_read(st, STORE_Q_OUTBOX_FETCH, a, 2, outbox_row, &v, NULL);
+}
+
+sg_err_t sg_store_outbox_delete(sg_store_t *st, int64_t id)
+{
+    const arg_t a[] = {A_INT(id)};
+    int changes = 0;
+    sg_err_t err = run_write(st, STORE_Q_OUTBOX_DEL, a, 1, &changes);
+    if (err == SG_OK && changes == 0) {
+        err = fail(st, SG_ERR_NOT_FOUND, "delete outbox message: no message %" PRId64, id);
+    }
+    return err;
+}

@@ -1,0 +1,82 @@
+/*
+ * transport: how sagad hands tasks to activity handlers and hears their results. One
+ * interface, several implementations registered in the static table of transport.c:
+ * "embedded" (a worker pool inside sagad) today, "kafka" (saga.tasks.<queue> topics and
+ * saga-worker processes) later.
+ *
+ * Delivery is at-least-once and results may arrive in any order, late, or (after a
+ * restart) never: the orchestrator keeps every dispatched task durable in its outbox and
+ * dispatches it again after a restart, and handlers dedupe on the idempotency key (see
+ * activities/activity.h). A transport must never touch the store or the engine; it
+ * only calls on_result.
+ */
+#ifndef SG_TRANSPORT_H
+#define SG_TRANSPORT_H
+
+#include "activities/activity.h"
+
+typedef struct sg_transport sg_transport_t;
+
+/*
+ * Called once per dispatched task with its result, on a worker thread (never the
+ * thread that called dispatch, never after stop() returned). `task` is the transport's
+ * copy and `result` the transport's; both are valid during the call only: copy what
+ * the engine needs and hand it to the engine thread. It may call dispatch(); it must
+ * not call stop() and should not block, since the worker (and, for the embedded
+ * transport, its queue's concurrency slot) is held until it returns.
+ */
+typedef void (*sg_transport_result_fn)(void *ctx, const sg_task_t *task,
+                                       const sg_task_result_t *result);
+
+#define SG_TRANSPORT_DEFAULT_THREADS 8u
+#define SG_TRANSPORT_DEFAULT_QUEUE_CAP 1000000u
+
+typedef struct {
+    const char *data_dir;      /* where activity modules keep their databases */
+    const char *const *queues; /* NULL-terminated queues to serve (NULL = every registered
+                                  module except "test") */
+    bool test_activities;      /* also serve the test queue (sagad --test-activities) */
+    unsigned threads;          /* worker threads in total (0 = default 8) */
+    unsigned per_queue_limit;  /* max tasks of one queue running at once (0 = threads) */
+    size_t queue_cap;          /* max tasks accepted but not yet started, all queues
+                                  together (0 = default 1,000,000) */
+    sg_transport_result_fn on_result;
+    void *ctx; /* passed to on_result */
+} sg_transport_opts_t;
+
+typedef struct {
+    const char *name; /* "embedded", later "kafka" */
+    /*
+     * Starts the transport: opens the activity modules it serves and its threads. On
+     * failure writes one line to err and returns non-SG_OK (SG_ERR_INVALID for bad
+     * options, SG_ERR_NOT_FOUND for an unknown queue, the module's error when one does
+     * not open), and *out is untouched. Any thread; opts and what it points to are not kept.
+     */
+    sg_err_t (*start)(const sg_transport_opts_t *opts, sg_transport_t **out, char *err,
+                      size_t errlen);
+    /*
+     * Queues a copy of task; never blocks for long. Any thread, including on_result.
+     * Returns SG_OK when the task was accepted: on_result will then be called for it
+     * exactly once, unless stop() drops it first. An activity the transport does not
+     * serve is accepted and answered with SG_TASK_FATAL "saga.unknown_activity", so the
+     * engine learns of it. Otherwise on_result is never called for the task, and:
+     *   SG_ERR_LIMIT    the queue cap is reached: keep the task and dispatch it later
+     *   SG_ERR_STATE    stop() has begun (the task stays in the outbox for the restart)
+     *   SG_ERR_INVALID  task or task->activity is NULL
+     *   SG_ERR_NOMEM    out of memory
+     * No call may start after stop() returned.
+     */
+    sg_err_t (*dispatch)(sg_transport_t *t, const sg_task_t *task);
+    /*
+     * Stops accepting tasks, lets running handlers (and their on_result calls) finish,
+     * DROPS tasks still queued without calling on_result for them (they are durable in
+     * the orchestrator's outbox and are dispatched again after the restart), joins the
+     * threads, closes the modules and frees t. t may be NULL. Never from on_result.
+     */
+    void (*stop)(sg_transport_t *t);
+} sg_transport_vt_t;
+
+/* The transport called name, from the one static table; NULL if unknown. Any thread. */
+const sg_transport_vt_t *sg_transport_find(const char *name);
+
+#endif
