@@ -26,15 +26,16 @@ static char *make_def(int n, int steps)
 {
     sg_buf_t b;
     sg_buf_init(&b);
-    sg_buf_printf(&b,
-                  "saga: bench_%d\nversion: 1\ntimeout: 10m\n"
-                  "input:\n  schema:\n    type: object\n    required: [order_id]\n"
-                  "    properties:\n      order_id: {type: string, minLength: 1}\n"
-                  "      qty: {type: integer, minimum: 1}\n"
-                  "defaults: {timeout: 5s, retry: {max_attempts: 3, initial: 100ms}}\n"
-                  "events:\n  on_complete: [{type: order.completed, data: '{id: .input.order_id}'}]\n"
-                  "steps:\n",
-                  n);
+    sg_buf_printf(
+        &b,
+        "saga: bench_%d\nversion: 1\ntimeout: 10m\n"
+        "input:\n  schema:\n    type: object\n    required: [order_id]\n"
+        "    properties:\n      order_id: {type: string, minLength: 1}\n"
+        "      qty: {type: integer, minimum: 1}\n"
+        "defaults: {timeout: 5s, retry: {max_attempts: 3, initial: 100ms}}\n"
+        "events:\n  on_complete: [{type: order.completed, data: '{id: .input.order_id}'}]\n"
+        "steps:\n",
+        n);
     int pivot = steps * 4 / 5;
     for (int i = 0; i < steps; i++) {
         sg_buf_printf(&b, "  - id: step_%d\n    activity: svc%d.op_%d\n", i, i % 7, i);
@@ -47,14 +48,16 @@ static char *make_def(int n, int steps)
                           i - 1, i);
         }
         if (i % 10 == 5) {
-            sg_buf_puts(&b, "    when: '.input.qty > 1 and (.input.order_id | startswith(\"o\"))'\n");
+            sg_buf_puts(&b,
+                        "    when: '.input.qty > 1 and (.input.order_id | startswith(\"o\"))'\n");
         }
         if (i < pivot) {
-            sg_buf_printf(&b,
-                          "    retry: {max_attempts: 4, non_retryable: [svc.rejected]}\n"
-                          "    compensate:\n      activity: svc%d.undo_%d\n"
-                          "      input: '{id: .steps.step_%d.output.id, reason: \"saga failed\"}'\n",
-                          i % 7, i, i);
+            sg_buf_printf(
+                &b,
+                "    retry: {max_attempts: 4, non_retryable: [svc.rejected]}\n"
+                "    compensate:\n      activity: svc%d.undo_%d\n"
+                "      input: '{id: .steps.step_%d.output.id, reason: \"saga failed\"}'\n",
+                i % 7, i, i);
         } else if (i == pivot) {
             sg_buf_puts(&b, "    pivot: true\n");
         } else {

@@ -27,7 +27,8 @@ static const char saga[] =
     "    compensate: {activity: test.echo, input: '{release: .input.order}'}\n"
     "  - id: charge\n    activity: test.echo\n    input: '{order: .input.order, amount: 100}'\n"
     "    compensate: {activity: test.echo, input: '{refund: .input.order}'}\n"
-    "  - id: approve\n    activity: test.fail\n    input: '{fail: (.input.fail // false)}'\n    pivot: true\n"
+    "  - id: approve\n    activity: test.fail\n    input: '{fail: (.input.fail // false)}'\n    "
+    "pivot: true\n"
     "  - id: notify\n    activity: test.echo\n    input: '{order: .input.order}'\n";
 
 typedef struct {
@@ -106,8 +107,12 @@ int main(int argc, char **argv)
     fclose(f);
 
     sg_log_set_level(SG_LOG_WARN);
-    sg_driver_opts_t o = {.db_path = db, .workflows_dir = wf, .data_dir = dir,
-                          .test_activities = true, .threads = 4, .on_finish = on_finish};
+    sg_driver_opts_t o = {.db_path = db,
+                          .workflows_dir = wf,
+                          .data_dir = dir,
+                          .test_activities = true,
+                          .threads = 4,
+                          .on_finish = on_finish};
     sg_sync_parse(sync, &o.sync);
     S.lat_ms = calloc(n, sizeof(double));
     sg_driver_t *d = NULL;

@@ -39,13 +39,15 @@ typedef struct {
 static const option_t options[] = {
     {"workflows", OPT_STR, S(drv.workflows_dir), "folder of saga definitions (*.yaml, recursive)"},
     {"db", OPT_STR, S(drv.db_path), "SQLite database file (created if missing)"},
-    {"data-dir", OPT_STR, S(drv.data_dir), "folder for the activities' own databases (default: "
-                                           "the folder of --db)"},
+    {"data-dir", OPT_STR, S(drv.data_dir),
+     "folder for the activities' own databases (default: "
+     "the folder of --db)"},
     {"listen", OPT_STR, S(listen), "REST address, loopback only for now (default 127.0.0.1:8080)"},
     {"no-listen", OPT_FLAG, S(no_listen), "do not serve REST"},
     {"sync", OPT_STR, S(sync), "durability: full (default), normal or off"},
     {"threads", OPT_UINT, S(drv.threads), "embedded worker threads (default 8)"},
-    {"queue-limit", OPT_UINT, S(drv.per_queue_limit), "tasks of one queue at once (default: threads)"},
+    {"queue-limit", OPT_UINT, S(drv.per_queue_limit),
+     "tasks of one queue at once (default: threads)"},
     {"test-activities", OPT_FLAG, S(drv.test_activities), "serve the built-in test queue"},
     {"log-level", OPT_STR, S(log_level), "debug, info (default), warn or error"},
 };
@@ -60,7 +62,11 @@ static void usage(FILE *to)
                 "gracefully, SIGHUP reloads the workflows folder.\n\noptions:\n");
     for (size_t i = 0; i < SG_ARRAY_LEN(options); i++) {
         const option_t *o = &options[i];
-        fprintf(to, "  --%-16s %s%s\n", o->name, o->kind == OPT_STR ? "VALUE " : o->kind == OPT_UINT ? "N     " : "      ", o->help);
+        fprintf(to, "  --%-16s %s%s\n", o->name,
+                o->kind == OPT_STR    ? "VALUE "
+                : o->kind == OPT_UINT ? "N     "
+                                      : "      ",
+                o->help);
     }
     fprintf(to, "  --%-16s %s\n", "config", "FILE   key = value lines with the option names above");
     fprintf(to, "  --%-16s %s\n", "help", "       this text");
@@ -83,7 +89,8 @@ static bool set_option(settings_t *s, const option_t *o, const char *value, cons
     if (o->kind == OPT_FLAG) {
         bool on = value == NULL || strcmp(value, "true") == 0 || strcmp(value, "1") == 0;
         if (value != NULL && !on && strcmp(value, "false") != 0 && strcmp(value, "0") != 0) {
-            fprintf(stderr, "sagad: %s: %s takes true or false, not \"%s\"\n", where, o->name, value);
+            fprintf(stderr, "sagad: %s: %s takes true or false, not \"%s\"\n", where, o->name,
+                    value);
             return false;
         }
         *(bool *)(void *)field = on;
@@ -185,7 +192,8 @@ static int parse_args(settings_t *s, int argc, char **argv, char **config_buf)
         }
         char name[64];
         const char *eq = strchr(a + 2, '=');
-        snprintf(name, sizeof(name), "%.*s", (int)(eq ? (size_t)(eq - a - 2) : strlen(a + 2)), a + 2);
+        snprintf(name, sizeof(name), "%.*s", (int)(eq ? (size_t)(eq - a - 2) : strlen(a + 2)),
+                 a + 2);
         const option_t *o = find_option(name);
         if (o == NULL) {
             fprintf(stderr, "sagad: unknown option --%s (see sagad --help)\n", name);

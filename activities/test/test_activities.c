@@ -14,6 +14,10 @@
  * The effect of an operation IS its effects row: it is committed (WAL, synchronous=FULL)
  * before the call returns, so "recorded" and "happened" cannot disagree after a crash.
  *
+ * With SAGAD_TEST_EFFECTS=off in the environment the journal is not kept at all (no
+ * file, no dedupe): benchmarks use it to measure the orchestrator rather than this
+ * module's own fsync per call.
+ *
  * This module must never be served unless asked for: it writes a row per call.
  */
 #include "activities/activity.h"
@@ -23,12 +27,14 @@
 #include <pthread.h>
 #include <sqlite3.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
 #define SLEEP_MAX_MS 60000u
 
 struct sg_activity_ctx {
+    bool journal; /* false with SAGAD_TEST_EFFECTS=off */
     /* One connection shared by every worker thread: SQLite has one writer anyway, and
      * the mutex keeps a statement's bind/step/reset sequence whole. */
     pthread_mutex_t mu;
@@ -400,6 +406,10 @@ static void run_task(sg_activity_ctx_t *ctx, const sg_task_t *task, sg_task_resu
                      "the task lacks an idempotency key, instance id, step id or activity");
         return;
     }
+    if (!ctx->journal) {
+        perform(task, fn, res);
+        return;
+    }
     uint64_t start_us = now_us();
     rec_t rec;
     plan_t plan;
@@ -476,6 +486,13 @@ static sg_err_t test_open(const char *data_dir, sg_activity_ctx_t **out, char *e
         return SG_ERR_NOMEM;
     }
     pthread_mutex_init(&ctx->mu, NULL);
+    const char *knob = getenv("SAGAD_TEST_EFFECTS");
+    ctx->journal = knob == NULL || strcmp(knob, "off") != 0;
+    if (!ctx->journal) {
+        sg_free(path);
+        *out = ctx;
+        return SG_OK;
+    }
     const char *what = "open";
     int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX;
     if (sqlite3_open_v2(path, &ctx->db, flags, NULL) != SQLITE_OK) {

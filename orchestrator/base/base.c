@@ -171,8 +171,8 @@ sg_err_t sg_diags_addv(sg_diags_t *d, sg_err_t code, sg_pos_t pos, const char *h
     return SG_OK;
 }
 
-sg_err_t sg_diags_add(sg_diags_t *d, sg_err_t code, sg_pos_t pos, const char *hint,
-                      const char *fmt, ...)
+sg_err_t sg_diags_add(sg_diags_t *d, sg_err_t code, sg_pos_t pos, const char *hint, const char *fmt,
+                      ...)
 {
     va_list ap;
     va_start(ap, fmt);
@@ -457,7 +457,8 @@ bool sg_duration_parse(const char *s, uint64_t *out_ms)
                 u = i;
             }
         }
-        if (u == SIZE_MAX || (last_unit != SIZE_MAX && duration_units[u].ms >= duration_units[last_unit].ms)) {
+        if (u == SIZE_MAX ||
+            (last_unit != SIZE_MAX && duration_units[u].ms >= duration_units[last_unit].ms)) {
             return false;
         }
         if (v > UINT64_MAX / duration_units[u].ms ||

@@ -15,15 +15,15 @@
 #include <stdint.h>
 
 /* ---- error codes: one X-macro list gives the enum and sg_strerror() ---- */
-#define SG_ERR_LIST(X)                                                                 \
-    X(SG_OK, "ok")                                                                     \
-    X(SG_ERR_NOMEM, "out of memory")                                                   \
-    X(SG_ERR_IO, "input/output error")                                                 \
-    X(SG_ERR_INVALID, "invalid input")                                                 \
-    X(SG_ERR_LIMIT, "limit exceeded")                                                  \
-    X(SG_ERR_NOT_FOUND, "not found")                                                   \
-    X(SG_ERR_EXISTS, "already exists")                                                 \
-    X(SG_ERR_STATE, "illegal state")                                                   \
+#define SG_ERR_LIST(X)                 \
+    X(SG_OK, "ok")                     \
+    X(SG_ERR_NOMEM, "out of memory")   \
+    X(SG_ERR_IO, "input/output error") \
+    X(SG_ERR_INVALID, "invalid input") \
+    X(SG_ERR_LIMIT, "limit exceeded")  \
+    X(SG_ERR_NOT_FOUND, "not found")   \
+    X(SG_ERR_EXISTS, "already exists") \
+    X(SG_ERR_STATE, "illegal state")   \
     X(SG_ERR_INTERNAL, "internal error")
 
 typedef enum {
@@ -68,8 +68,8 @@ void sg_diags_init(sg_diags_t *d, size_t cap);
 void sg_diags_fini(sg_diags_t *d);
 /* Adds a diagnostic (printf-style message). hint may be NULL. Returns SG_ERR_NOMEM
  * only when allocation failed; a full list is not an error. */
-sg_err_t sg_diags_add(sg_diags_t *d, sg_err_t code, sg_pos_t pos, const char *hint,
-                      const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+sg_err_t sg_diags_add(sg_diags_t *d, sg_err_t code, sg_pos_t pos, const char *hint, const char *fmt,
+                      ...) __attribute__((format(printf, 5, 6)));
 sg_err_t sg_diags_addv(sg_diags_t *d, sg_err_t code, sg_pos_t pos, const char *hint,
                        const char *fmt, va_list ap) __attribute__((format(printf, 5, 0)));
 /* Sorts by position (stable), so output follows the file top to bottom. */
@@ -153,11 +153,11 @@ uint64_t sg_mono_ms(void);
 /* Reads a whole file, refusing files over max_bytes (SG_ERR_LIMIT). */
 sg_err_t sg_file_read(const char *path, size_t max_bytes, char **out, size_t *out_len);
 
-#define SG_ASSERT(cond)                                                                \
-    do {                                                                               \
-        if (!(cond)) {                                                                 \
-            sg__assert_fail(#cond, __FILE__, __LINE__);                               \
-        }                                                                              \
+#define SG_ASSERT(cond)                                 \
+    do {                                                \
+        if (!(cond)) {                                  \
+            sg__assert_fail(#cond, __FILE__, __LINE__); \
+        }                                               \
     } while (0)
 _Noreturn void sg__assert_fail(const char *expr, const char *file, int line);
 

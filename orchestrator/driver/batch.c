@@ -46,10 +46,14 @@ static bool queue_dispatch(sg_driver_t *d, const sg_inst_t *inst, const sg_cmd_t
         sg_free(dp->idem_key);
         return false;
     }
-    dp->task = (sg_task_t){.instance_id = dp->instance_id, .step_id = dp->step_id,
-                           .step = c->step, .attempt = c->attempt,
-                           .compensation = c->compensation, .activity = dp->activity,
-                           .input = dp->input, .idempotency_key = dp->idem_key,
+    dp->task = (sg_task_t){.instance_id = dp->instance_id,
+                           .step_id = dp->step_id,
+                           .step = c->step,
+                           .attempt = c->attempt,
+                           .compensation = c->compensation,
+                           .activity = dp->activity,
+                           .input = dp->input,
+                           .idempotency_key = dp->idem_key,
                            .deadline_ms = c->at_ms};
     d->n_dispatch++;
     return true;
@@ -63,8 +67,8 @@ static bool queue_timer(sg_driver_t *d, const char *id, sg_timer_kind_t kind, ui
         return false;
     }
     tmr_t *t = &d->new_timers[d->n_new_timers++];
-    *t = (tmr_t){.fire_ms = at, .kind = kind, .step = step, .attempt = attempt,
-                 .compensation = comp};
+    *t = (tmr_t){
+        .fire_ms = at, .kind = kind, .step = step, .attempt = attempt, .compensation = comp};
     snprintf(t->id, sizeof(t->id), "%s", id);
     return true;
 }
@@ -74,17 +78,22 @@ static bool write_cmd(sg_driver_t *d, sg_inst_t *inst, const sg_cmd_t *c, uint64
     sg_store_t *st = d->store;
     switch (c->kind) {
     case SG_CMD_DISPATCH: {
-        sg_store_attempt_t a = {.instance_id = inst->id, .step = c->step,
-                                .compensation = c->compensation, .attempt = c->attempt,
-                                .activity = c->name, .input = c->payload, .status = "running",
-                                .started_ms = (int64_t)now, .deadline_ms = (int64_t)c->at_ms};
+        sg_store_attempt_t a = {.instance_id = inst->id,
+                                .step = c->step,
+                                .compensation = c->compensation,
+                                .attempt = c->attempt,
+                                .activity = c->name,
+                                .input = c->payload,
+                                .status = "running",
+                                .started_ms = (int64_t)now,
+                                .deadline_ms = (int64_t)c->at_ms};
         return sg_store_attempt_insert(st, &a) == SG_OK && queue_dispatch(d, inst, c) &&
                queue_timer(d, inst->id, SG_TIMER_TIMEOUT, c->step, c->attempt, c->compensation,
                            c->at_ms);
     }
     case SG_CMD_TIMER:
-        return sg_store_timer_put(st, inst->id, (int)c->timer, c->step, c->compensation,
-                                  c->attempt, (int64_t)c->at_ms) == SG_OK &&
+        return sg_store_timer_put(st, inst->id, (int)c->timer, c->step, c->compensation, c->attempt,
+                                  (int64_t)c->at_ms) == SG_OK &&
                queue_timer(d, inst->id, c->timer, c->step, c->attempt, c->compensation, c->at_ms);
     case SG_CMD_EMIT:
         return sg_store_event_append(st, c->name, inst->id, (int64_t)now, c->payload) == SG_OK;
@@ -131,13 +140,17 @@ bool drv__persist(sg_driver_t *d, sg_inst_t *inst, bool created, uint64_t now)
     if (state == NULL) {
         return false;
     }
-    sg_store_inst_t row = {.workflow = inst->def->name, .version = inst->def->version,
+    sg_store_inst_t row = {.workflow = inst->def->name,
+                           .version = inst->def->version,
                            .status = sg_inst_status_name(inst->status),
-                           .reason = sg_reason_name(inst->reason), .input = inst->input,
-                           .state = state, .created_ms = (int64_t)inst->created_ms,
+                           .reason = sg_reason_name(inst->reason),
+                           .input = inst->input,
+                           .state = state,
+                           .created_ms = (int64_t)inst->created_ms,
                            .updated_ms = (int64_t)inst->updated_ms,
                            .deadline_ms = (int64_t)inst->deadline_ms,
-                           .seq = (int64_t)inst->version, .hist_seq = (int64_t)inst->hist_seq};
+                           .seq = (int64_t)inst->version,
+                           .hist_seq = (int64_t)inst->hist_seq};
     snprintf(row.id, sizeof(row.id), "%s", inst->id);
     sg_err_t rc = created ? sg_store_inst_insert(st, &row) : sg_store_inst_update(st, &row);
     sg_free(state);
@@ -229,9 +242,9 @@ static sg_err_t do_start(sg_driver_t *d, item_t *it, uint64_t now)
 static sg_err_t do_result(sg_driver_t *d, item_t *it, uint64_t now)
 {
     const char *status = attempt_status[it->outcome];
-    sg_err_t rc = sg_store_attempt_finish(d->store, it->id, it->step, it->compensation,
-                                          it->attempt, status, it->output, it->error_code,
-                                          it->error_message, (int64_t)now);
+    sg_err_t rc =
+        sg_store_attempt_finish(d->store, it->id, it->step, it->compensation, it->attempt, status,
+                                it->output, it->error_code, it->error_message, (int64_t)now);
     if (rc == SG_ERR_STATE || rc == SG_ERR_NOT_FOUND) {
         atomic_fetch_add(&d->duplicates, 1); /* a redelivery, or after a timeout: ignore */
         return SG_OK;
@@ -243,12 +256,15 @@ static sg_err_t do_result(sg_driver_t *d, item_t *it, uint64_t now)
     if (inst == NULL) {
         return SG_OK; /* finished meanwhile: the attempt row says what happened */
     }
-    sg_event_t ev = {.kind = SG_EV_RESULT, .step = it->step, .attempt = it->attempt,
+    sg_event_t ev = {.kind = SG_EV_RESULT,
+                     .step = it->step,
+                     .attempt = it->attempt,
                      .compensation = it->compensation,
                      .outcome = it->outcome == SG_TASK_OK          ? SG_OUTCOME_OK
                                 : it->outcome == SG_TASK_RETRYABLE ? SG_OUTCOME_RETRYABLE
                                                                    : SG_OUTCOME_FATAL,
-                     .output = it->output, .error_code = it->error_code,
+                     .output = it->output,
+                     .error_code = it->error_code,
                      .error_message = it->error_message};
     rc = apply(d, inst, &ev, false, now);
     return rc == SG_ERR_IO || rc == SG_ERR_NOMEM ? rc : SG_OK;
@@ -287,8 +303,8 @@ static sg_err_t do_timer(sg_driver_t *d, const tmr_t *t, uint64_t now)
         return SG_OK;
     }
     if (t->kind == SG_TIMER_TIMEOUT) {
-        sg_err_t rc = sg_store_attempt_finish(d->store, t->id, t->step, t->compensation,
-                                              t->attempt, "timeout", NULL, "saga.timeout",
+        sg_err_t rc = sg_store_attempt_finish(d->store, t->id, t->step, t->compensation, t->attempt,
+                                              "timeout", NULL, "saga.timeout",
                                               "the attempt timed out", (int64_t)now);
         if (rc == SG_ERR_STATE || rc == SG_ERR_NOT_FOUND) {
             return SG_OK; /* the result came first */
@@ -300,8 +316,11 @@ static sg_err_t do_timer(sg_driver_t *d, const tmr_t *t, uint64_t now)
                                      t->attempt) != SG_OK) {
         return SG_ERR_IO;
     }
-    sg_event_t ev = {.kind = SG_EV_TIMER, .timer = t->kind, .step = t->step,
-                     .attempt = t->attempt, .compensation = t->compensation};
+    sg_event_t ev = {.kind = SG_EV_TIMER,
+                     .timer = t->kind,
+                     .step = t->step,
+                     .attempt = t->attempt,
+                     .compensation = t->compensation};
     sg_err_t rc = apply(d, inst, &ev, false, now);
     return rc == SG_ERR_IO || rc == SG_ERR_NOMEM ? rc : SG_OK;
 }
@@ -347,8 +366,9 @@ static void after_commit(sg_driver_t *d)
     for (size_t i = 0; i < d->n_dispatch; i++) {
         if (d->tvt->dispatch(d->transport, &d->dispatches[i].task) != SG_OK) {
             /* The attempt is durable: its timeout will retry it. */
-            sg_log(SG_LOG_WARN, &(sg_log_ctx_t){.instance = d->dispatches[i].instance_id,
-                                                .step = d->dispatches[i].step_id},
+            sg_log(SG_LOG_WARN,
+                   &(sg_log_ctx_t){.instance = d->dispatches[i].instance_id,
+                                   .step = d->dispatches[i].step_id},
                    "transport refused the task; it is retried after its timeout");
         }
     }

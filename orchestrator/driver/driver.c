@@ -155,8 +155,7 @@ static void set_defaults(sg_driver_opts_t *o)
     }
 }
 
-sg_err_t sg_driver_start(const sg_driver_opts_t *opts, sg_driver_t **out, char *err,
-                         size_t errlen)
+sg_err_t sg_driver_start(const sg_driver_opts_t *opts, sg_driver_t **out, char *err, size_t errlen)
 {
     *out = NULL;
     sg_driver_t *d = sg_calloc(1, sizeof(*d));
@@ -269,8 +268,8 @@ static sg_err_t make_start(sg_driver_t *d, const char *workflow, int64_t version
         cJSON_Delete(input);
         return SG_ERR_INVALID;
     }
-    bool valid = def->input_validator == NULL ||
-                 sg_jsonschema_validate(def->input_validator, input, errs);
+    bool valid =
+        def->input_validator == NULL || sg_jsonschema_validate(def->input_validator, input, errs);
     cJSON_Delete(input);
     if (!valid) {
         return SG_ERR_INVALID;
@@ -314,8 +313,8 @@ static sg_err_t wait_for(sg_driver_t *d, item_t *it, waiter_t *w)
 }
 
 sg_err_t sg_driver_start_saga(sg_driver_t *d, const char *workflow, int64_t version,
-                              const char *input_json, const char *idem_key,
-                              sg_start_result_t *res, sg_jsonschema_errors_t *errs)
+                              const char *input_json, const char *idem_key, sg_start_result_t *res,
+                              sg_jsonschema_errors_t *errs)
 {
     item_t *it = NULL;
     sg_err_t rc = make_start(d, workflow, version, input_json, idem_key, errs, &it);

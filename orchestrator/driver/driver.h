@@ -38,8 +38,7 @@ typedef struct {
 
 /* Starts the driver: opens the store, loads definitions (stored ones and the folder),
  * resumes unfinished instances, starts the transport and the engine thread. */
-sg_err_t sg_driver_start(const sg_driver_opts_t *opts, sg_driver_t **out, char *err,
-                         size_t errlen);
+sg_err_t sg_driver_start(const sg_driver_opts_t *opts, sg_driver_t **out, char *err, size_t errlen);
 /* Graceful stop: refuses new work, finishes the batch in hand, stops the transport and
  * joins the engine thread. Work still queued is durable and resumes at the next start.
  * NULL is a no-op. Not from the engine thread or a result callback. */
@@ -61,8 +60,8 @@ typedef void (*sg_start_fn)(void *ctx, sg_err_t rc, const sg_start_result_t *res
  * workflow; SG_ERR_STATE: stopping. Any thread but the engine thread.
  */
 sg_err_t sg_driver_start_saga(sg_driver_t *d, const char *workflow, int64_t version,
-                              const char *input_json, const char *idem_key,
-                              sg_start_result_t *res, sg_jsonschema_errors_t *errs);
+                              const char *input_json, const char *idem_key, sg_start_result_t *res,
+                              sg_jsonschema_errors_t *errs);
 /* The asynchronous form: validation errors return at once (cb not called); otherwise cb
  * is called exactly once, on the engine thread. */
 sg_err_t sg_driver_start_saga_async(sg_driver_t *d, const char *workflow, int64_t version,
@@ -86,7 +85,7 @@ void sg_driver_defs(sg_driver_t *d, void (*cb)(void *ctx, const sg_def_t *def), 
 
 typedef struct {
     uint64_t started, completed, compensated, failed, compensation_failed;
-    uint64_t active;      /* instances in memory (RUNNING or COMPENSATING) */
+    uint64_t active; /* instances in memory (RUNNING or COMPENSATING) */
     uint64_t batches, items, dispatched, duplicates, commit_us_total;
     uint64_t queue_depth; /* items waiting for the engine thread */
 } sg_driver_stats_t;

@@ -24,7 +24,8 @@ static sg_inst_t *restore_row(sg_driver_t *d, const sg_store_inst_t *row)
     const sg_def_t *def = drv__registry_find(&d->registry, row->workflow, row->version);
     if (def == NULL) {
         sg_log(SG_LOG_ERROR, &(sg_log_ctx_t){.instance = row->id, .workflow = row->workflow},
-               "definition version %lld is unknown: instance left as it is", (long long)row->version);
+               "definition version %lld is unknown: instance left as it is",
+               (long long)row->version);
         return NULL;
     }
     char err[160];
@@ -58,15 +59,18 @@ static bool on_instance(void *ctx, const sg_store_inst_t *row)
     return true;
 }
 
-static bool on_timer(void *ctx, const char *id, int kind, int64_t step, bool comp,
-                     int64_t attempt, int64_t fire_ms)
+static bool on_timer(void *ctx, const char *id, int kind, int64_t step, bool comp, int64_t attempt,
+                     int64_t fire_ms)
 {
     rec_t *r = ctx;
     if (drv__table_get(&r->d->live, id) == NULL || kind < 0 || kind > SG_TIMER_DEADLINE) {
         return true;
     }
-    tmr_t t = {.fire_ms = (uint64_t)fire_ms, .kind = (sg_timer_kind_t)kind,
-               .step = (uint32_t)step, .attempt = (uint32_t)attempt, .compensation = comp};
+    tmr_t t = {.fire_ms = (uint64_t)fire_ms,
+               .kind = (sg_timer_kind_t)kind,
+               .step = (uint32_t)step,
+               .attempt = (uint32_t)attempt,
+               .compensation = comp};
     snprintf(t.id, sizeof(t.id), "%s", id);
     if (!drv__heap_push(&r->d->timers, &t)) {
         r->rc = SG_ERR_NOMEM;
@@ -86,21 +90,30 @@ static bool on_attempt(void *ctx, const sg_store_attempt_t *a)
     }
     const sg_step_t *st = inst->def->all_steps[a->step];
     /* A fresh full timeout: the worker may only now receive the task. */
-    uint64_t timeout = a->deadline_ms > a->started_ms ? (uint64_t)(a->deadline_ms - a->started_ms)
-                                                      : 30000;
+    uint64_t timeout =
+        a->deadline_ms > a->started_ms ? (uint64_t)(a->deadline_ms - a->started_ms) : 30000;
     uint64_t deadline = r->now + timeout;
-    tmr_t t = {.fire_ms = deadline, .kind = SG_TIMER_TIMEOUT, .step = (uint32_t)a->step,
-               .attempt = (uint32_t)a->attempt, .compensation = a->compensation};
+    tmr_t t = {.fire_ms = deadline,
+               .kind = SG_TIMER_TIMEOUT,
+               .step = (uint32_t)a->step,
+               .attempt = (uint32_t)a->attempt,
+               .compensation = a->compensation};
     snprintf(t.id, sizeof(t.id), "%s", a->instance_id);
-    char *key = sg_asprintf("%s/%s%s", a->instance_id, st->id, a->compensation ? "/compensate" : "");
+    char *key =
+        sg_asprintf("%s/%s%s", a->instance_id, st->id, a->compensation ? "/compensate" : "");
     if (key == NULL || !drv__heap_push(&d->timers, &t)) {
         sg_free(key);
         r->rc = SG_ERR_NOMEM;
         return false;
     }
-    sg_task_t task = {.instance_id = a->instance_id, .step_id = st->id, .step = (uint32_t)a->step,
-                      .attempt = (uint32_t)a->attempt, .compensation = a->compensation,
-                      .activity = a->activity, .input = a->input, .idempotency_key = key,
+    sg_task_t task = {.instance_id = a->instance_id,
+                      .step_id = st->id,
+                      .step = (uint32_t)a->step,
+                      .attempt = (uint32_t)a->attempt,
+                      .compensation = a->compensation,
+                      .activity = a->activity,
+                      .input = a->input,
+                      .idempotency_key = key,
                       .deadline_ms = deadline};
     if (d->tvt->dispatch(d->transport, &task) == SG_OK) {
         r->redispatched++;

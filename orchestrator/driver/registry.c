@@ -36,7 +36,8 @@ static const sg_def_t *find_locked(const registry_t *r, const char *name, int64_
         if (strcmp(def->name, name) != 0) {
             continue;
         }
-        if (version != 0 ? def->version == version : (best == NULL || def->version > best->version)) {
+        if (version != 0 ? def->version == version
+                         : (best == NULL || def->version > best->version)) {
             best = def;
         }
     }
@@ -114,8 +115,8 @@ static void load_file(registry_t *r, sg_store_t *st, const char *path)
                                    (int64_t)sg_now_ms());
     if (rc == SG_ERR_EXISTS) {
         sg_log(SG_LOG_ERROR, &(sg_log_ctx_t){.workflow = def->name},
-               "%s: version %lld is already registered with other content; bump the version",
-               path, (long long)def->version);
+               "%s: version %lld is already registered with other content; bump the version", path,
+               (long long)def->version);
         sg_def_free(def);
         return;
     }

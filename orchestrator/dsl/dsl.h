@@ -103,9 +103,9 @@ struct sg_step {
     /* control flow within its sequence */
     const sg_route_t *routes;
     size_t n_routes;
-    const sg_step_t *next; /* explicit `next:`; NULL = the following step */
-    bool end;              /* `end: true`: the sequence ends after this step */
-    const sg_seq_t *seq;   /* the sequence this step belongs to */
+    const sg_step_t *next;  /* explicit `next:`; NULL = the following step */
+    bool end;               /* `end: true`: the sequence ends after this step */
+    const sg_seq_t *seq;    /* the sequence this step belongs to */
     const sg_step_t *group; /* the parallel group holding this step's branch, or NULL */
 };
 
@@ -128,13 +128,13 @@ struct sg_def {
     const char *name;
     int64_t version;
     const char *description;
-    const char *path;          /* file it came from, for messages */
-    char sha256[65];           /* of the source bytes */
-    const char *source;        /* the YAML text, NUL-terminated */
+    const char *path;   /* file it came from, for messages */
+    char sha256[65];    /* of the source bytes */
+    const char *source; /* the YAML text, NUL-terminated */
     size_t source_len;
-    struct cJSON *input_schema; /* NULL: any input; borrowed-only for readers */
+    struct cJSON *input_schema;  /* NULL: any input; borrowed-only for readers */
     const void *input_validator; /* compiled schema (sg_jsonschema_t), NULL when none */
-    uint64_t timeout_ms;       /* whole-saga deadline; 0 = none */
+    uint64_t timeout_ms;         /* whole-saga deadline; 0 = none */
     sg_seq_t body;
     const sg_step_t *const *all_steps; /* every step, document order, depth first */
     size_t n_steps;

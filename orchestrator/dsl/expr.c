@@ -102,8 +102,8 @@ static void check_order(ld_t *ld, sg_pos_t pos, const expr_ref_t *ref, const sg_
     }
     if (target == owner || target->index > owner->index || is_inside(owner, target)) {
         dsl__error(ld, pos, "a step can only read the outputs of steps that ran before it",
-                   "step \"%s\" refers to \"%s\", which has not run yet at that point",
-                   owner->id, target->id);
+                   "step \"%s\" refers to \"%s\", which has not run yet at that point", owner->id,
+                   target->id);
     } else if (in_parallel(owner, target)) {
         dsl__error(ld, pos, "move the reference after the parallel group",
                    "step \"%s\" refers to \"%s\", which runs in a parallel branch", owner->id,

@@ -337,8 +337,8 @@ static void add_step_ref(ld_t *ld, const sg_ynode_t *n, const sg_step_t **slot,
 
 /* ---- retry policies ---- */
 
-static const char *const retry_keys[] = {"max_attempts", "initial",  "multiplier",
-                                         "max_delay",    "jitter",   "non_retryable"};
+static const char *const retry_keys[] = {"max_attempts", "initial", "multiplier",
+                                         "max_delay",    "jitter",  "non_retryable"};
 
 static void load_codes(ld_t *ld, const sg_ynode_t *n, const char *what, const char *const **out,
                        size_t *count, bool single_ok)
@@ -602,10 +602,10 @@ static void load_parallel(ld_t *ld, step_build_t *sb, const sg_ynode_t *n)
 }
 
 static const char *const step_keys[] = {
-    "id",     "description", "activity", "parallel", "wait",    "input", "output", "timeout",
-    "retry",  "compensate",  "pivot",    "when",     "on_error", "next", "end"};
-static const char *const activity_only[] = {"input", "output", "timeout", "retry", "compensate",
-                                            "pivot"};
+    "id",    "description", "activity", "parallel", "wait",     "input", "output", "timeout",
+    "retry", "compensate",  "pivot",    "when",     "on_error", "next",  "end"};
+static const char *const activity_only[] = {"input", "output",     "timeout",
+                                            "retry", "compensate", "pivot"};
 
 static void check_id(ld_t *ld, const sg_ynode_t *idn, sg_step_t *st)
 {
@@ -614,7 +614,8 @@ static void check_id(ld_t *ld, const sg_ynode_t *idn, sg_step_t *st)
         return;
     }
     if (!matches(id, is_id_first, is_id_rest, 64)) {
-        dsl__error(ld, idn->pos, "use lower case letters, digits and _ (jq reads it as .steps.<id>)",
+        dsl__error(ld, idn->pos,
+                   "use lower case letters, digits and _ (jq reads it as .steps.<id>)",
                    "invalid step id \"%s\"", id);
     }
     const step_build_t *prev = dsl__find_step(ld, id);
@@ -808,8 +809,8 @@ static void load_events(ld_t *ld, const sg_ynode_t *n)
                 const sg_ynode_t *data = sg_ymap_get(e, "data");
                 if (data != NULL) {
                     add_expr(ld, &evs[i].data, data,
-                             w == SG_EVENT_ON_START ? EXPR_EVENT_START_DATA : EXPR_EVENT_DATA,
-                             NULL, "event data");
+                             w == SG_EVENT_ON_START ? EXPR_EVENT_START_DATA : EXPR_EVENT_DATA, NULL,
+                             "event data");
                 }
             }
             const char *t = type ? get_string(ld, type, "event type") : NULL;
@@ -843,8 +844,8 @@ static void load_defaults(ld_t *ld, const sg_ynode_t *n)
     }
 }
 
-static const char *const top_keys[] = {"saga",     "version", "description", "input",
-                                       "timeout",  "defaults", "events",     "steps"};
+static const char *const top_keys[] = {"saga",    "version",  "description", "input",
+                                       "timeout", "defaults", "events",      "steps"};
 
 static void load_name(ld_t *ld, const sg_ynode_t *root)
 {
@@ -905,18 +906,23 @@ step_build_t *dsl__find_step(const ld_t *ld, const char *id)
     return NULL;
 }
 
-static const sg_retry_t builtin_retry = {
-    .max_attempts = 3, .initial_ms = 100, .multiplier = 2.0, .max_delay_ms = 30000,
-    .jitter = SG_JITTER_FULL};
-static const sg_retry_t builtin_comp_retry = {
-    .max_attempts = 10, .initial_ms = 100, .multiplier = 2.0, .max_delay_ms = 60000,
-    .jitter = SG_JITTER_FULL};
+static const sg_retry_t builtin_retry = {.max_attempts = 3,
+                                         .initial_ms = 100,
+                                         .multiplier = 2.0,
+                                         .max_delay_ms = 30000,
+                                         .jitter = SG_JITTER_FULL};
+static const sg_retry_t builtin_comp_retry = {.max_attempts = 10,
+                                              .initial_ms = 100,
+                                              .multiplier = 2.0,
+                                              .max_delay_ms = 60000,
+                                              .jitter = SG_JITTER_FULL};
 
 /* Copies the source and fills the identity of the definition. */
 static bool set_source(def_build_t *db, const char *path, const char *buf, size_t len)
 {
     sg_def_t *def = &db->pub;
-    def->path = sg_arena_strndup(&db->arena, path ? path : "<input>", strlen(path ? path : "<input>"));
+    def->path =
+        sg_arena_strndup(&db->arena, path ? path : "<input>", strlen(path ? path : "<input>"));
     char *src = sg_arena_strndup(&db->arena, buf, len);
     if (def->path == NULL || src == NULL) {
         return false;
@@ -965,8 +971,12 @@ sg_err_t sg_def_load(const char *path, const char *buf, size_t len, const sg_dsl
         sg_ydoc_free(doc);
         return SG_ERR_NOMEM;
     }
-    ld_t ld = {.arena = &db->arena, .diags = diags, .opts = opts ? opts : &no_opts,
-               .def = &db->pub, .default_timeout_ms = 30000, .default_retry = builtin_retry,
+    ld_t ld = {.arena = &db->arena,
+               .diags = diags,
+               .opts = opts ? opts : &no_opts,
+               .def = &db->pub,
+               .default_timeout_ms = 30000,
+               .default_retry = builtin_retry,
                .default_comp_retry = builtin_comp_retry};
     ld.nomem = !set_source(db, path, buf, len);
     if (!ld.nomem) {

@@ -33,8 +33,7 @@ static void resolve_refs(ld_t *ld)
             const char *best = sg_closest(r->name, ids, n);
             char hint[128];
             snprintf(hint, sizeof(hint), "did you mean \"%s\"?", best ? best : "");
-            dsl__error(ld, r->pos, best ? hint : NULL, "%s: unknown step \"%s\"", r->what,
-                       r->name);
+            dsl__error(ld, r->pos, best ? hint : NULL, "%s: unknown step \"%s\"", r->what, r->name);
             continue;
         }
         const sg_step_t *t = &target->pub;
@@ -46,8 +45,7 @@ static void resolve_refs(ld_t *ld)
         }
         if (t->seq_index <= r->from->seq_index) {
             dsl__error(ld, r->pos, "sagas must terminate: jumps may only go forward",
-                       "cycle: %s from \"%s\" goes back to \"%s\"", r->what, r->from->id,
-                       r->name);
+                       "cycle: %s from \"%s\" goes back to \"%s\"", r->what, r->from->id, r->name);
             continue;
         }
         *r->slot = t;
@@ -165,14 +163,15 @@ static void classify_seq(ld_t *ld, const sg_seq_t *seq, phase_t phase, bool top)
             continue;
         }
         if (!top) {
-            dsl__error(ld, st->pos, "make the whole parallel group a step before or after the pivot",
+            dsl__error(ld, st->pos,
+                       "make the whole parallel group a step before or after the pivot",
                        "the pivot \"%s\" cannot be inside a parallel branch", st->id);
             continue;
         }
         if (phase == PHASE_AFTER) {
             char hint[96];
-            snprintf(hint, sizeof(hint), "the first pivot is \"%s\" at line %u",
-                     ld->def->pivot->id, ld->def->pivot->pos.line);
+            snprintf(hint, sizeof(hint), "the first pivot is \"%s\" at line %u", ld->def->pivot->id,
+                     ld->def->pivot->pos.line);
             dsl__error(ld, st->pos, hint, "second pivot \"%s\": a saga has one point of no return",
                        st->id);
             continue;

@@ -92,8 +92,7 @@ void eng__begin_compensation(eng_t *e, sg_reason_t reason)
             ss->status = ss->status == SG_SS_WAITING ? SG_SS_SKIPPED : SG_SS_FAILED;
             ss->timer_at = 0;
             eng__hist(e, "step_abandoned", (int32_t)i, ss->attempt, NULL);
-        } else if (ss->status == SG_SS_RUNNING &&
-                   e->def->all_steps[i]->kind == SG_STEP_PARALLEL) {
+        } else if (ss->status == SG_SS_RUNNING && e->def->all_steps[i]->kind == SG_STEP_PARALLEL) {
             ss->status = SG_SS_FAILED;
         }
     }

@@ -135,8 +135,8 @@ bool eng__eval_time(eng_t *e, const char *expr, uint64_t *at_ms, char **err)
         ok = parse_rfc3339(res + 1, at_ms);
     }
     if (!ok) {
-        *err = sg_asprintf("wait until must give an RFC 3339 time or epoch seconds, not %.60s",
-                           res);
+        *err =
+            sg_asprintf("wait until must give an RFC 3339 time or epoch seconds, not %.60s", res);
     }
     sg_free(res);
     return ok;

@@ -80,8 +80,7 @@ bool eng__transition_valid(sg_inst_status_t cur, sg_inst_status_t next)
 {
     switch (cur) {
     case SG_INST_RUNNING:
-        return next == SG_INST_COMPENSATING || next == SG_INST_COMPLETED ||
-               next == SG_INST_FAILED;
+        return next == SG_INST_COMPENSATING || next == SG_INST_COMPLETED || next == SG_INST_FAILED;
     case SG_INST_COMPENSATING:
         return next == SG_INST_COMPENSATED || next == SG_INST_COMPENSATION_FAILED ||
                next == SG_INST_RUNNING; /* the pivot completed while draining */
@@ -100,8 +99,7 @@ void eng__set_status(eng_t *e, sg_inst_status_t next)
     SG_ASSERT(eng__transition_valid(cur, next));
     e->inst->status = next;
     eng__hist(e, "status_changed", -1, 0, "{\"from\":\"%s\",\"to\":\"%s\",\"reason\":\"%s\"}",
-              sg_inst_status_name(cur), sg_inst_status_name(next),
-              sg_reason_name(e->inst->reason));
+              sg_inst_status_name(cur), sg_inst_status_name(next), sg_reason_name(e->inst->reason));
 }
 
 /* ---- effects ---- */
@@ -245,9 +243,13 @@ void eng__dispatch(eng_t *e, const sg_step_t *st, bool comp, uint32_t attempt)
         if (rc == SG_ERR_NOMEM) {
             e->fx->nomem = true;
         } else if (comp) {
-            sg_event_t failed = {.kind = SG_EV_RESULT, .step = st->index, .attempt = attempt,
-                                 .compensation = true, .outcome = SG_OUTCOME_FATAL,
-                                 .error_code = "saga.mapping_error", .error_message = err};
+            sg_event_t failed = {.kind = SG_EV_RESULT,
+                                 .step = st->index,
+                                 .attempt = attempt,
+                                 .compensation = true,
+                                 .outcome = SG_OUTCOME_FATAL,
+                                 .error_code = "saga.mapping_error",
+                                 .error_message = err};
             eng__on_comp_result(e, st, &failed);
         } else {
             eng__fail_step(e, st, "saga.mapping_error", err, false);

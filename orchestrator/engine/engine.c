@@ -317,8 +317,8 @@ void eng__fail_step(eng_t *e, const sg_step_t *st, const char *code, const char 
         eng__hist(e, "route_taken", (int32_t)st->index, ss->attempt, "{\"goto\":%s}",
                   eng__json_str(e, route->target->id));
         advance(e, st->seq, route->target->seq_index);
-    } else if ((route != NULL && route->action == SG_ROUTE_FAIL) ||
-               st->cls == SG_CLASS_RETRIABLE || eng__past_pivot(e)) {
+    } else if ((route != NULL && route->action == SG_ROUTE_FAIL) || st->cls == SG_CLASS_RETRIABLE ||
+               eng__past_pivot(e)) {
         /* Nothing may be undone any more, or the author asked for a stop: an operator
          * decides (retry from this step, or leave it). */
         e->inst->reason = SG_REASON_STEP_FAILED;
@@ -337,8 +337,8 @@ static sg_err_t on_result(eng_t *e, const sg_event_t *ev)
     if (ev->compensation) {
         return eng__on_comp_result(e, st, ev);
     }
-    if (ss->status != SG_SS_RUNNING || ss->attempt != ev->attempt ||
-        st->kind != SG_STEP_ACTIVITY || sg_inst_terminal(e->inst)) {
+    if (ss->status != SG_SS_RUNNING || ss->attempt != ev->attempt || st->kind != SG_STEP_ACTIVITY ||
+        sg_inst_terminal(e->inst)) {
         eng__hist(e, "stale_result_ignored", (int32_t)st->index, ev->attempt, NULL);
         return SG_OK;
     }
@@ -355,8 +355,7 @@ static sg_err_t on_result(eng_t *e, const sg_event_t *ev)
         if (eng__eval_on(e, st->output.text, raw, &out, &err) != SG_OK) {
             /* The effect happened but its output cannot be read: undo it if we can. */
             ss->maybe_effect = true;
-            eng__fail_step(e, st, "saga.mapping_error", err ? err : "output mapping failed",
-                           false);
+            eng__fail_step(e, st, "saga.mapping_error", err ? err : "output mapping failed", false);
             sg_free(err);
             return SG_OK;
         }
@@ -441,8 +440,8 @@ static sg_err_t on_start(eng_t *e)
 
 static bool event_valid(const sg_def_t *def, const sg_event_t *ev)
 {
-    bool per_step = ev->kind == SG_EV_RESULT ||
-                    (ev->kind == SG_EV_TIMER && ev->timer != SG_TIMER_DEADLINE);
+    bool per_step =
+        ev->kind == SG_EV_RESULT || (ev->kind == SG_EV_TIMER && ev->timer != SG_TIMER_DEADLINE);
     if (per_step && ev->step >= def->n_steps) {
         return false;
     }
@@ -452,8 +451,7 @@ static bool event_valid(const sg_def_t *def, const sg_event_t *ev)
 sg_err_t sg_engine_apply(sg_jqrt_t *jq, sg_inst_t *inst, const sg_event_t *ev, uint64_t now_ms,
                          uint64_t random, sg_effects_t *fx)
 {
-    eng_t e = {.jq = jq, .inst = inst, .def = inst->def, .now = now_ms, .random = random,
-               .fx = fx};
+    eng_t e = {.jq = jq, .inst = inst, .def = inst->def, .now = now_ms, .random = random, .fx = fx};
     if (!event_valid(inst->def, ev)) {
         return SG_ERR_INVALID;
     }

@@ -24,12 +24,12 @@
 
 /* ---- instance state ---- */
 
-#define SG_INST_STATUS_LIST(X)                                                                     \
-    X(SG_INST_RUNNING, "RUNNING")                                                                  \
-    X(SG_INST_COMPENSATING, "COMPENSATING")                                                        \
-    X(SG_INST_COMPLETED, "COMPLETED")                                                              \
-    X(SG_INST_COMPENSATED, "COMPENSATED")                                                          \
-    X(SG_INST_FAILED, "FAILED")                                                                    \
+#define SG_INST_STATUS_LIST(X)              \
+    X(SG_INST_RUNNING, "RUNNING")           \
+    X(SG_INST_COMPENSATING, "COMPENSATING") \
+    X(SG_INST_COMPLETED, "COMPLETED")       \
+    X(SG_INST_COMPENSATED, "COMPENSATED")   \
+    X(SG_INST_FAILED, "FAILED")             \
     X(SG_INST_COMPENSATION_FAILED, "COMPENSATION_FAILED")
 
 typedef enum {
@@ -40,11 +40,11 @@ typedef enum {
 } sg_inst_status_t;
 
 /* Why an instance compensates or failed; CANCELLED is a reason, not a status. */
-#define SG_REASON_LIST(X)                                                                          \
-    X(SG_REASON_NONE, "")                                                                          \
-    X(SG_REASON_STEP_FAILED, "step_failed")                                                        \
-    X(SG_REASON_CANCELLED, "cancelled")                                                            \
-    X(SG_REASON_DEADLINE, "deadline")                                                              \
+#define SG_REASON_LIST(X)                   \
+    X(SG_REASON_NONE, "")                   \
+    X(SG_REASON_STEP_FAILED, "step_failed") \
+    X(SG_REASON_CANCELLED, "cancelled")     \
+    X(SG_REASON_DEADLINE, "deadline")       \
     X(SG_REASON_INPUT, "invalid_mapping")
 
 typedef enum {
@@ -55,13 +55,13 @@ typedef enum {
 } sg_reason_t;
 
 /* Forward progress of one step. */
-#define SG_STEP_STATUS_LIST(X)                                                                     \
-    X(SG_SS_PENDING, "pending")                                                                    \
-    X(SG_SS_RUNNING, "running")       /* a task is in flight (or a parallel group runs) */         \
-    X(SG_SS_BACKOFF, "retrying")      /* waiting before the next attempt */                        \
-    X(SG_SS_WAITING, "waiting")       /* a wait step's timer */                                    \
-    X(SG_SS_DONE, "done")                                                                          \
-    X(SG_SS_FAILED, "failed")                                                                      \
+#define SG_STEP_STATUS_LIST(X)                                                        \
+    X(SG_SS_PENDING, "pending")                                                       \
+    X(SG_SS_RUNNING, "running")  /* a task is in flight (or a parallel group runs) */ \
+    X(SG_SS_BACKOFF, "retrying") /* waiting before the next attempt */                \
+    X(SG_SS_WAITING, "waiting")  /* a wait step's timer */                            \
+    X(SG_SS_DONE, "done")                                                             \
+    X(SG_SS_FAILED, "failed")                                                         \
     X(SG_SS_SKIPPED, "skipped")
 
 typedef enum {
@@ -72,12 +72,12 @@ typedef enum {
 } sg_step_status_t;
 
 /* Progress of a step's compensation. */
-#define SG_COMP_STATUS_LIST(X)                                                                     \
-    X(SG_CS_NONE, "none")                                                                          \
-    X(SG_CS_PENDING, "pending")                                                                    \
-    X(SG_CS_RUNNING, "running")                                                                    \
-    X(SG_CS_BACKOFF, "retrying")                                                                   \
-    X(SG_CS_DONE, "compensated")                                                                   \
+#define SG_COMP_STATUS_LIST(X)   \
+    X(SG_CS_NONE, "none")        \
+    X(SG_CS_PENDING, "pending")  \
+    X(SG_CS_RUNNING, "running")  \
+    X(SG_CS_BACKOFF, "retrying") \
+    X(SG_CS_DONE, "compensated") \
     X(SG_CS_FAILED, "compensation_failed")
 
 typedef enum {
@@ -95,8 +95,8 @@ typedef struct {
     uint32_t comp_attempt; /* compensation attempts made so far */
     uint32_t attempt_base; /* attempt at the last operator retry: policies count from here */
     uint32_t comp_attempt_base;
-    uint32_t done_seq;     /* completion order (1, 2, ...): compensations run in reverse */
-    uint64_t timer_at;     /* when the pending timeout/backoff/wait of this step fires; 0 none */
+    uint32_t done_seq; /* completion order (1, 2, ...): compensations run in reverse */
+    uint64_t timer_at; /* when the pending timeout/backoff/wait of this step fires; 0 none */
     uint64_t started_ms, finished_ms;
     char *output;     /* JSON text of the (mapped) output, owned; NULL until done */
     char *error_code; /* last error, owned */
@@ -110,11 +110,11 @@ typedef struct {
     sg_reason_t reason;
     char *input; /* JSON text, owned */
     uint64_t created_ms, updated_ms, deadline_ms;
-    uint32_t done_counter;    /* last done_seq handed out */
-    uint32_t *cursor;         /* per sequence (def->seqs): index of the current step */
-    sg_step_state_t *steps;   /* per step (def->all_steps) */
-    uint64_t version;         /* bumped by every applied event */
-    uint64_t hist_seq;        /* history entries written so far (the driver numbers them) */
+    uint32_t done_counter;  /* last done_seq handed out */
+    uint32_t *cursor;       /* per sequence (def->seqs): index of the current step */
+    sg_step_state_t *steps; /* per step (def->all_steps) */
+    uint64_t version;       /* bumped by every applied event */
+    uint64_t hist_seq;      /* history entries written so far (the driver numbers them) */
 } sg_inst_t;
 
 /* Creates a fresh instance of def (status RUNNING, nothing started yet). input is copied.
@@ -150,10 +150,10 @@ typedef enum { SG_EV_START, SG_EV_RESULT, SG_EV_TIMER, SG_EV_CANCEL, SG_EV_RETRY
 typedef enum { SG_OUTCOME_OK, SG_OUTCOME_RETRYABLE, SG_OUTCOME_FATAL } sg_outcome_t;
 
 typedef enum {
-    SG_TIMER_TIMEOUT,  /* an attempt ran out of time */
-    SG_TIMER_BACKOFF,  /* the pause before a retry is over */
-    SG_TIMER_WAIT,     /* a wait step is over */
-    SG_TIMER_DEADLINE  /* the saga's deadline */
+    SG_TIMER_TIMEOUT, /* an attempt ran out of time */
+    SG_TIMER_BACKOFF, /* the pause before a retry is over */
+    SG_TIMER_WAIT,    /* a wait step is over */
+    SG_TIMER_DEADLINE /* the saga's deadline */
 } sg_timer_kind_t;
 
 typedef struct {

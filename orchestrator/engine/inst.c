@@ -7,8 +7,7 @@
 #include <stdio.h>
 #include <string.h>
 
-sg_inst_t *sg_inst_new(const sg_def_t *def, const char *id, const char *input_json,
-                       uint64_t now_ms)
+sg_inst_t *sg_inst_new(const sg_def_t *def, const char *id, const char *input_json, uint64_t now_ms)
 {
     sg_inst_t *inst = sg_calloc(1, sizeof(*inst));
     if (inst == NULL) {

@@ -93,11 +93,17 @@ static bool restore_step(const cJSON *js, sg_step_state_t *ss)
         !get_uint(js, "t0", u53, &t0) || !get_uint(js, "t1", u53, &t1)) {
         return false;
     }
-    *ss = (sg_step_state_t){.status = (sg_step_status_t)s, .comp = (sg_comp_status_t)c,
-                            .maybe_effect = m != 0, .attempt = (uint32_t)a,
-                            .comp_attempt = (uint32_t)ca, .attempt_base = (uint32_t)ab,
-                            .comp_attempt_base = (uint32_t)cab, .done_seq = (uint32_t)d,
-                            .timer_at = t, .started_ms = t0, .finished_ms = t1};
+    *ss = (sg_step_state_t){.status = (sg_step_status_t)s,
+                            .comp = (sg_comp_status_t)c,
+                            .maybe_effect = m != 0,
+                            .attempt = (uint32_t)a,
+                            .comp_attempt = (uint32_t)ca,
+                            .attempt_base = (uint32_t)ab,
+                            .comp_attempt_base = (uint32_t)cab,
+                            .done_seq = (uint32_t)d,
+                            .timer_at = t,
+                            .started_ms = t0,
+                            .finished_ms = t1};
     const cJSON *o = cJSON_GetObjectItemCaseSensitive(js, "o");
     if (o != NULL && !cJSON_IsNull(o)) {
         ss->output = cJSON_PrintUnformatted(o);
@@ -128,8 +134,8 @@ static bool restore_into(const cJSON *root, sg_inst_t *inst, char *err, size_t e
     inst->deadline_ms = dl;
     if (!cJSON_IsArray(cur) || (size_t)cJSON_GetArraySize(cur) != def->n_seqs ||
         !cJSON_IsArray(steps) || (size_t)cJSON_GetArraySize(steps) != def->n_steps) {
-        snprintf(err, errlen, "state does not fit %s v%lld (sequences or steps differ)",
-                 def->name, (long long)def->version);
+        snprintf(err, errlen, "state does not fit %s v%lld (sequences or steps differ)", def->name,
+                 (long long)def->version);
         return false;
     }
     size_t q = 0;

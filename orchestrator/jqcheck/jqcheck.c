@@ -10,6 +10,7 @@
  */
 #include "orchestrator/jqcheck/jqcheck_int.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -46,8 +47,8 @@ static bool parse_funcdef(ps_t *p)
             }
             if (!jqc__is(p, T_IDENT)) {
                 return jqc__unexpected(p, jqc__is(p, T_RPAREN) ? "a function without parameters is "
-                                                            "written def f: ...;"
-                                                          : jqc__keyword_hint(p));
+                                                                 "written def f: ...;"
+                                                               : jqc__keyword_hint(p));
             }
             /* a $param binds both $name and the filter name/0 */
             const char *s = p->src + p->tok.off;
@@ -66,7 +67,8 @@ static bool parse_funcdef(ps_t *p)
     ck_t bv;
     if (!jqc__expect(p, T_COLON, "write def name: body; or def name(params): body;") ||
         !jqc__parse_pipe(p, &bv, false) ||
-        !jqc__expect(p, T_SEMI, "a function definition ends with ';' before the expression using it")) {
+        !jqc__expect(p, T_SEMI,
+                     "a function definition ends with ';' before the expression using it")) {
         return false;
     }
     p->cur_def = outer;
@@ -109,7 +111,8 @@ static bool parse_if(ps_t *p)
     uint32_t at = p->tok.off;
     ck_t v;
     jqc__advance(p);
-    if (!jqc__parse_pipe(p, &v, false) || !jqc__expect(p, T_THEN, "write if COND then A else B end") ||
+    if (!jqc__parse_pipe(p, &v, false) ||
+        !jqc__expect(p, T_THEN, "write if COND then A else B end") ||
         !jqc__parse_pipe(p, &v, false)) {
         return false;
     }
@@ -156,7 +159,8 @@ static bool parse_reduce(ps_t *p)
     }
     uint32_t open = p->tok.off;
     /* the pattern's variables are not visible in INIT */
-    if (!jqc__expect(p, T_LPAREN, shape) || !jqc__parse_pipe(p, &v, false) || !jqc__expect(p, T_SEMI, shape)) {
+    if (!jqc__expect(p, T_LPAREN, shape) || !jqc__parse_pipe(p, &v, false) ||
+        !jqc__expect(p, T_SEMI, shape)) {
         return false;
     }
     jqc__reveal(p, mark);
@@ -171,7 +175,7 @@ static bool parse_reduce(ps_t *p)
     }
     if (!jqc__is(p, T_RPAREN)) {
         return jqc__is(p, T_EOF) ? jqc__expect_close(p, T_RPAREN, open, "parenthesis")
-                            : jqc__unexpected(p, shape);
+                                 : jqc__unexpected(p, shape);
     }
     jqc__advance(p);
     jqc__pop(p, mark);
@@ -201,7 +205,7 @@ static bool parse_try(ps_t *p)
  */
 static bool parse_prefix(ps_t *p, bool *tail_as, ck_t *v)
 {
-    *v = CK_NONE;
+    *v = ck(CK_NONE);
     switch (p->tok.kind) {
     case T_MINUS: /* yacc: '-' Exp has the precedence of binary '-' */
         while (jqc__is(p, T_MINUS)) {
@@ -210,7 +214,7 @@ static bool parse_prefix(ps_t *p, bool *tail_as, ck_t *v)
         if (!jqc__enter(p) || !jqc__leave(p, parse_binary(p, L_MUL, NULL, v))) {
             return false;
         }
-        *v = CK_NONE;
+        *v = ck(CK_NONE);
         return true;
     case T_TRY:
         return jqc__enter(p) && jqc__leave(p, parse_try(p));
@@ -236,7 +240,7 @@ static bool parse_prefix(ps_t *p, bool *tail_as, ck_t *v)
     ck_t bv;
     bool ok = parse_binding(p) && jqc__parse_pipe(p, &bv, false);
     jqc__pop(p, mark);
-    *v = CK_NONE;
+    *v = ck(CK_NONE);
     return ok;
 }
 
@@ -250,7 +254,7 @@ static bool parse_operand(ps_t *p, int min, bool *tail_as, ck_t *v)
     }
     while (min <= L_QMARK && jqc__is(p, T_QMARK)) {
         jqc__advance(p);
-        *v = CK_NONE;
+        *v = ck(CK_NONE);
     }
     return true;
 }
@@ -260,13 +264,30 @@ static bool parse_operand(ps_t *p, int min, bool *tail_as, ck_t *v)
  * operands wait on a small explicit stack; each entry binds strictly tighter than the one
  * below, so it never holds more than one entry per level.
  */
+/* A binary operator whose right operand is still being parsed. */
+struct pending_op {
+    int min, level;
+    tk_t op;
+    uint32_t at;
+    ck_t lhs;
+};
+
+/* jq 1.6 folds constant arithmetic while parsing and refuses a division whose result is
+ * infinite ("Division by zero?"), even in code that never runs. */
+static ck_t apply(ps_t *p, const struct pending_op *o, ck_t rhs)
+{
+    ck_t v = jqc__fold(o->lhs, o->op, rhs);
+    if (o->op == T_SLASH && v.kind == CK_NUM && isinf(v.num)) {
+        jqc__semantic(p, o->at, SG_JQ_ERR_SYNTAX,
+                      "jq 1.6 computes constant divisions while compiling; the result is infinite",
+                      "division by zero");
+    }
+    return v;
+}
+
 static bool parse_binary(ps_t *p, int min, bool *tail_as, ck_t *v)
 {
-    struct pending_op {
-        int min, level;
-        tk_t op;
-        ck_t lhs;
-    } st[L_MUL + 1];
+    struct pending_op st[L_MUL + 1];
     int sp = 0, cur = min, last = -1;
     ck_t val;
     if (!parse_operand(p, cur, tail_as, &val) || (tail_as != NULL && *tail_as)) {
@@ -277,7 +298,7 @@ static bool parse_binary(ps_t *p, int min, bool *tail_as, ck_t *v)
         int level = jqc__binary_level(op);
         while (sp > 0 && level < cur) {
             sp--;
-            val = jqc__fold(st[sp].lhs, st[sp].op, val);
+            val = apply(p, &st[sp], val);
             cur = st[sp].min;
             last = st[sp].level;
         }
@@ -288,7 +309,8 @@ static bool parse_binary(ps_t *p, int min, bool *tail_as, ck_t *v)
             return jqc__unexpected(p, "comparisons and assignments do not chain in jq: add "
                                       "parentheses");
         }
-        st[sp++] = (struct pending_op){.min = cur, .level = level, .op = op, .lhs = val};
+        st[sp++] =
+            (struct pending_op){.min = cur, .level = level, .op = op, .at = p->tok.off, .lhs = val};
         cur = level + 1;
         last = -1;
         jqc__advance(p);
@@ -312,7 +334,7 @@ bool jqc__parse_pipe(ps_t *p, ck_t *v, bool top)
     }
     uint32_t mark = p->nbinds;
     unsigned segs = 0, defs = 0;
-    ck_t acc = CK_NOOP;
+    ck_t acc = ck(CK_NOOP);
     bool ok = true, bind_next = false;
     for (;;) {
         while (ok && jqc__is(p, T_DEF)) {
@@ -325,7 +347,7 @@ bool jqc__parse_pipe(ps_t *p, ck_t *v, bool top)
         if (bind_next || jqc__is(p, T_LABEL)) {
             ok = bind_next ? parse_binding(p) : parse_label(p);
             bind_next = false;
-            acc = CK_NONE;
+            acc = ck(CK_NONE);
             segs++;
             continue;
         }
@@ -372,7 +394,8 @@ static bool parse_obj_pattern(ps_t *p)
     } else if (jqc__is(p, T_LPAREN)) {
         uint32_t open = p->tok.off;
         jqc__advance(p);
-        if (!jqc__parse_pipe(p, &kv, false) || !jqc__expect_close(p, T_RPAREN, open, "key expression")) {
+        if (!jqc__parse_pipe(p, &kv, false) ||
+            !jqc__expect_close(p, T_RPAREN, open, "key expression")) {
             return false;
         }
         jqc__check_key(p, kv, open);
@@ -404,7 +427,7 @@ static bool parse_pattern(ps_t *p)
     if (jqc__is(p, T_DOLLAR)) {
         jqc__advance(p);
         ok = jqc__is(p, T_IDENT) ? jqc__push(p, p->src + p->tok.off, p->tok.len, B_HIDDEN, 0)
-                            : jqc__unexpected(p, jqc__keyword_hint(p));
+                                 : jqc__unexpected(p, jqc__keyword_hint(p));
         if (ok) {
             jqc__advance(p);
         }
@@ -474,7 +497,7 @@ static bool parse_program(ps_t *p)
         if (!jqc__parse_pipe(p, &mv, false) || !jqc__expect(p, T_SEMI, NULL)) {
             return false;
         }
-        if (!CK_IS_CONST(mv) && mv != CK_UNKNOWN) {
+        if (!CK_IS_CONST(mv) && mv.kind != CK_UNKNOWN) {
             jqc__semantic(p, at, SG_JQ_ERR_SYNTAX, NULL, "module metadata must be constant");
         }
     }
@@ -515,8 +538,8 @@ static void run(ps_t *p, const char *src, uint32_t len, unsigned flags, sg_jq_pa
     parse_program(p);
 }
 
-bool sg_jq_check_ex(const char *src, size_t len, unsigned flags, sg_jq_path_fn path_fn,
-                    void *ctx, sg_jq_error_t *err)
+bool sg_jq_check_ex(const char *src, size_t len, unsigned flags, sg_jq_path_fn path_fn, void *ctx,
+                    sg_jq_error_t *err)
 {
     ps_t p;
     if (src == NULL) {
@@ -540,8 +563,7 @@ bool sg_jq_check_ex(const char *src, size_t len, unsigned flags, sg_jq_path_fn p
     return ok;
 }
 
-bool sg_jq_check(const char *src, size_t len, sg_jq_path_fn path_fn, void *ctx,
-                 sg_jq_error_t *err)
+bool sg_jq_check(const char *src, size_t len, sg_jq_path_fn path_fn, void *ctx, sg_jq_error_t *err)
 {
     return sg_jq_check_ex(src, len, 0, path_fn, ctx, err);
 }

@@ -74,13 +74,12 @@ typedef void (*sg_jq_path_fn)(void *ctx, const sg_jq_field_t *fields, size_t n, 
  * `import`/`include`/`module` directives, unknown `@format`s, NUL bytes (jq's C API stops
  * at them), nesting deeper than SG_JQ_MAX_DEPTH.
  *
- * src may be NULL when len is 0. Pure: any bytes are fine (invalid UTF-8 is accepted inside string literals, as jq does),
- * no state outlives the call, any thread may call it concurrently. It allocates only when
- * a program binds more than 32 names at once or a path field needs decoding beyond 512
- * bytes; if that allocation fails it returns false with kind SG_JQ_ERR_LIMIT.
+ * src may be NULL when len is 0. Pure: any bytes are fine (invalid UTF-8 is accepted inside string
+ * literals, as jq does), no state outlives the call, any thread may call it concurrently. It
+ * allocates only when a program binds more than 32 names at once or a path field needs decoding
+ * beyond 512 bytes; if that allocation fails it returns false with kind SG_JQ_ERR_LIMIT.
  */
-bool sg_jq_check(const char *src, size_t len, sg_jq_path_fn path_fn, void *ctx,
-                 sg_jq_error_t *err);
+bool sg_jq_check(const char *src, size_t len, sg_jq_path_fn path_fn, void *ctx, sg_jq_error_t *err);
 
 /* Flags for sg_jq_check_ex. */
 enum {
@@ -91,8 +90,8 @@ enum {
 };
 
 /* sg_jq_check with flags (a bitwise or of the values above); sg_jq_check passes 0. */
-bool sg_jq_check_ex(const char *src, size_t len, unsigned flags, sg_jq_path_fn path_fn,
-                    void *ctx, sg_jq_error_t *err);
+bool sg_jq_check_ex(const char *src, size_t len, unsigned flags, sg_jq_path_fn path_fn, void *ctx,
+                    sg_jq_error_t *err);
 
 /*
  * Names of the public jq 1.6 builtin functions as "name/arity", sorted by strcmp, exactly

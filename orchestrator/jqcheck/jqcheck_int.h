@@ -14,18 +14,18 @@ typedef enum {
     T_EOF,
     T_BAD, /* a lexical error; tok.bad says which */
     T_IDENT,
-    T_FIELD,      /* .name */
-    T_NUMBER,     /* valid numeric literal */
-    T_FORMAT,     /* @name */
-    T_STR,        /* a whole string literal without interpolation */
-    T_STR_OPEN,   /* '"' text up to and including the first '\(' */
-    T_STR_MID,    /* after an interpolation's ')': text up to the next '\(' */
-    T_STR_END,    /* after an interpolation's ')': text up to the closing '"' */
-    T_DOLLAR,     /* '$'; jq 1.6 allows blanks between '$' and the name */
-    T_REC,        /* .. */
-    T_DOT,        /* . */
-    T_QMARK,      /* ? */
-    T_ALT,        /* ?// */
+    T_FIELD,    /* .name */
+    T_NUMBER,   /* valid numeric literal */
+    T_FORMAT,   /* @name */
+    T_STR,      /* a whole string literal without interpolation */
+    T_STR_OPEN, /* '"' text up to and including the first '\(' */
+    T_STR_MID,  /* after an interpolation's ')': text up to the next '\(' */
+    T_STR_END,  /* after an interpolation's ')': text up to the closing '"' */
+    T_DOLLAR,   /* '$'; jq 1.6 allows blanks between '$' and the name */
+    T_REC,      /* .. */
+    T_DOT,      /* . */
+    T_QMARK,    /* ? */
+    T_ALT,      /* ?// */
     /* keywords */
     T_AS,
     T_DEF,
@@ -134,8 +134,8 @@ const char *jqc__format_closest(const char *word);
 
 /* ---- parser state, shared by jqcheck.c (grammar) and jqcheck_scope.c ---- */
 
-/* What jq 1.6's parser would fold an expression into; only used to find constant
- * non-string object keys, which jq refuses at compile time. */
+/* What jq 1.6's parser would fold an expression into; only used to find what jq refuses
+ * at compile time: constant non-string object keys and constant divisions that overflow. */
 typedef enum {
     CK_NONE,    /* computed at run time */
     CK_NOOP,    /* the identity `.`: compiles to no instruction at all */
@@ -147,9 +147,19 @@ typedef enum {
     CK_BOOL,
     CK_ARR,
     CK_OBJ,
+} ck_kind_t;
+
+typedef struct {
+    uint8_t kind; /* ck_kind_t */
+    double num;   /* CK_NUM: the value; NaN also when it could not be read exactly */
 } ck_t;
 
-#define CK_IS_CONST(k) ((k) >= CK_NUM)
+static inline ck_t ck(ck_kind_t kind)
+{
+    return (ck_t){.kind = (uint8_t)kind, .num = 0};
+}
+
+#define CK_IS_CONST(v) ((v).kind >= CK_NUM)
 
 /* Binding kinds; B_HIDDEN is a pattern variable not yet in scope. */
 enum { B_VAR, B_HIDDEN, B_FUNC, B_LABEL };
@@ -225,8 +235,8 @@ typedef struct {
 /* jqcheck_scope.c: errors. Both return false so callers can `return jqc__syntax(...)`. */
 bool jqc__syntax(ps_t *p, uint32_t at, sg_jq_err_kind_t kind, const char *hint, const char *fmt,
                  ...) __attribute__((format(printf, 5, 6)));
-void jqc__semantic(ps_t *p, uint32_t at, sg_jq_err_kind_t kind, const char *hint,
-                   const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+void jqc__semantic(ps_t *p, uint32_t at, sg_jq_err_kind_t kind, const char *hint, const char *fmt,
+                   ...) __attribute__((format(printf, 5, 6)));
 /* "unexpected <current token>", or the lexical error the current token carries. */
 bool jqc__unexpected(ps_t *p, const char *hint);
 /* Frees what the check allocated, copies the error to report into *err with line and
@@ -300,8 +310,7 @@ static inline bool jqc__is_string(const ps_t *p)
 
 static inline const char *jqc__keyword_hint(const ps_t *p)
 {
-    return jqc__is_keyword((tk_t)p->tok.kind) ? "that is a jq keyword and cannot be a name"
-                                              : NULL;
+    return jqc__is_keyword((tk_t)p->tok.kind) ? "that is a jq keyword and cannot be a name" : NULL;
 }
 
 /* jqcheck_scope.c: consume an expected token, or report. */

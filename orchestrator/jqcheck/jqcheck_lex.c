@@ -57,13 +57,15 @@ static tok_t bad(uint8_t why, uint32_t off, uint32_t len, uint32_t where)
 
 static const struct {
     const char *word;
-    uint8_t kind;
+    uint8_t len, kind;
 } keywords[] = {
-    {"as", T_AS},         {"def", T_DEF},         {"module", T_MODULE},   {"import", T_IMPORT},
-    {"include", T_INCLUDE}, {"if", T_IF},         {"then", T_THEN},       {"elif", T_ELIF},
-    {"else", T_ELSE},     {"end", T_END},         {"reduce", T_REDUCE},   {"foreach", T_FOREACH},
-    {"and", T_AND},       {"or", T_OR},           {"try", T_TRY},         {"catch", T_CATCH},
-    {"label", T_LABEL},   {"break", T_BREAK},     {"__loc__", T_LOC},
+    {"as", 2, T_AS},         {"def", 3, T_DEF},         {"module", 6, T_MODULE},
+    {"import", 6, T_IMPORT}, {"include", 7, T_INCLUDE}, {"if", 2, T_IF},
+    {"then", 4, T_THEN},     {"elif", 4, T_ELIF},       {"else", 4, T_ELSE},
+    {"end", 3, T_END},       {"reduce", 6, T_REDUCE},   {"foreach", 7, T_FOREACH},
+    {"and", 3, T_AND},       {"or", 2, T_OR},           {"try", 3, T_TRY},
+    {"catch", 5, T_CATCH},   {"label", 5, T_LABEL},     {"break", 5, T_BREAK},
+    {"__loc__", 7, T_LOC},
 };
 
 static uint8_t keyword_kind(const char *s, uint32_t n)
@@ -72,7 +74,8 @@ static uint8_t keyword_kind(const char *s, uint32_t n)
         return T_IDENT;
     }
     for (size_t i = 0; i < SG_ARRAY_LEN(keywords); i++) {
-        if (strlen(keywords[i].word) == n && memcmp(keywords[i].word, s, n) == 0) {
+        if (keywords[i].len == n && keywords[i].word[0] == s[0] &&
+            memcmp(keywords[i].word, s, n) == 0) {
             return keywords[i].kind;
         }
     }
@@ -272,31 +275,57 @@ tok_t jqc__lex_string_rest(lexer_t *lx, uint32_t quote)
 
 /* ---- operators ---- */
 
-static const struct {
-    const char *text;
-    uint8_t kind;
-} operators[] = {
-    /* longest first, so the first match is flex's longest match */
-    {"?//", T_ALT},     {"//=", T_SETDEFOR}, {"!=", T_NEQ},      {"==", T_EQ},
-    {"//", T_DEFOR},    {"|=", T_SETPIPE},   {"+=", T_SETPLUS},  {"-=", T_SETMINUS},
-    {"*=", T_SETMULT},  {"/=", T_SETDIV},    {"%=", T_SETMOD},   {"<=", T_LE},
-    {">=", T_GE},       {"?", T_QMARK},      {"=", T_ASSIGN},    {";", T_SEMI},
-    {",", T_COMMA},     {":", T_COLON},      {"|", T_PIPE},      {"+", T_PLUS},
-    {"-", T_MINUS},     {"*", T_STAR},       {"/", T_SLASH},     {"%", T_PERCENT},
-    {"$", T_DOLLAR},    {"<", T_LT},         {">", T_GT},        {"[", T_LBRACKET},
-    {"{", T_LBRACE},    {"(", T_LPAREN},     {"]", T_RBRACKET},  {"}", T_RBRACE},
-    {")", T_RPAREN},
-};
+/* c, or c followed by '=' as the compound token `with_eq`. */
+static tok_t maybe_eq(uint32_t i, char next, uint8_t alone, uint8_t with_eq)
+{
+    return next == '=' ? make(with_eq, i, 2) : make(alone, i, 1);
+}
 
+/* Operators and punctuation, longest match first as flex does. */
 static tok_t lex_operator(const lexer_t *lx, uint32_t i)
 {
-    for (size_t k = 0; k < SG_ARRAY_LEN(operators); k++) {
-        uint32_t n = (uint32_t)strlen(operators[k].text);
-        if (i + n <= lx->len && memcmp(lx->src + i, operators[k].text, n) == 0) {
-            return make(operators[k].kind, i, n);
-        }
-    }
+    char c1 = i + 1 < lx->len ? lx->src[i + 1] : 0;
+    char c2 = i + 2 < lx->len ? lx->src[i + 2] : 0;
+    static const char singles[] = ";,:$[{(]})";
+    static const uint8_t single_kinds[] = {T_SEMI,     T_COMMA,  T_COLON,    T_DOLLAR,
+                                           T_LBRACKET, T_LBRACE, T_LPAREN,   T_RBRACKET,
+                                           T_RBRACE,   T_RPAREN};
     unsigned char c = (unsigned char)lx->src[i];
+    switch (c) {
+    case '?':
+        return c1 == '/' && c2 == '/' ? make(T_ALT, i, 3) : make(T_QMARK, i, 1);
+    case '/':
+        if (c1 == '/') {
+            return c2 == '=' ? make(T_SETDEFOR, i, 3) : make(T_DEFOR, i, 2);
+        }
+        return maybe_eq(i, c1, T_SLASH, T_SETDIV);
+    case '!':
+        if (c1 == '=') {
+            return make(T_NEQ, i, 2);
+        }
+        break;
+    case '=':
+        return maybe_eq(i, c1, T_ASSIGN, T_EQ);
+    case '|':
+        return maybe_eq(i, c1, T_PIPE, T_SETPIPE);
+    case '+':
+        return maybe_eq(i, c1, T_PLUS, T_SETPLUS);
+    case '-':
+        return maybe_eq(i, c1, T_MINUS, T_SETMINUS);
+    case '*':
+        return maybe_eq(i, c1, T_STAR, T_SETMULT);
+    case '%':
+        return maybe_eq(i, c1, T_PERCENT, T_SETMOD);
+    case '<':
+        return maybe_eq(i, c1, T_LT, T_LE);
+    case '>':
+        return maybe_eq(i, c1, T_GT, T_GE);
+    default:
+        if (c != 0 && strchr(singles, c) != NULL) {
+            return make(single_kinds[strchr(singles, c) - singles], i, 1);
+        }
+        break;
+    }
     return bad(c == 0 ? BAD_NUL : (c == '\r' ? BAD_CR : BAD_CHAR), i, 1, i);
 }
 

@@ -37,8 +37,8 @@ bool jqc__syntax(ps_t *p, uint32_t at, sg_jq_err_kind_t kind, const char *hint, 
     return false;
 }
 
-void jqc__semantic(ps_t *p, uint32_t at, sg_jq_err_kind_t kind, const char *hint,
-                   const char *fmt, ...)
+void jqc__semantic(ps_t *p, uint32_t at, sg_jq_err_kind_t kind, const char *hint, const char *fmt,
+                   ...)
 {
     if (kind == SG_JQ_ERR_NAME && p->cur_def >= 0) {
         if (p->live == NULL) {
@@ -89,8 +89,7 @@ bool jqc__enter(ps_t *p)
 {
     if (++p->depth > SG_JQ_MAX_DEPTH) {
         return jqc__syntax(p, p->tok.off, SG_JQ_ERR_LIMIT, "split it into smaller expressions",
-                           "expression nested too deeply (more than %d levels)",
-                           SG_JQ_MAX_DEPTH);
+                           "expression nested too deeply (more than %d levels)", SG_JQ_MAX_DEPTH);
     }
     return true;
 }
@@ -114,7 +113,8 @@ static void token_text(const ps_t *p, const tok_t *t, char *out, size_t cap)
 
 static bool lexical_error(ps_t *p, const tok_t *t)
 {
-    static const char escapes[] = "valid escapes: \\\" \\\\ \\/ \\b \\f \\n \\r \\t \\uXXXX \\(...)";
+    static const char escapes[] =
+        "valid escapes: \\\" \\\\ \\/ \\b \\f \\n \\r \\t \\uXXXX \\(...)";
     unsigned char c = (unsigned char)p->src[t->where < p->len ? t->where : 0];
     char text[160];
     token_text(p, t, text, sizeof(text));
@@ -410,8 +410,8 @@ void jqc__reveal(ps_t *p, uint32_t mark)
     }
 }
 
-static const bind_t *find(const ps_t *p, const char *name, uint32_t len, uint8_t kind,
-                          int arity, uint32_t floor)
+static const bind_t *find(const ps_t *p, const char *name, uint32_t len, uint8_t kind, int arity,
+                          uint32_t floor)
 {
     for (uint32_t i = p->nbinds; i-- > floor;) {
         const bind_t *b = &p->binds[i];
@@ -558,7 +558,8 @@ void jqc__use_label(ps_t *p, const tok_t *t, uint32_t at)
     const char *name = p->src + t->off;
     if (find(p, name, t->len, B_LABEL, -1, 0) == NULL) {
         int n = (int)(t->len > 64 ? 64 : t->len);
-        jqc__semantic(p, at, SG_JQ_ERR_NAME, "break can only leave an enclosing 'label $name | ...'",
+        jqc__semantic(p, at, SG_JQ_ERR_NAME,
+                      "break can only leave an enclosing 'label $name | ...'",
                       "label $%.*s is not defined", n, name);
     }
 }

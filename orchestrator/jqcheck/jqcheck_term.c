@@ -8,67 +8,104 @@
  */
 #include "orchestrator/jqcheck/jqcheck_int.h"
 
+#include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 /* ---- constant folding, mirroring jq 1.6's gen_binop/constant_fold ---- */
 
-ck_t jqc__fold(ck_t l, tk_t op, ck_t r)
+static ck_t num(double x)
 {
-    if (op == T_COMMA) {
-        if ((CK_IS_CONST(l) || l == CK_CLIST) && CK_IS_CONST(r)) {
-            return CK_CLIST;
-        }
-        return (l == CK_UNKNOWN || r == CK_UNKNOWN) ? CK_UNKNOWN : CK_NONE;
-    }
-    if (!(CK_IS_CONST(l) || l == CK_UNKNOWN) || !(CK_IS_CONST(r) || r == CK_UNKNOWN)) {
-        return CK_NONE;
-    }
-    if (l == CK_UNKNOWN || r == CK_UNKNOWN) {
-        return CK_UNKNOWN;
-    }
+    return (ck_t){.kind = CK_NUM, .num = x};
+}
+
+/* Arithmetic and comparisons fold only on two numbers; `+` also drops a null operand and
+ * joins two strings. Everything else becomes a call, i.e. not a constant. */
+static ck_t fold_consts(ck_t l, tk_t op, ck_t r)
+{
+    bool nums = l.kind == CK_NUM && r.kind == CK_NUM;
     switch (op) {
     case T_PLUS:
-        if (l == CK_NULL || r == CK_NULL) {
-            return l == CK_NULL ? r : l;
+        if (l.kind == CK_NULL || r.kind == CK_NULL) {
+            return l.kind == CK_NULL ? r : l;
         }
-        return (l == r && (l == CK_NUM || l == CK_STR)) ? l : CK_NONE;
+        if (l.kind == CK_STR && r.kind == CK_STR) {
+            return l;
+        }
+        return nums ? num(l.num + r.num) : ck(CK_NONE);
     case T_MINUS:
+        return nums ? num(l.num - r.num) : ck(CK_NONE);
     case T_STAR:
+        return nums ? num(l.num * r.num) : ck(CK_NONE);
     case T_SLASH:
-        return (l == CK_NUM && r == CK_NUM) ? CK_NUM : CK_NONE;
+        return nums ? num(l.num / r.num) : ck(CK_NONE);
     case T_EQ:
     case T_NEQ:
     case T_LT:
     case T_GT:
     case T_LE:
     case T_GE:
-        return (l == CK_NUM && r == CK_NUM) ? CK_BOOL : CK_NONE;
+        return nums ? ck(CK_BOOL) : ck(CK_NONE);
     default:
-        return CK_NONE;
+        return ck(CK_NONE);
     }
+}
+
+ck_t jqc__fold(ck_t l, tk_t op, ck_t r)
+{
+    if (op == T_COMMA) {
+        if ((CK_IS_CONST(l) || l.kind == CK_CLIST) && CK_IS_CONST(r)) {
+            return ck(CK_CLIST);
+        }
+        return ck(l.kind == CK_UNKNOWN || r.kind == CK_UNKNOWN ? CK_UNKNOWN : CK_NONE);
+    }
+    if (!(CK_IS_CONST(l) || l.kind == CK_UNKNOWN) || !(CK_IS_CONST(r) || r.kind == CK_UNKNOWN)) {
+        return ck(CK_NONE);
+    }
+    if (l.kind == CK_UNKNOWN || r.kind == CK_UNKNOWN) {
+        return ck(CK_UNKNOWN);
+    }
+    return fold_consts(l, op, r);
 }
 
 /* `a | b`: the identity compiles to nothing, so `1 | .` is still the constant 1. */
 ck_t jqc__join(ck_t l, ck_t r)
 {
-    if (l == CK_NOOP) {
+    if (l.kind == CK_NOOP) {
         return r;
     }
-    return r == CK_NOOP ? l : CK_NONE;
+    return r.kind == CK_NOOP ? l : ck(CK_NONE);
 }
 
 /* jq 1.6 refuses a key that folds to a constant other than a string. */
 void jqc__check_key(ps_t *p, ck_t k, uint32_t at)
 {
     static const char *const kinds[] = {
-        [CK_NUM] = "number", [CK_NULL] = "null",   [CK_BOOL] = "boolean",
+        [CK_NUM] = "number", [CK_NULL] = "null",  [CK_BOOL] = "boolean",
         [CK_ARR] = "array",  [CK_OBJ] = "object",
     };
-    if (CK_IS_CONST(k) && k != CK_STR) {
+    if (CK_IS_CONST(k) && k.kind != CK_STR) {
         jqc__semantic(p, at, SG_JQ_ERR_SYNTAX, "object keys must be strings",
-                      "cannot use a constant %s as object key", kinds[k]);
+                      "cannot use a constant %s as object key", kinds[k.kind]);
     }
+}
+
+/* The value of a numeric literal as jq reads it (with a correctly rounded strtod); NaN
+ * when that is not sure, which never leads to an error. */
+static ck_t number_literal(const ps_t *p)
+{
+    char buf[128];
+    const tok_t *t = &p->tok;
+    if (t->len >= sizeof(buf)) {
+        return num(NAN);
+    }
+    memcpy(buf, p->src + t->off, t->len);
+    buf[t->len] = '\0';
+    char *end = NULL;
+    double x = strtod(buf, &end);
+    /* a locale with another decimal point stops strtod early: then do not guess */
+    return num(end == buf + t->len ? x : NAN);
 }
 
 /* ---- strings ---- */
@@ -86,8 +123,9 @@ static void check_format(ps_t *p)
     if (best != NULL) {
         snprintf(hint, sizeof(hint), "did you mean '@%s'?", best);
     } else {
-        snprintf(hint, sizeof(hint), "jq 1.6 has @text @json @html @uri @csv @tsv @sh @base64 "
-                                     "@base64d");
+        snprintf(hint, sizeof(hint),
+                 "jq 1.6 has @text @json @html @uri @csv @tsv @sh @base64 "
+                 "@base64d");
     }
     jqc__semantic(p, p->tok.off, SG_JQ_ERR_POLICY, hint, "@%s is not a valid format", word);
 }
@@ -96,12 +134,12 @@ static void check_format(ps_t *p)
 static bool parse_string(ps_t *p, ck_t *v)
 {
     if (jqc__is(p, T_STR)) {
-        *v = CK_STR;
+        *v = ck(CK_STR);
         jqc__advance(p);
         return true;
     }
     uint32_t quote = p->tok.off;
-    *v = CK_NONE;
+    *v = ck(CK_NONE);
     while (jqc__is(p, T_STR_OPEN) || jqc__is(p, T_STR_MID)) {
         uint32_t interp = p->tok.off + p->tok.len - 2;
         ck_t iv;
@@ -216,9 +254,10 @@ static bool parse_suffixes(ps_t *p, ck_t *v)
         } else if (jqc__is(p, T_DOT)) {
             jqc__advance(p);
             if (!jqc__is_string(p) && !jqc__is(p, T_FORMAT)) {
-                return jqc__unexpected(p, jqc__is(p, T_LBRACKET) ? "jq 1.6 has no '.[' after a term: "
-                                                             "write .a[0], not .a.[0]"
-                                                           : "after '.' write a name or a string");
+                return jqc__unexpected(p, jqc__is(p, T_LBRACKET)
+                                              ? "jq 1.6 has no '.[' after a term: "
+                                                "write .a[0], not .a.[0]"
+                                              : "after '.' write a name or a string");
             }
             if (!parse_field_string(p)) {
                 return false;
@@ -230,7 +269,7 @@ static bool parse_suffixes(ps_t *p, ck_t *v)
         } else {
             return true;
         }
-        *v = CK_NONE;
+        *v = ck(CK_NONE);
     }
 }
 
@@ -239,7 +278,7 @@ static bool parse_call(ps_t *p, ck_t *v)
     tok_t name = p->tok;
     const char *s = p->src + name.off;
     unsigned arity = 0;
-    *v = CK_NONE;
+    *v = ck(CK_NONE);
     jqc__advance(p);
     if (jqc__is(p, T_LPAREN)) {
         uint32_t open = p->tok.off;
@@ -262,10 +301,10 @@ static bool parse_call(ps_t *p, ck_t *v)
         }
     } else if ((name.len == 4 && memcmp(s, "true", 4) == 0) ||
                (name.len == 5 && memcmp(s, "false", 5) == 0)) {
-        *v = CK_BOOL; /* jq's parser turns these into constants, before any lookup */
+        *v = ck(CK_BOOL); /* jq's parser turns these into constants, before any lookup */
         return true;
     } else if (name.len == 4 && memcmp(s, "null", 4) == 0) {
-        *v = CK_NULL;
+        *v = ck(CK_NULL);
         return true;
     }
     jqc__use_func(p, &name, arity);
@@ -278,7 +317,7 @@ static bool parse_variable(ps_t *p, ck_t *v)
     jqc__advance(p); /* '$'; jq 1.6 lexes it alone, so blanks may follow */
     if (jqc__is(p, T_LOC)) {
         jqc__advance(p);
-        *v = CK_OBJ;
+        *v = ck(CK_OBJ);
         return true;
     }
     if (!jqc__is(p, T_IDENT)) {
@@ -286,14 +325,14 @@ static bool parse_variable(ps_t *p, ck_t *v)
     }
     jqc__use_var(p, &p->tok, at);
     jqc__advance(p);
-    *v = CK_NONE;
+    *v = ck(CK_NONE);
     return true;
 }
 
 static bool parse_break(ps_t *p, ck_t *v)
 {
     uint32_t at = p->tok.off;
-    *v = CK_NONE;
+    *v = ck(CK_NONE);
     jqc__advance(p);
     if (!jqc__is(p, T_DOLLAR)) {
         return jqc__unexpected(p, "break needs a label: break $name");
@@ -314,21 +353,25 @@ static bool parse_array(ps_t *p, ck_t *v)
     jqc__advance(p);
     if (jqc__is(p, T_RBRACKET)) {
         jqc__advance(p);
-        *v = CK_ARR;
+        *v = ck(CK_ARR);
         return true;
     }
     if (!jqc__parse_pipe(p, &iv, false) || !jqc__expect_close(p, T_RBRACKET, open, "array")) {
         return false;
     }
     /* jq 1.6's gen_collect turns [c1, c2, ...] of constants into one constant */
-    *v = (CK_IS_CONST(iv) || iv == CK_CLIST) ? CK_ARR : (iv == CK_UNKNOWN ? CK_UNKNOWN : CK_NONE);
+    if (CK_IS_CONST(iv) || iv.kind == CK_CLIST) {
+        *v = ck(CK_ARR);
+    } else {
+        *v = ck(iv.kind == CK_UNKNOWN ? CK_UNKNOWN : CK_NONE);
+    }
     return true;
 }
 
 /* jq 1.6's ExpD: an object value is `-`* Term, or such values joined by '|'. */
 static bool parse_expd(ps_t *p, ck_t *v)
 {
-    ck_t acc = CK_NOOP;
+    ck_t acc = ck(CK_NOOP);
     for (;;) {
         bool neg = false;
         while (jqc__is(p, T_MINUS)) {
@@ -339,7 +382,7 @@ static bool parse_expd(ps_t *p, ck_t *v)
         if (!jqc__parse_term(p, &tv)) {
             return false;
         }
-        acc = jqc__join(acc, neg ? CK_NONE : tv);
+        acc = jqc__join(acc, neg ? ck(CK_NONE) : tv);
         if (!jqc__is(p, T_PIPE)) {
             break;
         }
@@ -366,7 +409,7 @@ static bool parse_key(ps_t *p, ck_t *kv, bool *short_ok)
 {
     tok_t key = p->tok;
     *short_ok = false;
-    *kv = CK_STR;
+    *kv = ck(CK_STR);
     if (jqc__is(p, T_IDENT) || jqc__is_keyword((tk_t)key.kind)) {
         jqc__advance(p);
         *short_ok = key.kind == T_IDENT;
@@ -377,14 +420,15 @@ static bool parse_key(ps_t *p, ck_t *kv, bool *short_ok)
         *short_ok = true;
     } else if (jqc__is(p, T_LPAREN)) {
         jqc__advance(p);
-        if (!jqc__parse_pipe(p, kv, false) || !jqc__expect_close(p, T_RPAREN, key.off, "key expression")) {
+        if (!jqc__parse_pipe(p, kv, false) ||
+            !jqc__expect_close(p, T_RPAREN, key.off, "key expression")) {
             return false;
         }
         jqc__check_key(p, *kv, key.off);
         return true;
     } else {
-        return jqc__unexpected(p, jqc__is(p, T_NUMBER) ? "object keys are names or strings: {\"1\": v}"
-                                                  : NULL);
+        return jqc__unexpected(
+            p, jqc__is(p, T_NUMBER) ? "object keys are names or strings: {\"1\": v}" : NULL);
     }
     if (!jqc__is(p, T_COLON) && *short_ok && (key.kind == T_IDENT || key.kind == T_STR)) {
         shorthand_path(p, &key);
@@ -396,13 +440,13 @@ static bool parse_pair(ps_t *p, ck_t *pv)
 {
     ck_t kv, vv;
     bool short_ok;
-    *pv = CK_NONE;
+    *pv = ck(CK_NONE);
     if (jqc__is(p, T_DOLLAR)) { /* {$x} only: jq 1.6 has neither {$x: v} nor {$__loc__} */
         uint32_t at = p->tok.off;
         jqc__advance(p);
         if (!jqc__is(p, T_IDENT)) {
             return jqc__unexpected(p, jqc__is(p, T_LOC) ? "jq 1.6 needs {__loc__: $__loc__}"
-                                                   : jqc__keyword_hint(p));
+                                                        : jqc__keyword_hint(p));
         }
         jqc__use_var(p, &p->tok, at);
         jqc__advance(p);
@@ -421,10 +465,10 @@ static bool parse_pair(ps_t *p, ck_t *pv)
     if (!parse_expd(p, &vv)) {
         return false;
     }
-    if (kv == CK_UNKNOWN || vv == CK_UNKNOWN) {
-        *pv = CK_UNKNOWN;
-    } else if (kv == CK_STR && CK_IS_CONST(vv)) {
-        *pv = CK_OBJ;
+    if (kv.kind == CK_UNKNOWN || vv.kind == CK_UNKNOWN) {
+        *pv = ck(CK_UNKNOWN);
+    } else if (kv.kind == CK_STR && CK_IS_CONST(vv)) {
+        *pv = ck(CK_OBJ);
     }
     return true;
 }
@@ -434,21 +478,26 @@ bool jqc__is_binary_op(tk_t k);
 static bool parse_object(ps_t *p, ck_t *v)
 {
     uint32_t open = p->tok.off;
-    *v = CK_OBJ; /* gen_const_object: constant if every key and value is */
+    *v = ck(CK_OBJ); /* gen_const_object: constant if every key and value is */
     jqc__advance(p);
     while (!jqc__is(p, T_RBRACE)) {
         ck_t pv;
         if (!parse_pair(p, &pv)) {
             return false;
         }
-        *v = (pv == CK_NONE || *v == CK_NONE) ? CK_NONE : (pv == CK_UNKNOWN ? CK_UNKNOWN : *v);
+        if (pv.kind == CK_NONE || v->kind == CK_NONE) {
+            *v = ck(CK_NONE);
+        } else if (pv.kind == CK_UNKNOWN) {
+            *v = ck(CK_UNKNOWN);
+        }
         if (jqc__is(p, T_COMMA)) {
             jqc__advance(p); /* a trailing comma is fine in jq 1.6 */
         } else if (!jqc__is(p, T_RBRACE)) {
             if (jqc__is(p, T_EOF)) {
                 return jqc__syntax(p, open, SG_JQ_ERR_SYNTAX, NULL, "unterminated object");
             }
-            bool op = jqc__is_binary_op((tk_t)p->tok.kind) || jqc__is(p, T_QMARK) || jqc__is(p, T_AS);
+            bool op =
+                jqc__is_binary_op((tk_t)p->tok.kind) || jqc__is(p, T_QMARK) || jqc__is(p, T_AS);
             return jqc__unexpected(p, op ? "jq 1.6 allows only a term as object value: write "
                                            "{key: (...)}"
                                          : "expected ',' or '}'");
@@ -461,14 +510,14 @@ static bool parse_object(ps_t *p, ck_t *v)
 static bool parse_primary(ps_t *p, ck_t *v)
 {
     uint32_t off = p->tok.off;
-    *v = CK_NONE;
+    *v = ck(CK_NONE);
     switch (p->tok.kind) {
     case T_DOT:
         jqc__advance(p);
         jqc__path_begin(p, off);
-        *v = CK_NOOP;
+        *v = ck(CK_NOOP);
         if (jqc__is_string(p) || jqc__is(p, T_FORMAT)) {
-            *v = CK_NONE;
+            *v = ck(CK_NONE);
             return parse_field_string(p);
         }
         return true;
@@ -482,8 +531,8 @@ static bool parse_primary(ps_t *p, ck_t *v)
         jqc__advance(p);
         return true;
     case T_NUMBER:
+        *v = number_literal(p);
         jqc__advance(p);
-        *v = CK_NUM;
         return true;
     case T_STR:
     case T_STR_OPEN:
@@ -569,4 +618,3 @@ bool jqc__is_binary_op(tk_t k)
 {
     return jqc__binary_level(k) > 0;
 }
-

@@ -8,8 +8,8 @@
 #include <string.h>
 
 typedef struct {
-    char *expr;     /* NULL = empty slot */
-    jq_state *jq;   /* NULL with expr set = the expression does not compile */
+    char *expr;   /* NULL = empty slot */
+    jq_state *jq; /* NULL with expr set = the expression does not compile */
     char *compile_error;
 } slot_t;
 

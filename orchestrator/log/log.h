@@ -31,11 +31,11 @@ bool sg_log_enabled(sg_log_level_t level);
 void sg_log(sg_log_level_t level, const sg_log_ctx_t *ctx, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
-#define SG_LOG_DEBUG(ctx, ...)                                                                     \
-    do {                                                                                           \
-        if (sg_log_enabled(SG_LOG_DEBUG)) {                                                        \
-            sg_log(SG_LOG_DEBUG, ctx, __VA_ARGS__);                                                \
-        }                                                                                          \
+#define SG_LOG_DEBUG(ctx, ...)                      \
+    do {                                            \
+        if (sg_log_enabled(SG_LOG_DEBUG)) {         \
+            sg_log(SG_LOG_DEBUG, ctx, __VA_ARGS__); \
+        }                                           \
     } while (0)
 
 #endif

@@ -317,7 +317,8 @@ static const sg_ynode_t *parse_collection(parse_t *p, yaml_event_t *start, size_
             continue;
         }
         if (item->kind != SG_YNODE_SCALAR) {
-            fail(p, SG_ERR_INVALID, item->pos, NULL, "only plain keys are supported, not %s", sg_ynode_kind_name(item));
+            fail(p, SG_ERR_INVALID, item->pos, NULL, "only plain keys are supported, not %s",
+                 sg_ynode_kind_name(item));
             break;
         }
         if (!check_duplicate_key(p, &v, item) || !next_event(p, &ev)) {
@@ -357,8 +358,9 @@ static const sg_ynode_t *parse_node(parse_t *p, yaml_event_t *ev, size_t depth, 
     case YAML_ALIAS_EVENT: {
         const anchor_t *a = find_anchor(p, (const char *)ev->data.alias.anchor);
         if (a == NULL) {
-            fail(p, SG_ERR_INVALID, mark_pos(ev->start_mark), "define the anchor (&name) before using it",
-                 "undefined alias \"%s\"", (const char *)ev->data.alias.anchor);
+            fail(p, SG_ERR_INVALID, mark_pos(ev->start_mark),
+                 "define the anchor (&name) before using it", "undefined alias \"%s\"",
+                 (const char *)ev->data.alias.anchor);
             return NULL;
         }
         *weight = a->weight;
@@ -373,15 +375,17 @@ static const sg_ynode_t *parse_node(parse_t *p, yaml_event_t *ev, size_t depth, 
         break;
     case YAML_SEQUENCE_START_EVENT:
     case YAML_MAPPING_START_EVENT:
-        anchor = (const char *)(ev->type == YAML_MAPPING_START_EVENT ? ev->data.mapping_start.anchor
-                                                                     : ev->data.sequence_start.anchor);
+        anchor =
+            (const char *)(ev->type == YAML_MAPPING_START_EVENT ? ev->data.mapping_start.anchor
+                                                                : ev->data.sequence_start.anchor);
         if (!charge_nodes(p, 1, mark_pos(ev->start_mark))) {
             return NULL;
         }
         n = parse_collection(p, ev, depth, weight);
         break;
     default:
-        fail(p, SG_ERR_INVALID, mark_pos(ev->start_mark), NULL, "unexpected YAML event %d", (int)ev->type);
+        fail(p, SG_ERR_INVALID, mark_pos(ev->start_mark), NULL, "unexpected YAML event %d",
+             (int)ev->type);
         return NULL;
     }
     if (n != NULL && anchor != NULL && !add_anchor(p, anchor, n, *weight)) {
@@ -401,7 +405,11 @@ static bool check_text(parse_t *p, const unsigned char *s, size_t len)
     }
     while (i < len) {
         unsigned c = s[i];
-        size_t n = c < 0x80 ? 1 : (c >> 5) == 0x6 ? 2 : (c >> 4) == 0xE ? 3 : (c >> 3) == 0x1E ? 4 : 0;
+        size_t n = c < 0x80           ? 1
+                   : (c >> 5) == 0x6  ? 2
+                   : (c >> 4) == 0xE  ? 3
+                   : (c >> 3) == 0x1E ? 4
+                                      : 0;
         uint32_t cp = n == 1 ? c : n == 2 ? (c & 0x1F) : n == 3 ? (c & 0x0F) : (c & 0x07);
         bool ok = n > 0 && i + n <= len;
         for (size_t k = 1; ok && k < n; k++) {

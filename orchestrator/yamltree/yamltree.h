@@ -28,8 +28,8 @@ typedef struct {
 /* A node; read-only, owned by its document. Aliases share the anchored node. */
 struct sg_ynode {
     sg_ynode_kind_t kind;
-    sg_pos_t pos;  /* where the node starts */
-    bool plain;    /* scalar written without quotes or block style: may be a number/bool/null */
+    sg_pos_t pos; /* where the node starts */
+    bool plain;   /* scalar written without quotes or block style: may be a number/bool/null */
     sg_ystyle_t style;
     const char *str; /* scalar text, NUL-terminated (may contain NUL only if len says so) */
     size_t len;

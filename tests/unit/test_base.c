@@ -99,8 +99,8 @@ static void test_duration_parse(void **state)
     assert_int_equal(ms, 86400000);
     assert_true(sg_duration_parse("0s", &ms));
     assert_int_equal(ms, 0);
-    const char *bad[] = {"", "5", "s", "-1s", "5x", "1m1h", "1s1s", "1.5s", "5 s",
-                         "99999999999999999999s", "1ms5s"};
+    const char *bad[] = {
+        "", "5", "s", "-1s", "5x", "1m1h", "1s1s", "1.5s", "5 s", "99999999999999999999s", "1ms5s"};
     for (size_t i = 0; i < SG_ARRAY_LEN(bad); i++) {
         assert_false(sg_duration_parse(bad[i], &ms));
     }

@@ -51,8 +51,12 @@ static void write_file(const char *path, const char *text)
 static void start(fx_t *fx)
 {
     sg_log_set_level(SG_LOG_WARN);
-    sg_driver_opts_t o = {.db_path = fx->db, .workflows_dir = fx->wf, .data_dir = fx->dir,
-                          .test_activities = true, .threads = 4, .sync = SG_SYNC_NORMAL};
+    sg_driver_opts_t o = {.db_path = fx->db,
+                          .workflows_dir = fx->wf,
+                          .data_dir = fx->dir,
+                          .test_activities = true,
+                          .threads = 4,
+                          .sync = SG_SYNC_NORMAL};
     char err[256] = "";
     sg_err_t rc = sg_driver_start(&o, &fx->d, err, sizeof(err));
     if (rc != SG_OK) {
@@ -159,8 +163,7 @@ static void test_input_schema_and_unknown_workflow(void **state)
     sg_jsonschema_errors_fini(&errs);
     assert_int_equal(sg_driver_start_saga(fx->d, "nope", 0, "{}", NULL, &res, NULL),
                      SG_ERR_NOT_FOUND);
-    assert_int_equal(sg_driver_start_saga(fx->d, "t", 0, "[1]", NULL, &res, NULL),
-                     SG_ERR_INVALID);
+    assert_int_equal(sg_driver_start_saga(fx->d, "t", 0, "[1]", NULL, &res, NULL), SG_ERR_INVALID);
 }
 
 static void test_idempotent_start(void **state)
@@ -183,8 +186,8 @@ static void test_many_sagas_and_restart(void **state)
     for (int i = 0; i < N; i++) {
         sg_start_result_t r;
         assert_int_equal(sg_driver_start_saga_async(fx->d, "t", 0,
-                                                    i % 10 == 0 ? "{\"fail\":true}" : "{}",
-                                                    NULL, NULL, NULL, NULL),
+                                                    i % 10 == 0 ? "{\"fail\":true}" : "{}", NULL,
+                                                    NULL, NULL, NULL),
                          SG_OK);
         (void)r;
     }

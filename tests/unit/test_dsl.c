@@ -48,8 +48,7 @@ static sg_def_t *load_ok(const char *yaml)
     sg_err_t rc = sg_def_load("t.yaml", yaml, strlen(yaml), NULL, &def, &d);
     if (rc != SG_OK) {
         for (size_t i = 0; i < d.count; i++) {
-            print_error("%u:%u: %s\n", d.items[i].pos.line, d.items[i].pos.col,
-                        d.items[i].message);
+            print_error("%u:%u: %s\n", d.items[i].pos.line, d.items[i].pos.col, d.items[i].message);
         }
         sg_diags_fini(&d);
         fail_msg("load failed: %s", sg_strerror(rc));
@@ -97,9 +96,9 @@ static void test_order_model(void **state)
     assert_int_equal(reserve->cls, SG_CLASS_COMPENSATABLE);
     assert_string_equal(reserve->call.activity, "inventory.reserve");
     assert_string_equal(reserve->call.queue, "inventory");
-    assert_int_equal(reserve->call.timeout_ms, 5000);        /* defaults.timeout */
-    assert_int_equal(reserve->call.retry.max_attempts, 4);   /* defaults.retry */
-    assert_int_equal(reserve->call.retry.initial_ms, 50);    /* defaults.retry */
+    assert_int_equal(reserve->call.timeout_ms, 5000);          /* defaults.timeout */
+    assert_int_equal(reserve->call.retry.max_attempts, 4);     /* defaults.retry */
+    assert_int_equal(reserve->call.retry.initial_ms, 50);      /* defaults.retry */
     assert_int_equal(reserve->call.retry.max_delay_ms, 30000); /* built-in default */
     assert_int_equal(reserve->call.retry.n_non_retryable, 1);
     assert_string_equal(reserve->call.retry.non_retryable[0], "inventory.out_of_stock");
@@ -149,10 +148,12 @@ static const char parallel_yaml[] =
     "  - id: first\n    activity: test.echo\n    compensate: {activity: test.echo}\n"
     "  - id: group\n    parallel:\n"
     "      - id: left\n        steps:\n"
-    "          - id: l1\n            activity: test.echo\n            compensate: {activity: test.echo}\n"
+    "          - id: l1\n            activity: test.echo\n            compensate: {activity: "
+    "test.echo}\n"
     "          - id: l2\n            activity: test.fail\n            compensate: none\n"
     "      - id: right\n        steps:\n"
-    "          - id: r1\n            activity: test.echo\n            compensate: {activity: test.echo}\n"
+    "          - id: r1\n            activity: test.echo\n            compensate: {activity: "
+    "test.echo}\n"
     "  - id: maybe_step\n    when: .input.x\n    activity: test.echo\n"
     "    compensate: {activity: test.echo}\n"
     "  - id: last\n    activity: test.echo\n    pivot: true\n";

@@ -38,8 +38,7 @@ static h_t *h_new(const char *yaml, const char *input)
     sg_diags_init(&d, 20);
     if (sg_def_load("t.yaml", yaml, strlen(yaml), NULL, &h->def, &d) != SG_OK) {
         for (size_t i = 0; i < d.count; i++) {
-            print_error("%u:%u: %s\n", d.items[i].pos.line, d.items[i].pos.col,
-                        d.items[i].message);
+            print_error("%u:%u: %s\n", d.items[i].pos.line, d.items[i].pos.col, d.items[i].message);
         }
         fail_msg("definition does not load");
     }
@@ -118,30 +117,42 @@ static void expect_dispatch(h_t *h, const char *step, bool comp, uint32_t attemp
 
 static sg_err_t ok(h_t *h, const char *step, uint32_t attempt, const char *output)
 {
-    return h_apply(h, (sg_event_t){.kind = SG_EV_RESULT, .step = idx(h, step),
-                                   .attempt = attempt, .outcome = SG_OUTCOME_OK,
+    return h_apply(h, (sg_event_t){.kind = SG_EV_RESULT,
+                                   .step = idx(h, step),
+                                   .attempt = attempt,
+                                   .outcome = SG_OUTCOME_OK,
                                    .output = output});
 }
 
 static sg_err_t comp_ok(h_t *h, const char *step, uint32_t attempt)
 {
-    return h_apply(h, (sg_event_t){.kind = SG_EV_RESULT, .step = idx(h, step),
-                                   .attempt = attempt, .compensation = true,
-                                   .outcome = SG_OUTCOME_OK, .output = "{}"});
+    return h_apply(h, (sg_event_t){.kind = SG_EV_RESULT,
+                                   .step = idx(h, step),
+                                   .attempt = attempt,
+                                   .compensation = true,
+                                   .outcome = SG_OUTCOME_OK,
+                                   .output = "{}"});
 }
 
-static sg_err_t failed(h_t *h, const char *step, uint32_t attempt, bool comp,
-                       sg_outcome_t outcome, const char *code)
+static sg_err_t failed(h_t *h, const char *step, uint32_t attempt, bool comp, sg_outcome_t outcome,
+                       const char *code)
 {
-    return h_apply(h, (sg_event_t){.kind = SG_EV_RESULT, .step = idx(h, step),
-                                   .attempt = attempt, .compensation = comp, .outcome = outcome,
-                                   .error_code = code, .error_message = "boom"});
+    return h_apply(h, (sg_event_t){.kind = SG_EV_RESULT,
+                                   .step = idx(h, step),
+                                   .attempt = attempt,
+                                   .compensation = comp,
+                                   .outcome = outcome,
+                                   .error_code = code,
+                                   .error_message = "boom"});
 }
 
 static sg_err_t timer(h_t *h, const char *step, uint32_t attempt, bool comp, sg_timer_kind_t k)
 {
-    return h_apply(h, (sg_event_t){.kind = SG_EV_TIMER, .step = step ? idx(h, step) : 0,
-                                   .attempt = attempt, .compensation = comp, .timer = k});
+    return h_apply(h, (sg_event_t){.kind = SG_EV_TIMER,
+                                   .step = step ? idx(h, step) : 0,
+                                   .attempt = attempt,
+                                   .compensation = comp,
+                                   .timer = k});
 }
 
 static void assert_status(h_t *h, sg_inst_status_t st)
@@ -191,8 +202,8 @@ static void test_happy_path(void **state)
 {
     (void)state;
     h_t *h = start_order();
-    assert_int_equal(count_cmds(h, SG_CMD_EMIT), 1);   /* order.created */
-    assert_int_equal(count_cmds(h, SG_CMD_TIMER), 1);  /* the deadline */
+    assert_int_equal(count_cmds(h, SG_CMD_EMIT), 1);  /* order.created */
+    assert_int_equal(count_cmds(h, SG_CMD_TIMER), 1); /* the deadline */
     assert_int_equal(h->inst->deadline_ms, h->now + 600000);
     assert_int_equal(ok(h, "reserve", 1, "{\"rid\":\"R1\"}"), SG_OK);
     expect_dispatch(h, "charge", false, 1, "payment.charge");
@@ -314,8 +325,8 @@ static void test_retriable_after_pivot_until_success(void **state)
     ok(h, "notify", 51, "{}");
     assert_status(h, SG_INST_COMPLETED);
     /* backoff is capped by max_delay (1s) */
-    assert_int_equal(sg_engine_backoff_ms(&sg_def_step(h->def, "notify")->call.retry, 40, 0) <= 1000,
-                     true);
+    assert_int_equal(
+        sg_engine_backoff_ms(&sg_def_step(h->def, "notify")->call.retry, 40, 0) <= 1000, true);
     h_free(h);
 }
 
@@ -528,10 +539,10 @@ static void test_parallel_failure_compensates_other_branches(void **state)
     h_t *h = h_new(par_yaml, "{}");
     h_apply(h, (sg_event_t){.kind = SG_EV_START});
     ok(h, "first", 1, "{}");
-    ok(h, "l1", 1, "{}");                                   /* l2 now in flight */
-    failed(h, "r1", 1, false, SG_OUTCOME_FATAL, "q.nope");   /* right branch fails */
+    ok(h, "l1", 1, "{}");                                  /* l2 now in flight */
+    failed(h, "r1", 1, false, SG_OUTCOME_FATAL, "q.nope"); /* right branch fails */
     assert_status(h, SG_INST_COMPENSATING);
-    assert_int_equal(count_cmds(h, SG_CMD_DISPATCH), 0);   /* draining l2 */
+    assert_int_equal(count_cmds(h, SG_CMD_DISPATCH), 0); /* draining l2 */
     ok(h, "l2", 1, "{}");
     expect_dispatch(h, "l2", true, 1, "q.undo_l2");
     comp_ok(h, "l2", 1);
@@ -565,9 +576,10 @@ static void test_invalid_events_rejected(void **state)
     h_t *h = start_order();
     assert_int_equal(h_apply(h, (sg_event_t){.kind = SG_EV_RESULT, .step = 99}), SG_ERR_INVALID);
     /* approve has no compensation: a compensation result for it is invalid */
-    assert_int_equal(h_apply(h, (sg_event_t){.kind = SG_EV_RESULT, .step = idx(h, "approve"),
-                                             .compensation = true}),
-                     SG_ERR_INVALID);
+    assert_int_equal(
+        h_apply(
+            h, (sg_event_t){.kind = SG_EV_RESULT, .step = idx(h, "approve"), .compensation = true}),
+        SG_ERR_INVALID);
     assert_int_equal(h_apply(h, (sg_event_t){.kind = SG_EV_START}), SG_ERR_STATE);
     h_free(h);
 }
@@ -575,8 +587,11 @@ static void test_invalid_events_rejected(void **state)
 static void test_backoff(void **state)
 {
     (void)state;
-    sg_retry_t r = {.max_attempts = 0, .initial_ms = 100, .multiplier = 2.0,
-                    .max_delay_ms = 1000, .jitter = SG_JITTER_NONE};
+    sg_retry_t r = {.max_attempts = 0,
+                    .initial_ms = 100,
+                    .multiplier = 2.0,
+                    .max_delay_ms = 1000,
+                    .jitter = SG_JITTER_NONE};
     assert_int_equal(sg_engine_backoff_ms(&r, 2, 0), 100);
     assert_int_equal(sg_engine_backoff_ms(&r, 3, 0), 200);
     assert_int_equal(sg_engine_backoff_ms(&r, 5, 0), 800);
@@ -633,8 +648,8 @@ static void explore_once(uint64_t seed)
             if (c->kind == SG_CMD_DISPATCH) {
                 pend[np++] = (pending_t){c->step, c->attempt, c->compensation, false, 0};
                 if (np < 64) {
-                    pend[np++] = (pending_t){c->step, c->attempt, c->compensation, true,
-                                             SG_TIMER_TIMEOUT};
+                    pend[np++] =
+                        (pending_t){c->step, c->attempt, c->compensation, true, SG_TIMER_TIMEOUT};
                 }
             } else if (c->kind == SG_CMD_TIMER && c->timer != SG_TIMER_DEADLINE) {
                 pend[np++] = (pending_t){c->step, c->attempt, c->compensation, true, c->timer};
@@ -656,8 +671,11 @@ static void explore_once(uint64_t seed)
                              : (sg_event_t){.kind = SG_EV_TIMER, .timer = SG_TIMER_DEADLINE};
             continue;
         }
-        ev = (sg_event_t){.kind = p.is_timer ? SG_EV_TIMER : SG_EV_RESULT, .step = p.step,
-                          .attempt = p.attempt, .compensation = p.comp, .timer = p.kind};
+        ev = (sg_event_t){.kind = p.is_timer ? SG_EV_TIMER : SG_EV_RESULT,
+                          .step = p.step,
+                          .attempt = p.attempt,
+                          .compensation = p.comp,
+                          .timer = p.kind};
         if (!p.is_timer) {
             uint64_t r = rng_next(&s) % 10;
             ev.outcome = r < 7 ? SG_OUTCOME_OK : r < 9 ? SG_OUTCOME_RETRYABLE : SG_OUTCOME_FATAL;

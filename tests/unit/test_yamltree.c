@@ -92,11 +92,14 @@ static void test_alias_bomb_rejected(void **state)
     (void)state;
     /* Billion laughs: 9 levels of 10x expansion = 10^9 nodes if expanded. */
     char y[2048];
-    size_t n = (size_t)snprintf(y, sizeof(y), "a: &a [\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\"]\n");
+    size_t n = (size_t)snprintf(
+        y, sizeof(y),
+        "a: &a "
+        "[\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\"]\n");
     for (char c = 'b'; c <= 'i'; c++) {
-        n += (size_t)snprintf(y + n, sizeof(y) - n, "%c: &%c [*%c,*%c,*%c,*%c,*%c,*%c,*%c,*%c,*%c,*%c]\n",
-                              c, c, c - 1, c - 1, c - 1, c - 1, c - 1, c - 1, c - 1, c - 1, c - 1,
-                              c - 1);
+        n += (size_t)snprintf(y + n, sizeof(y) - n,
+                              "%c: &%c [*%c,*%c,*%c,*%c,*%c,*%c,*%c,*%c,*%c,*%c]\n", c, c, c - 1,
+                              c - 1, c - 1, c - 1, c - 1, c - 1, c - 1, c - 1, c - 1, c - 1);
     }
     sg_diags_t d;
     assert_null(parse(y, n, &d));
@@ -148,7 +151,7 @@ static void test_invalid_utf8_located(void **state)
 {
     (void)state;
     expect_error("a: ok\nb: x\xff\n", 11, 2, 5, "invalid UTF-8");
-    expect_error("a: \xc0\xaf\n", 6, 1, 4, "invalid UTF-8"); /* overlong */
+    expect_error("a: \xc0\xaf\n", 6, 1, 4, "invalid UTF-8");     /* overlong */
     expect_error("a: \xed\xa0\x80\n", 7, 1, 4, "invalid UTF-8"); /* surrogate */
     expect_error("a: b\x01\n", 6, 1, 5, "control character");
     sg_diags_t d;
@@ -196,18 +199,12 @@ static void test_oom_never_crashes(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_tree_and_positions),
-        cmocka_unit_test(test_empty_document),
-        cmocka_unit_test(test_syntax_error_located),
-        cmocka_unit_test(test_duplicate_key),
-        cmocka_unit_test(test_alias_bomb_rejected),
-        cmocka_unit_test(test_small_aliases_allowed),
-        cmocka_unit_test(test_depth_limit),
-        cmocka_unit_test(test_size_limit),
-        cmocka_unit_test(test_invalid_utf8_located),
-        cmocka_unit_test(test_multiple_documents),
-        cmocka_unit_test(test_complex_key_rejected),
-        cmocka_unit_test(test_oom_never_crashes),
+        cmocka_unit_test(test_tree_and_positions),   cmocka_unit_test(test_empty_document),
+        cmocka_unit_test(test_syntax_error_located), cmocka_unit_test(test_duplicate_key),
+        cmocka_unit_test(test_alias_bomb_rejected),  cmocka_unit_test(test_small_aliases_allowed),
+        cmocka_unit_test(test_depth_limit),          cmocka_unit_test(test_size_limit),
+        cmocka_unit_test(test_invalid_utf8_located), cmocka_unit_test(test_multiple_documents),
+        cmocka_unit_test(test_complex_key_rejected), cmocka_unit_test(test_oom_never_crashes),
     };
     return cmocka_run_group_tests_name("yamltree", tests, NULL, NULL);
 }
