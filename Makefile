@@ -119,13 +119,24 @@ schema-check:
 	@tests/run.sh schema
 
 # ---- fuzzing (clang, libFuzzer) ---------------------------------------------------------
+# The library is compiled once with coverage instrumentation (fuzzer-no-link) into its
+# own archive; each target links only what it uses from it.
 FUZZ_CFLAGS := -std=c11 -D_GNU_SOURCE -pthread -g -O1 -I. $(PKG_CFLAGS) \
-               -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all
+               -fsanitize=address,undefined -fno-sanitize-recover=all
 FUZZ_BINS := $(FUZZ_SRCS:tests/fuzz/%.c=build/fuzz/%)
+FUZZ_OBJS := $(LIB_SRCS:%.c=build/fuzz/obj/%.o)
 
-build/fuzz/%: tests/fuzz/%.c $(LIB_SRCS) $(wildcard */*.h */*/*.h)
+build/fuzz/obj/%.o: %.c
 	@mkdir -p $(dir $@)
-	clang $(FUZZ_CFLAGS) $< $(LIB_SRCS) $(LDLIBS) -o $@
+	clang $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link -MMD -MP -c $< -o $@
+
+build/fuzz/libsagad.a: $(FUZZ_OBJS)
+	rm -f $@
+	ar rcs $@ $^
+
+build/fuzz/%: tests/fuzz/%.c build/fuzz/libsagad.a
+	@mkdir -p $(dir $@)
+	clang $(FUZZ_CFLAGS) -fsanitize=fuzzer $< build/fuzz/libsagad.a $(LDLIBS) -o $@
 
 fuzz-build: $(FUZZ_BINS)
 
@@ -134,6 +145,8 @@ fuzz: deps-test fuzz-build
 
 fuzz-quick: fuzz-build
 	@FUZZ_SECONDS=$(FUZZ_QUICK_SECONDS) tests/run.sh fuzz
+
+.PHONY: fuzz-build
 
 # ---- benchmarks ------------------------------------------------------------------------
 bench: deps all

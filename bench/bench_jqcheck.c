@@ -96,8 +96,7 @@ int main(void)
     double plain = bench_check(1000000, NULL, &sink);
     double paths = bench_check(1000000, count_paths, &sink);
     double jq = bench_libjq(200);
-    printf("jqcheck:            %8.0f ns/expression (%zu expressions, 1e6 checks)\n", plain,
-           N_MIX);
+    printf("jqcheck:            %8.0f ns/expression (%zu expressions, 1e6 checks)\n", plain, N_MIX);
     printf("jqcheck with paths: %8.0f ns/expression (%zu path fields seen)\n", paths, sink);
     printf("libjq jq_compile:   %8.0f ns/expression (200 compiles)\n", jq);
     printf("ratio:              %8.0fx faster\n", jq / plain);

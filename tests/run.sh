@@ -59,7 +59,7 @@ suite_asan() {
 
 suite_valgrind() {
   SG_UNDER_VALGRIND=1 run_cmocka_dir "$BUILD" valgrind \
-    "valgrind -q --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite,indirect --show-leak-kinds=definite,indirect"
+    "valgrind -q --error-exitcode=99 --suppressions=tests/valgrind.supp --leak-check=full --errors-for-leak-kinds=definite,indirect --show-leak-kinds=definite,indirect"
 }
 
 # Every bad fixture must produce exactly its .err; every good one must validate,
@@ -113,7 +113,7 @@ suite_schema() {
 
 # Each fuzz target runs briefly on a corpus seeded from the fixtures; a crash fails.
 suite_fuzz() {
-  make --no-print-directory fuzz-build >"$log_dir/fuzz-build.log" 2>&1 || { ko "fuzz build (see $log_dir/fuzz-build.log)"; return; }
+  make --no-print-directory -j2 fuzz-build >"$log_dir/fuzz-build.log" 2>&1 || { ko "fuzz build (see $log_dir/fuzz-build.log)"; return; }
   local t name corpus
   for t in build/fuzz/fuzz_*; do
     [ -x "$t" ] || continue

@@ -258,17 +258,31 @@ void sg_buf_puts(sg_buf_t *b, const char *s)
 
 void sg_buf_printf(sg_buf_t *b, const char *fmt, ...)
 {
+    if (b->oom) {
+        return;
+    }
+    /* Format straight into the spare room; only when it does not fit, grow and redo. */
+    if (b->cap - b->len < 64 && !buf_reserve(b, 64)) {
+        return;
+    }
     va_list ap;
     va_start(ap, fmt);
-    va_list ap2;
-    va_copy(ap2, ap);
-    int n = vsnprintf(NULL, 0, fmt, ap2);
-    va_end(ap2);
-    if (n >= 0 && buf_reserve(b, (size_t)n)) {
-        vsnprintf(b->data + b->len, (size_t)n + 1, fmt, ap);
-        b->len += (size_t)n;
-    }
+    int n = vsnprintf(b->data + b->len, b->cap - b->len, fmt, ap);
     va_end(ap);
+    if (n < 0) {
+        b->data[b->len] = '\0';
+        return;
+    }
+    if ((size_t)n >= b->cap - b->len) {
+        if (!buf_reserve(b, (size_t)n)) {
+            b->data[b->len] = '\0';
+            return;
+        }
+        va_start(ap, fmt);
+        vsnprintf(b->data + b->len, (size_t)n + 1, fmt, ap);
+        va_end(ap);
+    }
+    b->len += (size_t)n;
 }
 
 void sg_buf_put_escaped(sg_buf_t *b, const char *s)

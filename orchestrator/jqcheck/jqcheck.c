@@ -1,12 +1,14 @@
 /*
  * jqcheck grammar: a recursive-descent parser for jq 1.6 (src/parser.y of jq-1.6) that
  * resolves names as it goes, so one pass over the tokens checks both syntax and binding.
- * Binary operators use precedence climbing with an explicit operator stack, so only real
- * nesting (brackets, bodies, patterns) costs C stack and counts towards SG_JQ_MAX_DEPTH.
+ * This file has the expression level: operators, `def`, `as` bindings and patterns,
+ * `label`, `reduce`/`foreach`, `if`, `try`, and the entry point; terms are in
+ * jqcheck_term.c. Binary operators use precedence climbing with an explicit operator
+ * stack, so only real nesting costs C stack and counts towards SG_JQ_MAX_DEPTH.
  *
  * It must accept every program jq 1.6 compiles. Where jq's yacc precedences decide what
  * is legal (`try` binds tighter than any binary operator, `?` after a plain term is an
- * expression suffix, object values are only terms), the comments say how this mirrors it.
+ * expression suffix), the comments say how this mirrors it.
  */
 #include "orchestrator/jqcheck/jqcheck_int.h"
 
@@ -150,7 +152,9 @@ static bool parse_reduce(ps_t *p)
         return false;
     }
     if (!jqc__is(p, T_AS)) {
-        return jqc__unexpected(p, "the source must be a single term: wrap it in parentheses");
+        bool op = jqc__is_binary_op((tk_t)p->tok.kind) || jqc__is(p, T_QMARK);
+        return jqc__unexpected(p, op ? "the source must be a single term: wrap it in parentheses"
+                                     : shape);
     }
     jqc__advance(p);
     uint32_t mark = p->nbinds;

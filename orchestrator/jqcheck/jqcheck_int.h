@@ -1,6 +1,8 @@
 /*
- * jqcheck internals shared by its three files: the jq 1.6 token set and lexer
- * (jqcheck_lex.c), the builtin tables (jqcheck_builtins.c) and the parser (jqcheck.c).
+ * jqcheck internals shared by its files: the jq 1.6 token set and lexer (jqcheck_lex.c),
+ * the builtin tables (jqcheck_builtins.c), the parser state with its scopes, errors and
+ * paths (jqcheck_scope.c), and the grammar (jqcheck.c for expressions, jqcheck_term.c for
+ * terms).
  *
  * Nothing outside orchestrator/jqcheck may include this header.
  */

@@ -287,9 +287,8 @@ static tok_t lex_operator(const lexer_t *lx, uint32_t i)
     char c1 = i + 1 < lx->len ? lx->src[i + 1] : 0;
     char c2 = i + 2 < lx->len ? lx->src[i + 2] : 0;
     static const char singles[] = ";,:$[{(]})";
-    static const uint8_t single_kinds[] = {T_SEMI,     T_COMMA,  T_COLON,    T_DOLLAR,
-                                           T_LBRACKET, T_LBRACE, T_LPAREN,   T_RBRACKET,
-                                           T_RBRACE,   T_RPAREN};
+    static const uint8_t single_kinds[] = {T_SEMI,   T_COMMA,  T_COLON,    T_DOLLAR, T_LBRACKET,
+                                           T_LBRACE, T_LPAREN, T_RBRACKET, T_RBRACE, T_RPAREN};
     unsigned char c = (unsigned char)lx->src[i];
     switch (c) {
     case '?':

@@ -38,9 +38,11 @@ _children = []  # every sagad started, for the watchdog
 HERE = os.path.dirname(os.path.abspath(__file__))
 WORKFLOW = "crash"
 # Step ids in document order: the history's `step` column is the index in this list.
-STEPS = ["reserve", "hold", "check", "approve", "notify"]
-COMPENSABLE = {"reserve", "hold", "check"}  # steps with a `compensate` in crash.yaml
-FAIL_STEP = {"check": "check", "pivot": "approve"}
+STEPS = ["reserve", "hold", "check", "slow", "approve", "notify"]
+COMPENSABLE = {"reserve", "hold", "check", "slow"}  # steps with a `compensate` in crash.yaml
+FAIL_STEP = {"check": "check", "pivot": "approve", "slow": "slow"}
+CONDITIONAL = {"slow"}  # runs only when fail_at is "slow", otherwise skipped
+DESIGNED_TIMEOUT = "slow"  # the step whose attempt outlives its timeout by design
 TERMINAL = {"COMPLETED", "COMPENSATED", "FAILED", "COMPENSATION_FAILED"}
 LEGAL = {("RUNNING", "COMPENSATING"), ("RUNNING", "COMPLETED"), ("RUNNING", "FAILED"),
          ("COMPENSATING", "COMPENSATED"), ("COMPENSATING", "COMPENSATION_FAILED")}
@@ -192,7 +194,8 @@ def make_sagas(n, seed):
     sagas = []
     for i in range(n):
         u = rng.random()
-        fail_at = "check" if u < 0.08 else "pivot" if u < 0.15 else "none"
+        fail_at = ("check" if u < 0.07 else "pivot" if u < 0.14 else "slow" if u < 0.16
+                   else "none")
         v = rng.random()
         sleep_ms = (rng.randint(0, 3) if v < 0.70 else rng.randint(5, 40) if v < 0.95
                     else rng.randint(100, 400))
@@ -371,8 +374,9 @@ def step_name(step):
 def analyse_history(rows, status):
     """Walks one history; returns (problems, facts) where facts describe the path taken."""
     probs = []
-    facts = {"completed": [], "done_order": [], "compensated": [], "timed_out": set(), "comp_timed_out": set(),
-             "dispatched": set(), "comp_dispatched": set(), "failed": {}}
+    facts = {"completed": [], "done_order": [], "compensated": [], "timed_out": set(),
+             "comp_timed_out": set(), "dispatched": set(), "comp_dispatched": set(),
+             "failed": {}, "skipped": []}
     seqs = [r[0] for r in rows]
     if seqs != list(range(1, len(rows) + 1)):
         probs.append("seq not contiguous 1..%d: %s" % (len(rows), seqs[:20]))
@@ -412,7 +416,7 @@ def analyse_history(rows, status):
                 if cur != "RUNNING":
                     probs.append("seq %d %s dispatched while %s" % (seq, name, cur))
                 prev = STEPS[:STEPS.index(name)]
-                if any(p not in facts["completed"] for p in prev):
+                if any(p not in facts["completed"] and p not in facts["skipped"] for p in prev):
                     probs.append("seq %d %s dispatched before the steps ahead of it completed"
                                  % (seq, name))
         elif typ == "step_completed":
@@ -433,6 +437,10 @@ def analyse_history(rows, status):
         elif typ == "compensation_attempt_failed":
             if d.get("code") == "saga.timeout":
                 facts["comp_timed_out"].add(name)
+        elif typ == "step_skipped":
+            if name not in CONDITIONAL or name in facts["skipped"] or name in facts["dispatched"]:
+                probs.append("seq %d step_skipped %r" % (seq, name or step))
+            facts["skipped"].append(name)
         elif typ == "step_failed":
             facts["failed"][name] = d.get("code")
         elif typ == "step_compensated":
@@ -460,18 +468,25 @@ def analyse_history(rows, status):
                          % (facts["compensated"], want, facts["done_order"]))
     elif facts["compensated"] or facts["comp_dispatched"]:
         probs.append("compensations in a %s saga" % status)
-    if status == "COMPLETED" and facts["completed"] != STEPS:
+    if status == "COMPLETED" and facts["completed"] != [s for s in STEPS if s not in CONDITIONAL]:
         probs.append("COMPLETED with steps %s completed" % facts["completed"])
     return probs, facts
 
 
-def expected_path(inp):
-    """(completed steps, failing step or None, compensated steps in order)."""
+def expected_path(inp, timed_out=()):
+    """(completed steps, failing step or None, compensated steps in order). A failing step
+    that timed out may have had its effect, so it is compensated first."""
     fail = FAIL_STEP.get(inp["fail_at"])
     if fail is None:
-        return STEPS, None, []
-    done = STEPS[:STEPS.index(fail)]
-    return done, fail, [s for s in reversed(done) if s in COMPENSABLE]
+        return [s for s in STEPS if s not in CONDITIONAL], None, []
+    done = [s for s in STEPS[:STEPS.index(fail)] if s not in CONDITIONAL]
+    order = done + ([fail] if fail in timed_out else [])
+    return done, fail, [s for s in reversed(order) if s in COMPENSABLE]
+
+
+def unexpected_timeouts(inp, facts):
+    """Timed-out forward steps other than the one designed to time out."""
+    return facts["timed_out"] - ({DESIGNED_TIMEOUT} if inp["fail_at"] == "slow" else set())
 
 
 def check_effects(iid, inst_status, inp, facts, eff):
@@ -500,7 +515,7 @@ def check_effects(iid, inst_status, inp, facts, eff):
         if s not in facts["completed"] and s not in facts["timed_out"]:
             probs.append("%s has an ok effect but the saga never saw it complete" % s)
     _, fail, _ = expected_path(inp)
-    if fail is not None and fail in fwd:
+    if fail is not None and fail in fwd and fail != DESIGNED_TIMEOUT:
         r = fwd[fail]
         if r["outcome"] != "fatal" or r["error_code"] != "test.failed":
             probs.append("failing step %s recorded %s/%s" % (fail, r["outcome"], r["error_code"]))
@@ -509,7 +524,7 @@ def check_effects(iid, inst_status, inp, facts, eff):
         probs.append("notify succeeded on attempt %s, expected %d (flaky %d)"
                      % (fwd["notify"]["attempt"], inp["flaky"] + 1, inp["flaky"]))
     if inst_status == "COMPLETED":
-        if ok_fwd != STEPS:
+        if ok_fwd != [s for s in STEPS if s not in CONDITIONAL]:
             probs.append("COMPLETED with ok effects for %s only" % ok_fwd)
         if comp:
             probs.append("COMPLETED but compensation effects for %s" % sorted(comp))
@@ -629,8 +644,8 @@ def run_checks(ck, args, sagas, sagad, kills, stats):
         s = by_id.get(iid)
         if s is None or row["status"] != expected_status(s.input):
             continue
-        done, fail, undo = expected_path(s.input)
-        if facts["timed_out"]:
+        done, fail, undo = expected_path(s.input, facts["timed_out"])
+        if unexpected_timeouts(s.input, facts):
             continue  # a timed-out attempt changes the path; the generic rules still hold
         if facts["completed"] != done or (fail and fail not in facts["failed"]) or \
                 facts["compensated"] != undo:
@@ -645,11 +660,17 @@ def run_checks(ck, args, sagas, sagad, kills, stats):
     ck.check("each history took the path its input asks for", path_probs)
     # Steps time out after 20 s and a healthy run lasts seconds: a timeout means a task or
     # its result was lost by a live sagad (recovery re-sends what a killed one had out).
-    ck.check("no attempt timed out",
-             ["%s: %s timed out%s" % (iid, sorted(f["timed_out"]),
-                                      ", compensations of %s" % sorted(f["comp_timed_out"])
-                                      if f["comp_timed_out"] else "")
-              for iid, f in sorted(facts_of.items()) if f["timed_out"] or f["comp_timed_out"]])
+    slow_timeouts = sum(1 for f in facts_of.values() if DESIGNED_TIMEOUT in f["timed_out"])
+    late = []
+    for iid, f in sorted(facts_of.items()):
+        s = by_id.get(iid)
+        extra = unexpected_timeouts(s.input, f) if s else f["timed_out"]
+        if extra or f["comp_timed_out"]:
+            late.append("%s: %s timed out%s" % (iid, sorted(extra),
+                                                ", compensations of %s" % sorted(f["comp_timed_out"])
+                                                if f["comp_timed_out"] else ""))
+    ck.check("no attempt timed out but the designed ones", late,
+             "%d designed timeouts of %s" % (slow_timeouts, DESIGNED_TIMEOUT))
 
     # Domain events: one start and one end event per instance.
     ev_probs = []
@@ -667,7 +688,7 @@ def run_checks(ck, args, sagas, sagad, kills, stats):
 
     # Effects.
     eff_db = os.path.join(sagad.data, "test-effects.db")
-    eff_of, deliveries = {}, {}
+    eff_of, deliveries, delivered = {}, {}, set()
     eff_probs = []
     if not os.path.exists(eff_db):
         eff_probs.append("%s does not exist" % eff_db)
@@ -677,8 +698,12 @@ def run_checks(ck, args, sagas, sagad, kills, stats):
             c.row_factory = sqlite3.Row
             for r in c.execute("SELECT * FROM effects ORDER BY seq"):
                 eff_of.setdefault(r["instance_id"], []).append(dict(r))
-            for key, n in c.execute("SELECT key, count(*) FROM deliveries GROUP BY key"):
-                deliveries[key] = n
+            # (key, attempt) more than once: the same attempt delivered again (a restart
+            # re-sends what was in flight), as opposed to a retry (a new attempt).
+            for key, attempt, n in c.execute("SELECT key, attempt, count(*) FROM deliveries"
+                                             " GROUP BY key, attempt"):
+                deliveries[(key, attempt)] = n
+                delivered.add(key)
             seqs = [r[0] for r in c.execute("SELECT seq FROM effects ORDER BY seq")]
         finally:
             c.close()
@@ -696,7 +721,7 @@ def run_checks(ck, args, sagas, sagad, kills, stats):
                                                  eff_of.get(iid, []))]
         for rows in eff_of.values():
             for r in rows:
-                if deliveries.get(r["key"], 0) < 1:
+                if r["key"] not in delivered:
                     eff_probs.append("effect %s has no delivery row" % r["key"])
     n_eff = sum(len(v) for v in eff_of.values())
     stats["effects"] = n_eff
@@ -704,7 +729,7 @@ def run_checks(ck, args, sagas, sagad, kills, stats):
     stats["deliveries"] = sum(deliveries.values())
     ck.check("each forward effect at most once and only when reached; each compensation exactly"
              " once when its forward effect happened, in reverse order", eff_probs,
-             "%d effects, %d deliveries, %d keys delivered more than once"
+             "%d effects, %d deliveries, %d attempts delivered more than once"
              % (n_eff, stats["deliveries"], stats["redelivered"]))
 
     for label, path in (("sagad.db", sagad.db), ("test-effects.db", eff_db)):
@@ -859,7 +884,7 @@ def run(args, tmp):
            sum(1 for k in kill_log if k[2]), sagad.starts))
     log("  POSTs %d for %d sagas; %d first answers were replays (200) of a lost answer"
         % (sum(s.posts for s in sagas), len(sagas), sum(1 for s in sagas if s.replayed)))
-    log("  effects %s, deliveries %s, keys delivered more than once %s"
+    log("  effects %s, deliveries %s, attempts delivered more than once %s"
         % (stats.get("effects"), stats.get("deliveries"), stats.get("redelivered")))
     log("  time %.1f s (start %.1f, kills+submission %.1f, drain %.1f, checks %.1f)"
         % (t_end - t_start, t_ready - t_start, t_submitted - t_ready, t_drained - t_submitted,
