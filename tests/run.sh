@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs the test suites and prints one closing line "N passed, N failed".
-# Usage: tests/run.sh [suite...]   suites: unit asan valgrind golden schema fuzz format
+# Usage: tests/run.sh [suite...]
+#   suites: unit asan valgrind golden schema smoke crash fuzz format
 # With no argument it runs all of them (what `make test` does). Every suite runs even
 # when an earlier one failed; the exit status is 1 if anything failed.
 set -uo pipefail
@@ -137,13 +138,38 @@ suite_fuzz() {
   done
 }
 
+# Runs a script that prints "N passed, N failed" and adds its counts.
+run_counted() {
+  local name=$1; shift
+  local log=$log_dir/$name.log
+  "$@" >"$log" 2>&1
+  local rc=$?
+  local line p f
+  line=$(grep -E '^[0-9]+ passed, [0-9]+ failed' "$log" | tail -1)
+  p=$(echo "$line" | awk '{print $1+0}')
+  f=$(echo "$line" | awk '{print $3+0}')
+  passed=$((passed + p)); failed=$((failed + f))
+  echo "$name: ${line:-no result line} (log: $log)"
+  if [ $rc -ne 0 ] && [ "${f:-0}" -eq 0 ]; then ko "$name (exit $rc, see $log)"; fi
+  if [ "${f:-0}" -gt 0 ]; then grep -E '^FAIL' "$log" | head -20; failures+=("$name: $f failed"); fi
+}
+
+# The real binaries over a real socket: REST, sagactl, SIGHUP reload, restart.
+suite_smoke() { BUILD=$BUILD run_counted smoke tests/integration/sagad_smoke.sh; }
+
+# kill -9 at random moments; every saga must end once, effects exactly as the saga says.
+suite_crash() {
+  run_counted crash python3 tests/crash/crash_test.py --sagad "$BUILD/bin/sagad" \
+    --sagas "${CRASH_SAGAS:-2000}" --kills "${CRASH_KILLS:-20}"
+}
+
 suite_format() {
   if make --no-print-directory format-check >"$log_dir/format.log" 2>&1; then ok
   else ko "format-check (run make format; see $log_dir/format.log)"; head -20 "$log_dir/format.log"; fi
 }
 
 suites=("$@")
-[ ${#suites[@]} -gt 0 ] || suites=(unit asan valgrind golden schema fuzz format)
+[ ${#suites[@]} -gt 0 ] || suites=(unit asan valgrind golden schema smoke crash fuzz format)
 for s in "${suites[@]}"; do
   echo "### suite $s"
   "suite_$s"
