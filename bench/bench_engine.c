@@ -154,12 +154,13 @@ int main(int argc, char **argv)
     getrusage(RUSAGE_SELF, &ru);
     printf("engine embedded sync=%s concurrency=%zu: %zu sagas in %.2f s = %.0f sagas/s; "
            "latency p50 %.1f ms p99 %.1f ms; CPU %.2f s (%.0f us/saga); peak RSS %.1f MB; "
-           "%llu commits, %.1f items/commit; completed %llu compensated %llu\n",
+           "%llu commits, %.1f items/commit, engine thread busy %.0f%%; completed %llu "
+           "compensated %llu\n",
            sync, c, S.n_lat, secs, (double)S.n_lat / secs, S.lat_ms[S.n_lat / 2],
            S.lat_ms[S.n_lat * 99 / 100], cpu, cpu * 1e6 / (double)S.n_lat,
            (double)ru.ru_maxrss / 1024.0, (unsigned long long)st.batches,
            st.batches ? (double)st.items / (double)st.batches : 0.0,
-           (unsigned long long)st.completed, (unsigned long long)st.compensated);
+           (double)st.commit_us_total / 1e4 / secs, (unsigned long long)st.completed, (unsigned long long)st.compensated);
     snprintf(path, sizeof(path), "rm -rf %s", dir);
     return system(path) == 0 && S.failed_starts == 0 ? 0 : 1;
 }

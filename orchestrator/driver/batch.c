@@ -10,6 +10,7 @@
 
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 
 static uint64_t next_rand(sg_driver_t *d)
 {
@@ -404,9 +405,16 @@ static void recover_from_failed_batch(sg_driver_t *d, item_t *items)
     }
 }
 
+static uint64_t mono_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
 void drv__run_batch(sg_driver_t *d, item_t *items, uint64_t now)
 {
-    uint64_t t0 = sg_mono_ms();
+    uint64_t t0 = mono_us();
     if (sg_store_begin(d->store) != SG_OK) {
         recover_from_failed_batch(d, items);
         goto done;
@@ -440,7 +448,7 @@ void drv__run_batch(sg_driver_t *d, item_t *items, uint64_t now)
     clear_batch(d);
     atomic_fetch_add(&d->batches, 1);
     atomic_fetch_add(&d->items, n);
-    atomic_fetch_add(&d->commit_us_total, (sg_mono_ms() - t0) * 1000);
+    atomic_fetch_add(&d->commit_us_total, mono_us() - t0);
 done:
     while (items != NULL) {
         item_t *next = items->next;

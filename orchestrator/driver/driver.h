@@ -86,7 +86,8 @@ void sg_driver_defs(sg_driver_t *d, void (*cb)(void *ctx, const sg_def_t *def), 
 typedef struct {
     uint64_t started, completed, compensated, failed, compensation_failed;
     uint64_t active; /* instances in memory (RUNNING or COMPENSATING) */
-    uint64_t batches, items, dispatched, duplicates, commit_us_total;
+    uint64_t batches, items, dispatched, duplicates;
+    uint64_t commit_us_total; /* engine thread time spent in batches (apply + commit) */
     uint64_t queue_depth; /* items waiting for the engine thread */
 } sg_driver_stats_t;
 
