@@ -151,7 +151,10 @@ run_counted() {
   passed=$((passed + p)); failed=$((failed + f))
   echo "$name: ${line:-no result line} (log: $log)"
   if [ $rc -ne 0 ] && [ "${f:-0}" -eq 0 ]; then ko "$name (exit $rc, see $log)"; fi
-  if [ "${f:-0}" -gt 0 ]; then grep -E '^FAIL' "$log" | head -20; failures+=("$name: $f failed"); fi
+  if [ "${f:-0}" -gt 0 ] || [ $rc -ne 0 ]; then
+    grep -E -i '^FAIL|seed' "$log" | head -20
+  fi
+  if [ "${f:-0}" -gt 0 ]; then failures+=("$name: $f failed"); fi
 }
 
 # The real binaries over a real socket: REST, sagactl, SIGHUP reload, restart.

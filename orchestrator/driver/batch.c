@@ -122,7 +122,7 @@ static void count_finish(sg_driver_t *d, const sg_inst_t *inst)
     }
 }
 
-bool drv__persist(sg_driver_t *d, sg_inst_t *inst, bool created, uint64_t now)
+bool drv__persist(sg_driver_t *d, sg_inst_t *inst, const char *idem_key, bool created, uint64_t now)
 {
     sg_store_t *st = d->store;
     for (size_t i = 0; i < d->fx.n_hist; i++) {
@@ -151,7 +151,8 @@ bool drv__persist(sg_driver_t *d, sg_inst_t *inst, bool created, uint64_t now)
                            .updated_ms = (int64_t)inst->updated_ms,
                            .deadline_ms = (int64_t)inst->deadline_ms,
                            .seq = (int64_t)inst->version,
-                           .hist_seq = (int64_t)inst->hist_seq};
+                           .hist_seq = (int64_t)inst->hist_seq,
+                           .idempotency_key = idem_key};
     snprintf(row.id, sizeof(row.id), "%s", inst->id);
     sg_err_t rc = created ? sg_store_inst_insert(st, &row) : sg_store_inst_update(st, &row);
     sg_free(state);
@@ -173,15 +174,15 @@ bool drv__persist(sg_driver_t *d, sg_inst_t *inst, bool created, uint64_t now)
 
 /* Applies ev to inst and persists the outcome. Returns the engine's verdict, or
  * SG_ERR_IO when the store failed (the batch must roll back). */
-static sg_err_t apply(sg_driver_t *d, sg_inst_t *inst, const sg_event_t *ev, bool created,
-                      uint64_t now)
+static sg_err_t apply(sg_driver_t *d, sg_inst_t *inst, const sg_event_t *ev, const char *idem_key,
+                      bool created, uint64_t now)
 {
     sg_effects_reset(&d->fx);
     sg_err_t rc = sg_engine_apply(d->jq, inst, ev, now, next_rand(d), &d->fx);
     if (rc != SG_OK) {
         return rc;
     }
-    if (!drv__persist(d, inst, created, now)) {
+    if (!drv__persist(d, inst, idem_key, created, now)) {
         sg_log(SG_LOG_ERROR, &(sg_log_ctx_t){.instance = inst->id}, "store: %s",
                sg_store_errmsg(d->store));
         return SG_ERR_IO;
@@ -224,7 +225,7 @@ static sg_err_t do_start(sg_driver_t *d, item_t *it, uint64_t now)
         return SG_ERR_NOMEM;
     }
     sg_event_t ev = {.kind = SG_EV_START};
-    sg_err_t rc = apply(d, inst, &ev, true, now);
+    sg_err_t rc = apply(d, inst, &ev, it->idem_key, true, now);
     if (rc == SG_OK && it->idem_key != NULL &&
         sg_store_idem_put(d->store, it->def->name, it->idem_key, id, (int64_t)now) != SG_OK) {
         rc = SG_ERR_IO;
@@ -267,7 +268,7 @@ static sg_err_t do_result(sg_driver_t *d, item_t *it, uint64_t now)
                      .output = it->output,
                      .error_code = it->error_code,
                      .error_message = it->error_message};
-    rc = apply(d, inst, &ev, false, now);
+    rc = apply(d, inst, &ev, NULL, false, now);
     return rc == SG_ERR_IO || rc == SG_ERR_NOMEM ? rc : SG_OK;
 }
 
@@ -277,12 +278,12 @@ static sg_err_t do_control(sg_driver_t *d, item_t *it, uint64_t now)
     sg_err_t rc = SG_ERR_NOT_FOUND;
     if (inst != NULL) {
         sg_event_t ev = {.kind = it->kind == ITEM_CANCEL ? SG_EV_CANCEL : SG_EV_RETRY};
-        rc = apply(d, inst, &ev, false, now);
+        rc = apply(d, inst, &ev, NULL, false, now);
     } else if (it->kind == ITEM_RETRY) {
         rc = drv__revive(d, it->id, &inst); /* FAILED instances are not kept in memory */
         if (rc == SG_OK) {
             sg_event_t ev = {.kind = SG_EV_RETRY};
-            rc = apply(d, inst, &ev, false, now);
+            rc = apply(d, inst, &ev, NULL, false, now);
             if (rc != SG_OK || !drv__table_put(&d->live, inst)) {
                 sg_inst_free(inst);
                 rc = rc != SG_OK ? rc : SG_ERR_NOMEM;
@@ -322,7 +323,7 @@ static sg_err_t do_timer(sg_driver_t *d, const tmr_t *t, uint64_t now)
                      .step = t->step,
                      .attempt = t->attempt,
                      .compensation = t->compensation};
-    sg_err_t rc = apply(d, inst, &ev, false, now);
+    sg_err_t rc = apply(d, inst, &ev, NULL, false, now);
     return rc == SG_ERR_IO || rc == SG_ERR_NOMEM ? rc : SG_OK;
 }
 

@@ -145,7 +145,8 @@ struct sg_driver {
 /* batch.c: one transaction's worth of work (engine thread). */
 void drv__run_batch(sg_driver_t *d, item_t *items, uint64_t now);
 /* Persists what the engine decided for inst; false when the store failed. */
-bool drv__persist(sg_driver_t *d, sg_inst_t *inst, bool created, uint64_t now);
+bool drv__persist(sg_driver_t *d, sg_inst_t *inst, const char *idem_key, bool created,
+                  uint64_t now);
 
 /* recover.c: resume unfinished instances (engine thread, before the loop): load them,
  * arm their timers, and dispatch their in-flight attempts again (same idempotency key). */

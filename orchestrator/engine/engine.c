@@ -162,9 +162,9 @@ void eng__step_done(eng_t *e, const sg_step_t *st, char *output)
     if (e->inst->status == SG_INST_COMPENSATING) {
         if (st == e->def->pivot) {
             /* The point of no return passed while we waited for it: finish forward. */
-            e->inst->status = SG_INST_RUNNING;
-            e->inst->reason = SG_REASON_NONE;
             eng__hist(e, "compensation_aborted", -1, 0, "{\"because\":\"pivot completed\"}");
+            e->inst->reason = SG_REASON_NONE;
+            eng__set_status(e, SG_INST_RUNNING);
         } else {
             eng__check_drained(e);
             return;

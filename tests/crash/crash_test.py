@@ -3,9 +3,11 @@
 
 It starts sagad on a fresh database, submits many sagas of tests/crash/crash.yaml over
 REST from several client threads (one Idempotency-Key per saga, the same key again after
-every connection error), kills sagad with SIGKILL at random moments and restarts it on
-the same files, waits until every saga is finished, stops sagad cleanly and then reads
-both SQLite files (sagad's and the test activities' test-effects.db) to check that:
+every connection error), kills sagad with SIGKILL at random moments (the first boot,
+startups, while submitting, after the last submission) and restarts it on the same files,
+with a few graceful SIGTERM restarts in between, waits until every saga is finished,
+stops sagad and then reads both SQLite files (sagad's and the test activities'
+test-effects.db, read-only) to check that:
 
   - every saga started once (one instance per key) and ended in exactly one terminal
     state, the one its input asks for (fail_at -> COMPENSATED, else COMPLETED);
@@ -13,6 +15,7 @@ both SQLite files (sagad's and the test activities' test-effects.db) to check th
     changes, steps completed in order, compensations in reverse order of completion);
   - each forward effect happened at most once and only for steps the saga reached, and
     each compensation exactly once when its forward effect happened, in reverse order;
+  - no attempt timed out although its call had returned long before (a lost result);
   - each domain event was published once; PRAGMA integrity_check is ok on both files.
 
 It prints its seed first (rerun with --seed N: same inputs and kill delays; thread timing
@@ -20,6 +23,7 @@ still differs), one line per check, and closes with "N passed, N failed". Exit s
 when every check passed, 1 otherwise. Python 3 standard library only.
 """
 import argparse
+import bisect
 import http.client
 import json
 import os
@@ -50,6 +54,7 @@ AFTER_END = {"stale_result_ignored", "stale_timer_ignored"}  # allowed after the
 HEALTH_TIMEOUT = 30.0  # a restart must answer /healthz within this
 STOP_GRACE = 20.0  # SIGTERM, then SIGKILL after this
 MAX_EXAMPLES = 8  # offenders shown per failed check
+LOST_MARGIN_MS = 3000  # every call returns well within this (sleeps are <= 400 ms)
 
 
 def log(msg):
@@ -71,7 +76,6 @@ class Sagad:
         self.proc = None
         self.starts = 0
         self.unexpected_exits = []  # exit codes of deaths we did not cause
-        self.lock = threading.Lock()
         os.makedirs(self.data, exist_ok=True)
         os.makedirs(self.workflows, exist_ok=True)
         shutil.copy(os.path.join(HERE, "crash.yaml"), os.path.join(self.workflows, "crash.yaml"))
@@ -321,6 +325,19 @@ def columns(conn, table):
     return {r[1] for r in conn.execute("PRAGMA table_info(%s)" % table)}
 
 
+def sagad_starts(log_path):
+    """Wall-clock ms of every start of sagad, from the markers spawn() writes."""
+    out = []
+    try:
+        with open(log_path, errors="replace") as f:
+            for line in f:
+                if line.startswith("=== crash_test: start #"):
+                    out.append(int(float(line.rsplit(" at ", 1)[1]) * 1000))
+    except (OSError, ValueError, IndexError):
+        pass
+    return sorted(out)
+
+
 def integrity(path):
     try:
         c = open_ro(path)
@@ -356,13 +373,14 @@ class Checks:
 
 def load_history(conn):
     hist = {}
-    for iid, seq, typ, step, attempt, detail in conn.execute(
-            "SELECT instance_id, seq, type, step, attempt, detail FROM history"
+    for iid, seq, ts, typ, step, attempt, detail in conn.execute(
+            "SELECT instance_id, seq, ts_ms, type, step, attempt, detail FROM history"
             " ORDER BY instance_id, seq"):
         try:
             d = json.loads(detail) if detail else {}
         except ValueError:
             d = {"_unparsed": detail}
+        d["_ts"] = ts
         hist.setdefault(iid, []).append((seq, typ, step, attempt, d))
     return hist
 
@@ -376,7 +394,7 @@ def analyse_history(rows, status):
     probs = []
     facts = {"completed": [], "done_order": [], "compensated": [], "timed_out": set(),
              "comp_timed_out": set(), "dispatched": set(), "comp_dispatched": set(),
-             "failed": {}, "skipped": []}
+             "failed": {}, "skipped": [], "timeouts": []}
     seqs = [r[0] for r in rows]
     if seqs != list(range(1, len(rows) + 1)):
         probs.append("seq not contiguous 1..%d: %s" % (len(rows), seqs[:20]))
@@ -432,11 +450,13 @@ def analyse_history(rows, status):
         elif typ == "attempt_failed":
             if d.get("code") == "saga.timeout" and name is not None:
                 facts["timed_out"].add(name)
+                facts["timeouts"].append((name, False, attempt, d["_ts"]))
                 if name not in facts["done_order"]:
                     facts["done_order"].append(name)  # maybe done: compensated like a completion
         elif typ == "compensation_attempt_failed":
             if d.get("code") == "saga.timeout":
                 facts["comp_timed_out"].add(name)
+                facts["timeouts"].append((name, True, attempt, d["_ts"]))
         elif typ == "step_skipped":
             if name not in CONDITIONAL or name in facts["skipped"] or name in facts["dispatched"]:
                 probs.append("seq %d step_skipped %r" % (seq, name or step))
@@ -660,18 +680,8 @@ def run_checks(ck, args, sagas, sagad, kills, stats):
     ck.check("each history took the path its input asks for", path_probs)
     # Steps time out after 20 s and a healthy run lasts seconds: a timeout means a task or
     # its result was lost by a live sagad (recovery re-sends what a killed one had out).
-    slow_timeouts = sum(1 for f in facts_of.values() if DESIGNED_TIMEOUT in f["timed_out"])
-    late = []
-    for iid, f in sorted(facts_of.items()):
-        s = by_id.get(iid)
-        extra = unexpected_timeouts(s.input, f) if s else f["timed_out"]
-        if extra or f["comp_timed_out"]:
-            late.append("%s: %s timed out%s" % (iid, sorted(extra),
-                                                ", compensations of %s" % sorted(f["comp_timed_out"])
-                                                if f["comp_timed_out"] else ""))
-    ck.check("no attempt timed out but the designed ones", late,
-             "%d designed timeouts of %s" % (slow_timeouts, DESIGNED_TIMEOUT))
-
+    n_timeouts = sum(len(f["timeouts"]) for f in facts_of.values())
+    n_designed = sum(1 for f in facts_of.values() if DESIGNED_TIMEOUT in f["timed_out"])
     # Domain events: one start and one end event per instance.
     ev_probs = []
     for iid, row in sorted(inst.items()):
@@ -688,7 +698,7 @@ def run_checks(ck, args, sagas, sagad, kills, stats):
 
     # Effects.
     eff_db = os.path.join(sagad.data, "test-effects.db")
-    eff_of, deliveries, delivered = {}, {}, set()
+    eff_of, deliveries, delivered, calls = {}, {}, set(), {}
     eff_probs = []
     if not os.path.exists(eff_db):
         eff_probs.append("%s does not exist" % eff_db)
@@ -700,10 +710,11 @@ def run_checks(ck, args, sagas, sagad, kills, stats):
                 eff_of.setdefault(r["instance_id"], []).append(dict(r))
             # (key, attempt) more than once: the same attempt delivered again (a restart
             # re-sends what was in flight), as opposed to a retry (a new attempt).
-            for key, attempt, n in c.execute("SELECT key, attempt, count(*) FROM deliveries"
-                                             " GROUP BY key, attempt"):
-                deliveries[(key, attempt)] = n
-                delivered.add(key)
+            for key, attempt, ts in c.execute("SELECT key, attempt, ts_us FROM deliveries"):
+                calls.setdefault((key, attempt), []).append(ts // 1000)
+            for k, v in calls.items():
+                deliveries[k] = len(v)
+                delivered.add(k[0])
             seqs = [r[0] for r in c.execute("SELECT seq FROM effects ORDER BY seq")]
         finally:
             c.close()
@@ -732,6 +743,24 @@ def run_checks(ck, args, sagas, sagad, kills, stats):
              "%d effects, %d deliveries, %d attempts delivered more than once"
              % (n_eff, stats["deliveries"], stats["redelivered"]))
 
+    # A timeout is fine when the task waited in a queue or sagad was killed meanwhile
+    # (recovery re-sends it with a fresh timeout). It hides a lost result when the call
+    # began long before the attempt timed out and no restart came in between.
+    starts = sagad_starts(sagad.log_path)
+    lost = []
+    for iid, f in sorted(facts_of.items()):
+        for name, comp, attempt, t_ms in f["timeouts"]:
+            key = "%s/%s%s" % (iid, name, "/compensate" if comp else "")
+            for call_ms in calls.get((key, attempt), []):
+                restarted = bisect.bisect_right(starts, call_ms) < bisect.bisect_left(starts, t_ms)
+                if call_ms + LOST_MARGIN_MS < t_ms and not restarted:
+                    lost.append("%s attempt %d: called %.1f s before it timed out, no restart"
+                                " in between" % (key, attempt, (t_ms - call_ms) / 1000.0))
+                    break
+    ck.check("no timeout hid a lost result", lost,
+             "%d attempts timed out, %d of them the designed timeout of %s"
+             % (n_timeouts, n_designed, DESIGNED_TIMEOUT))
+
     for label, path in (("sagad.db", sagad.db), ("test-effects.db", eff_db)):
         ck.check("PRAGMA integrity_check is ok on %s" % label, integrity(path))
     return inst
@@ -740,35 +769,53 @@ def run_checks(ck, args, sagas, sagad, kills, stats):
 # ---- the run -----------------------------------------------------------------------------
 
 def kill_schedule(args, rng):
-    """Delays of each kill: mostly uptime after /healthz, some during the startup itself."""
+    """Delays of each kill: mostly uptime after /healthz, some during the startup itself.
+    Between them, a few graceful stops (SIGTERM under load), which are not kills."""
     plan = []
-    for k in range(args.kills):
+    for k in range(args.kills - 1):  # the first kill is at the first boot, see run()
         if rng.random() < 0.15:
             plan.append(("startup", rng.uniform(0.0, 0.06)))
         else:
             plan.append(("running", rng.uniform(args.min_uptime, args.max_uptime)))
+        if rng.random() < args.term_share:
+            plan.append(("term", rng.uniform(args.min_uptime, args.max_uptime)))
     return plan
 
 
-def run(args, tmp):
-    ck = Checks()
+def run(args, tmp, ck):
     t_start = time.monotonic()
     deadline = t_start + args.timeout
     port = args.port or free_port()
     sagas = make_sagas(args.sagas, args.seed)
     krng = random.Random("kill-%d" % args.seed)
     plan = kill_schedule(args, krng)
-    n_gate = max(1, int(args.kills * 0.75))
+    n_gate = max(1, int(args.kills * 0.75)) - 1  # plan entries exclude the first-boot kill
+    i_gate = 0  # the plan entry of kill number n_gate
+    for i, (kind, _) in enumerate(plan):
+        i_gate = i
+        if sum(1 for kd, _ in plan[:i] if kd != "term") >= n_gate:
+            break
     counters = {"kills": 0, "stop": False, "open": False}
 
     def gate(i):
-        return i * n_gate // max(1, len(sagas))
+        return 1 + i * n_gate // max(1, len(sagas))
 
     sagad = Sagad(args, tmp, port)
     stats = {}
     submitter = None
     kill_log = []
+    terms = []  # graceful stops under load: (exit status, seconds, forced, live)
     try:
+        if args.kills > 0:
+            # The first kill hits the very first start: creating the schema, loading the
+            # definitions. The next start must cope with whatever part of that was durable.
+            sagad.spawn()
+            delay = krng.uniform(0.0, 0.03)
+            time.sleep(delay)
+            sagad.kill9()
+            counters["kills"] += 1
+            kill_log.append(("startup", "first boot", None))
+            log("  kill  1/%d first boot after %5.3f s" % (args.kills, delay))
         sagad.start()
         t_ready = time.monotonic()
         submitter = Submitter(sagas, port, args.clients, deadline - 60, gate, counters)
@@ -779,9 +826,22 @@ def run(args, tmp):
                 log("  out of time: stopping kills after %d" % k)
                 break
             live = None
+            if kind == "term":
+                if respawn:
+                    sagad.start()
+                time.sleep(delay)
+                live = count_live(sagad.db)
+                sagad.check_alive()
+                rc, secs, forced = sagad.stop()
+                respawn = True
+                terms.append((rc, secs, forced, live))
+                log("  stop %2d    SIGTERM  %-10s after %5.3f s: %s live, exit %s in %.2f s%s"
+                    % (len(terms), "submitting" if not submitter.done() else "draining", delay,
+                       "?" if live is None else live, rc, secs, " (SIGKILLed)" if forced else ""))
+                continue
             if kind == "startup" and not respawn:
                 kind = "running"  # sagad is already up: an early kill of a running one
-            if k == n_gate:
+            if k == i_gate:
                 # The remaining kills hit sagas that are still running after the last
                 # submission: wait for it (sagad is up while the clients finish).
                 counters["open"] = True
@@ -806,7 +866,7 @@ def run(args, tmp):
             kill_log.append((kind, phase, live))
             started = sum(1 for s in sagas if s.id is not None)
             log("  kill %2d/%d %-8s %-10s after %5.3f s: %s live, %d/%d started"
-                % (k + 1, len(plan), kind, phase, delay, "?" if live is None else live,
+                % (len(kill_log), args.kills, kind, phase, delay, "?" if live is None else live,
                    started, len(sagas)))
         if respawn:
             sagad.start()
@@ -856,11 +916,19 @@ def run(args, tmp):
                  "%d sampled" % len(sample))
         ck.check("a replayed Idempotency-Key returns 200 and the same id", replay_probs,
                  "%d sampled" % len(sample))
+        ck.check("every SIGTERM under load stopped sagad with status 0 within %.0f s" % STOP_GRACE,
+                 ["exit status %s after %.1f s%s with %s live" % (rc, secs,
+                                                                  ", SIGKILLed" if forced else "",
+                                                                  live)
+                  for rc, secs, forced, live in terms if rc != 0 or forced],
+                 "%d stops" % len(terms))
         ck.check("no 5xx answers other than 503",
                  ["HTTP %d: %s" % (st, str(doc)[:200]) for st, doc in submitter.status_5xx])
     finally:
         counters["stop"] = True
         rc, secs, forced = sagad.stop()
+    ck.check("sagad answered /healthz within %.0f s of every start" % HEALTH_TIMEOUT, [],
+             "%d starts" % sagad.starts)
     ck.check("sagad stops on SIGTERM within %.0f s with status 0" % STOP_GRACE,
              [] if rc == 0 and not forced else
              ["exit status %s after %.1f s%s" % (rc, secs, ", SIGKILLed" if forced else "")],
@@ -882,6 +950,7 @@ def run(args, tmp):
            sum(1 for k in kill_log if k[1] == "submitting"),
            sum(1 for k in kill_log if k[1] == "draining"),
            sum(1 for k in kill_log if k[2]), sagad.starts))
+    log("  graceful SIGTERM restarts under load %d" % len(terms))
     log("  POSTs %d for %d sagas; %d first answers were replays (200) of a lost answer"
         % (sum(s.posts for s in sagas), len(sagas), sum(1 for s in sagas if s.replayed)))
     log("  effects %s, deliveries %s, attempts delivered more than once %s"
@@ -889,7 +958,6 @@ def run(args, tmp):
     log("  time %.1f s (start %.1f, kills+submission %.1f, drain %.1f, checks %.1f)"
         % (t_end - t_start, t_ready - t_start, t_submitted - t_ready, t_drained - t_submitted,
            t_end - t_drained))
-    return ck
 
 
 class Files:
@@ -930,6 +998,8 @@ def main():
     ap.add_argument("--port", type=int, default=0, help="0 picks a free port")
     ap.add_argument("--clients", type=int, default=8, help="client threads")
     ap.add_argument("--threads", type=int, default=8, help="sagad worker threads")
+    ap.add_argument("--term-share", type=float, default=0.1,
+                    help="chance of a graceful SIGTERM restart after each kill")
     ap.add_argument("--min-uptime", type=float, default=0.05)
     ap.add_argument("--max-uptime", type=float, default=0.6)
     ap.add_argument("--timeout", type=float, default=600, help="overall bound, seconds")
@@ -942,8 +1012,11 @@ def main():
     args = ap.parse_args()
     if args.seed is None:
         args.seed = int.from_bytes(os.urandom(4), "big")
-    log("crash_test: seed %d (rerun: %s --seed %d --sagas %d --kills %d)"
-        % (args.seed, os.path.relpath(sys.argv[0]), args.seed, args.sagas, args.kills))
+    argv = sys.argv[1:]
+    rerun = [a for i, a in enumerate(argv)
+             if not a.startswith("--seed") and (i == 0 or argv[i - 1] != "--seed")]
+    log("crash_test: seed %d (rerun: %s %s--seed %d)"
+        % (args.seed, sys.argv[0], "".join(a + " " for a in rerun), args.seed))
     if args.sagas < 1 or args.kills < 0 or args.timeout < 120:
         log("crash_test: need --sagas >= 1, --kills >= 0, --timeout >= 120")
         log("0 passed, 1 failed")
@@ -967,18 +1040,15 @@ def main():
         os._exit(3)
     threading.Thread(target=watchdog, daemon=True).start()
 
-    ck = None
+    ck = Checks()
     try:
-        ck = run(args, tmp)
+        run(args, tmp, ck)
     except SetupError as e:
-        log("crash_test: %s" % e)
+        ck.check("sagad answered /healthz within %.0f s of every start" % HEALTH_TIMEOUT, [str(e)])
     except Exception as e:  # report, still print the closing line
         import traceback
         traceback.print_exc()
-        log("crash_test: %s: %s" % (type(e).__name__, e))
-    if ck is None:
-        ck = Checks()
-        ck.failed += 1
+        ck.check("the test ran to its end", ["%s: %s" % (type(e).__name__, e)])
     ok = ck.failed == 0
     if ok and not args.keep:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -11,12 +11,11 @@
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-static const char yaml[] =
-    "saga: f\nversion: 1\nsteps:\n"
-    "  - {id: a, activity: q.a, compensate: {activity: q.u}}\n"
-    "  - id: g\n    parallel:\n"
-    "      - {id: l, steps: [{id: b, activity: q.b, compensate: none}]}\n"
-    "  - {id: c, activity: q.c, pivot: true}\n";
+static const char yaml[] = "saga: f\nversion: 1\nsteps:\n"
+                           "  - {id: a, activity: q.a, compensate: {activity: q.u}}\n"
+                           "  - id: g\n    parallel:\n"
+                           "      - {id: l, steps: [{id: b, activity: q.b, compensate: none}]}\n"
+                           "  - {id: c, activity: q.c, pivot: true}\n";
 
 static sg_def_t *def;
 

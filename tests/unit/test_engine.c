@@ -422,7 +422,7 @@ static void test_pivot_completing_while_draining_resumes(void **state)
     ok(h, "approve", 1, "{}");
     assert_status(h, SG_INST_RUNNING);
     expect_dispatch(h, "notify", false, 1, "notification.send");
-    assert_trail_has(h, "compensation_aborted");
+    assert_trail_has(h, "compensation_aborted status_changed");
     h_free(h);
 }
 
