@@ -247,6 +247,21 @@ static bool get_duration(ld_t *ld, const sg_ynode_t *n, const char *what, uint64
     return false;
 }
 
+/* A timeout of zero would fail every attempt at once (or, for the saga, mean nothing). */
+static void get_timeout(ld_t *ld, const sg_ynode_t *n, uint64_t *out)
+{
+    uint64_t ms = 0;
+    if (!get_duration(ld, n, "timeout", &ms)) {
+        return;
+    }
+    if (ms == 0) {
+        dsl__error(ld, n->pos, "leave the key out for the default",
+                   "timeout must be longer than 0");
+        return;
+    }
+    *out = ms;
+}
+
 static bool matches(const char *s, bool (*first)(char), bool (*rest)(char), size_t max)
 {
     size_t n = strlen(s);
@@ -477,7 +492,7 @@ static void load_compensate(ld_t *ld, step_build_t *sb, const sg_ynode_t *n)
         add_expr(ld, &c->input, v, EXPR_COMP_INPUT, st, "compensate input");
     }
     if ((v = sg_ymap_get(n, "timeout")) != NULL) {
-        get_duration(ld, v, "timeout", &c->timeout_ms);
+        get_timeout(ld, v, &c->timeout_ms);
     }
     if ((v = sg_ymap_get(n, "retry")) != NULL) {
         load_retry(ld, v, &c->retry, NULL);
@@ -604,8 +619,8 @@ static void load_parallel(ld_t *ld, step_build_t *sb, const sg_ynode_t *n)
 static const char *const step_keys[] = {
     "id",    "description", "activity", "parallel", "wait",     "input", "output", "timeout",
     "retry", "compensate",  "pivot",    "when",     "on_error", "next",  "end"};
-static const char *const activity_only[] = {"input", "output",     "timeout",
-                                            "retry", "compensate", "pivot"};
+static const char *const activity_only[] = {"input",      "output", "timeout", "retry",
+                                            "compensate", "pivot",  "on_error"};
 
 static void check_id(ld_t *ld, const sg_ynode_t *idn, sg_step_t *st)
 {
@@ -680,7 +695,7 @@ static void load_step_kind(ld_t *ld, step_build_t *sb, const sg_ynode_t *n)
         add_expr(ld, &st->output, v, EXPR_STEP_OUTPUT, st, "output");
     }
     if ((v = sg_ymap_get(n, "timeout")) != NULL) {
-        get_duration(ld, v, "timeout", &st->call.timeout_ms);
+        get_timeout(ld, v, &st->call.timeout_ms);
     }
     if ((v = sg_ymap_get(n, "retry")) != NULL) {
         load_retry(ld, v, &st->call.retry, &sb->retry_attempts_set);
@@ -834,7 +849,7 @@ static void load_defaults(ld_t *ld, const sg_ynode_t *n)
     check_keys(ld, n, "defaults", keys, SG_ARRAY_LEN(keys));
     const sg_ynode_t *v;
     if ((v = sg_ymap_get(n, "timeout")) != NULL) {
-        get_duration(ld, v, "timeout", &ld->default_timeout_ms);
+        get_timeout(ld, v, &ld->default_timeout_ms);
     }
     if ((v = sg_ymap_get(n, "retry")) != NULL) {
         load_retry(ld, v, &ld->default_retry, NULL);
@@ -880,7 +895,7 @@ static void load_root(ld_t *ld, const sg_ynode_t *root)
         dsl__load_input(ld, v);
     }
     if ((v = sg_ymap_get(root, "timeout")) != NULL) {
-        get_duration(ld, v, "timeout", &ld->def->timeout_ms);
+        get_timeout(ld, v, &ld->def->timeout_ms);
     }
     /* Defaults first: steps copy them. */
     if ((v = sg_ymap_get(root, "defaults")) != NULL) {
