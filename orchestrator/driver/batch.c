@@ -179,6 +179,19 @@ static sg_err_t apply(sg_driver_t *d, sg_inst_t *inst, const sg_event_t *ev, con
 {
     sg_effects_reset(&d->fx);
     sg_err_t rc = sg_engine_apply(d->jq, inst, ev, now, next_rand(d), &d->fx);
+    if (sg_log_enabled(SG_LOG_DEBUG)) {
+        static const char *const kinds[] = {"start", "result", "timer", "cancel", "retry"};
+        bool per_step =
+            ev->kind == SG_EV_RESULT || (ev->kind == SG_EV_TIMER && ev->timer != SG_TIMER_DEADLINE);
+        sg_log(SG_LOG_DEBUG,
+               &(sg_log_ctx_t){.instance = inst->id,
+                               .workflow = inst->def->name,
+                               .step = per_step ? inst->def->all_steps[ev->step]->id : NULL,
+                               .attempt = per_step ? ev->attempt : 0},
+               "%s%s: %s, now %s, %zu commands", kinds[ev->kind],
+               ev->compensation ? " (compensation)" : "", sg_strerror(rc),
+               sg_inst_status_name(inst->status), d->fx.n_cmds);
+    }
     if (rc != SG_OK) {
         return rc;
     }
@@ -346,6 +359,31 @@ static void reply(item_t *it, sg_err_t rc, const sg_start_result_t *res)
     }
 }
 
+/* A timer still matters if its instance is live and still waits for exactly it. */
+static bool timer_pending(void *ctx, const tmr_t *t)
+{
+    sg_driver_t *d = ctx;
+    const sg_inst_t *inst = drv__table_get(&d->live, t->id);
+    if (inst == NULL) {
+        return false;
+    }
+    if (t->kind == SG_TIMER_DEADLINE) {
+        return inst->deadline_ms == t->fire_ms;
+    }
+    return t->step < inst->def->n_steps && inst->steps[t->step].timer_at == t->fire_ms;
+}
+
+/* Attempt timeouts stay in the heap after their result came (a binary heap cannot drop
+ * an entry cheaply). Sweep them out once they outnumber the live instances, so memory
+ * follows running sagas, not the dispatch rate times the timeout. */
+static void sweep_timers(sg_driver_t *d)
+{
+    size_t limit = 4096 + 8 * d->live.count;
+    if (d->timers.count > limit) {
+        drv__heap_filter(&d->timers, timer_pending, d);
+    }
+}
+
 static void after_commit(sg_driver_t *d)
 {
     for (size_t i = 0; i < d->n_new_timers; i++) {
@@ -375,6 +413,7 @@ static void after_commit(sg_driver_t *d)
         }
     }
     atomic_fetch_add(&d->dispatched, d->n_dispatch);
+    sweep_timers(d);
     for (size_t i = 0; i < d->n_replies; i++) {
         reply(d->replies[i].it, d->replies[i].rc, &d->replies[i].res);
     }

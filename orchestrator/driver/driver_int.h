@@ -64,6 +64,8 @@ typedef struct {
 bool drv__heap_push(heap_t *h, const tmr_t *t);
 bool drv__heap_pop_due(heap_t *h, uint64_t now, tmr_t *out);
 uint64_t drv__heap_next(const heap_t *h); /* UINT64_MAX when empty */
+/* Keeps only the timers keep() accepts, and restores the heap order. O(n). */
+void drv__heap_filter(heap_t *h, bool (*keep)(void *ctx, const tmr_t *t), void *ctx);
 void drv__heap_fini(heap_t *h);
 
 /* ---- live instances by id (open addressing, backward-shift deletion) ---- */

@@ -93,6 +93,8 @@ static bool on_attempt(void *ctx, const sg_store_attempt_t *a)
     uint64_t timeout =
         a->deadline_ms > a->started_ms ? (uint64_t)(a->deadline_ms - a->started_ms) : 30000;
     uint64_t deadline = r->now + timeout;
+    /* The step waits for this new timeout now (the timer sweep keys on it). */
+    inst->steps[a->step].timer_at = deadline;
     tmr_t t = {.fire_ms = deadline,
                .kind = SG_TIMER_TIMEOUT,
                .step = (uint32_t)a->step,

@@ -36,6 +36,8 @@ void drv__item_free(item_t *it)
 
 /* ---- heap ---- */
 
+static void sift_down(heap_t *h, size_t i);
+
 static void heap_swap(tmr_t *a, tmr_t *b)
 {
     tmr_t t = *a;
@@ -64,7 +66,12 @@ bool drv__heap_pop_due(heap_t *h, uint64_t now, tmr_t *out)
     }
     *out = h->items[0];
     h->items[0] = h->items[--h->count];
-    size_t i = 0;
+    sift_down(h, 0);
+    return true;
+}
+
+static void sift_down(heap_t *h, size_t i)
+{
     for (;;) {
         size_t l = 2 * i + 1, r = l + 1, m = i;
         if (l < h->count && h->items[l].fire_ms < h->items[m].fire_ms) {
@@ -74,12 +81,25 @@ bool drv__heap_pop_due(heap_t *h, uint64_t now, tmr_t *out)
             m = r;
         }
         if (m == i) {
-            break;
+            return;
         }
         heap_swap(&h->items[i], &h->items[m]);
         i = m;
     }
-    return true;
+}
+
+void drv__heap_filter(heap_t *h, bool (*keep)(void *ctx, const tmr_t *t), void *ctx)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < h->count; i++) {
+        if (keep(ctx, &h->items[i])) {
+            h->items[n++] = h->items[i];
+        }
+    }
+    h->count = n;
+    for (size_t i = n / 2; i > 0; i--) {
+        sift_down(h, i - 1);
+    }
 }
 
 uint64_t drv__heap_next(const heap_t *h)
