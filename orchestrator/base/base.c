@@ -116,6 +116,11 @@ static char *vasprintf_sg(const char *fmt, va_list ap)
     return s;
 }
 
+char *sg_vasprintf(const char *fmt, va_list ap)
+{
+    return vasprintf_sg(fmt, ap);
+}
+
 char *sg_asprintf(const char *fmt, ...)
 {
     va_list ap;

@@ -83,6 +83,7 @@ void sg_free(void *p);
 char *sg_strdup(const char *s);
 char *sg_strndup(const char *s, size_t n);
 char *sg_asprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+char *sg_vasprintf(const char *fmt, va_list ap) __attribute__((format(printf, 1, 0)));
 
 /*
  * Test hook: make the Nth allocation from now fail (1 = the next one), 0 disables.

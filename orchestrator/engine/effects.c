@@ -175,17 +175,11 @@ void eng__hist(eng_t *e, const char *type, int32_t step, uint32_t attempt, const
     if (fmt != NULL) {
         va_list ap;
         va_start(ap, fmt);
-        va_list ap2;
-        va_copy(ap2, ap);
-        int n = vsnprintf(NULL, 0, fmt, ap2);
-        va_end(ap2);
-        detail = n >= 0 ? sg_malloc((size_t)n + 1) : NULL;
-        if (detail != NULL) {
-            vsnprintf(detail, (size_t)n + 1, fmt, ap);
-        } else {
+        detail = sg_vasprintf(fmt, ap);
+        va_end(ap);
+        if (detail == NULL) {
             fx->nomem = true;
         }
-        va_end(ap);
     }
     fx->hist[fx->n_hist++] =
         (sg_hist_t){.type = type, .step = step, .attempt = attempt, .detail = detail};

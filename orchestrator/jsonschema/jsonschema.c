@@ -92,22 +92,6 @@ static char *pointer_new(const js_seg_t *path, size_t depth)
     return sg_buf_take(&b);
 }
 
-__attribute__((format(printf, 1, 0))) static char *vformat(const char *fmt, va_list ap)
-{
-    va_list ap2;
-    va_copy(ap2, ap);
-    int n = vsnprintf(NULL, 0, fmt, ap2);
-    va_end(ap2);
-    if (n < 0) {
-        return NULL;
-    }
-    char *s = sg_malloc((size_t)n + 1);
-    if (s != NULL) {
-        vsnprintf(s, (size_t)n + 1, fmt, ap);
-    }
-    return s;
-}
-
 void jsonschema__error_addv(sg_jsonschema_errors_t *errs, const js_seg_t *path, size_t depth,
                             const char *keyword, const char *hint, const char *fmt, va_list ap)
 {
@@ -121,7 +105,7 @@ void jsonschema__error_addv(sg_jsonschema_errors_t *errs, const js_seg_t *path, 
     sg_jsonschema_error_t e = {
         .path = pointer_new(path, depth),
         .keyword = sg_strdup(keyword),
-        .message = vformat(fmt, ap),
+        .message = sg_vasprintf(fmt, ap),
         .hint = hint != NULL ? sg_strdup(hint) : NULL,
     };
     if (e.path == NULL || e.keyword == NULL || e.message == NULL ||
