@@ -91,7 +91,7 @@ $(BUILD)/bench/%: $(BUILD)/obj/bench/%.o $(LIB)
 
 # ---- the two commands -----------------------------------------------------------------
 run demo: deps
-	@$(MAKE) --no-print-directory all
+	@$(MAKE) --no-print-directory $(BINS)
 	@scripts/run.sh $(BUILD)
 
 # `make test` runs every suite, even after one fails, and prints one closing line.
@@ -149,11 +149,12 @@ fuzz-quick: fuzz-build
 .PHONY: fuzz-build
 
 # ---- benchmarks ------------------------------------------------------------------------
-bench: deps all
+bench: deps
+	@$(MAKE) --no-print-directory $(BINS) $(BENCHES)
 	@bench/run.sh $(BUILD)
 
 # ---- install ---------------------------------------------------------------------------
-install: all
+install: $(BINS)
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/sagad/workflows \
 		$(DESTDIR)$(PREFIX)/share/sagad/schemas
 	install -m 0755 $(BINS) $(DESTDIR)$(PREFIX)/bin/

@@ -24,6 +24,7 @@ build_pkgs=(
   "/usr/bin/pkg-config pkg-config"
   "/usr/bin/make make"
   "/usr/bin/gcc gcc"
+  "/usr/bin/curl curl"
 )
 test_pkgs=(
   "/usr/include/cmocka.h libcmocka-dev"
@@ -32,7 +33,6 @@ test_pkgs=(
   "/usr/bin/clang-format clang-format"
   "/usr/bin/valgrind valgrind"
   "/usr/bin/kcat kcat"
-  "/usr/bin/curl curl"
   "/usr/bin/wrk wrk"
   "/usr/bin/python3 python3"
 )
