@@ -72,6 +72,33 @@ bool dsl__grow(ld_t *ld, void **items, size_t *cap, size_t count, size_t elem);
 /* Looks a step up by id among the steps loaded so far. */
 step_build_t *dsl__find_step(const ld_t *ld, const char *id);
 
+/* values.c: the YAML -> typed value readers shared by the loader. Each reports its own
+ * located error and returns false (or NULL) when the value is wrong. */
+void *dsl__alloc(ld_t *ld, size_t n);
+const char *dsl__str(ld_t *ld, const sg_ynode_t *n);
+bool dsl__key_is(const sg_ynode_t *k, const char *name);
+bool dsl__in_list(const sg_ynode_t *k, const char *const *names, size_t n);
+void dsl__check_keys(ld_t *ld, const sg_ynode_t *map, const char *where, const char *const *allowed,
+                     size_t n);
+bool dsl__has_typo_of(const sg_ynode_t *map, const char *key);
+const sg_ynode_t *dsl__require(ld_t *ld, const sg_ynode_t *map, const char *key, const char *where);
+bool dsl__expect_kind(ld_t *ld, const sg_ynode_t *n, sg_ynode_kind_t kind, const char *what);
+const char *dsl__get_string(ld_t *ld, const sg_ynode_t *n, const char *what);
+bool dsl__get_int(ld_t *ld, const sg_ynode_t *n, const char *what, int64_t min, int64_t max,
+                  int64_t *out);
+bool dsl__get_number(ld_t *ld, const sg_ynode_t *n, const char *what, double min, double max,
+                     double *out);
+bool dsl__get_bool(ld_t *ld, const sg_ynode_t *n, const char *what, bool *out);
+bool dsl__get_duration(ld_t *ld, const sg_ynode_t *n, const char *what, uint64_t *out);
+void dsl__get_timeout(ld_t *ld, const sg_ynode_t *n, uint64_t *out);
+bool dsl__matches(const char *s, bool (*first)(char), bool (*rest)(char), size_t max);
+bool dsl__is_lower(char c);
+bool dsl__is_id_first(char c);
+bool dsl__is_id_rest(char c);
+bool dsl__is_name_rest(char c);
+bool dsl__valid_activity(const char *s);
+bool dsl__valid_event_type(const char *s);
+
 /* schema.c: input.schema -> cJSON + compiled validator, errors at YAML positions. */
 void dsl__load_input(ld_t *ld, const sg_ynode_t *n);
 

@@ -21,316 +21,19 @@ typedef struct {
     sg_arena_t arena;
 } def_build_t;
 
-/* ---- reporting ---- */
-
-void dsl__error(ld_t *ld, sg_pos_t pos, const char *hint, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    if (sg_diags_addv(ld->diags, SG_ERR_INVALID, pos, hint, fmt, ap) != SG_OK) {
-        ld->nomem = true;
-    }
-    va_end(ap);
-}
-
-bool dsl__grow(ld_t *ld, void **items, size_t *cap, size_t count, size_t elem)
-{
-    if (count < *cap) {
-        return true;
-    }
-    size_t ncap = *cap ? *cap * 2 : 16;
-    void *p = sg_realloc(*items, ncap * elem);
-    if (p == NULL) {
-        ld->nomem = true;
-        return false;
-    }
-    *items = p;
-    *cap = ncap;
-    return true;
-}
-
-static void *ld_alloc(ld_t *ld, size_t n)
-{
-    void *p = sg_arena_calloc(ld->arena, n);
-    if (p == NULL) {
-        ld->nomem = true;
-    }
-    return p;
-}
-
-static const char *ld_str(ld_t *ld, const sg_ynode_t *n)
-{
-    char *s = sg_arena_strndup(ld->arena, n->str, n->len);
-    if (s == NULL) {
-        ld->nomem = true;
-    }
-    return s;
-}
-
-/* ---- keys ---- */
-
-static bool key_is(const sg_ynode_t *k, const char *name)
-{
-    return strlen(name) == k->len && memcmp(k->str, name, k->len) == 0;
-}
-
-static bool in_list(const sg_ynode_t *k, const char *const *names, size_t n)
-{
-    for (size_t i = 0; i < n; i++) {
-        if (key_is(k, names[i])) {
-            return true;
-        }
-    }
-    return false;
-}
-
-/* Reports every key of map that is not in allowed, with a "did you mean". */
-static void check_keys(ld_t *ld, const sg_ynode_t *map, const char *where,
-                       const char *const *allowed, size_t n)
-{
-    for (size_t i = 0; i < map->count; i++) {
-        const sg_ynode_t *k = map->pairs[i].key;
-        if (in_list(k, allowed, n)) {
-            continue;
-        }
-        const char *best = sg_closest(k->str, allowed, n);
-        char hint[128] = "";
-        if (best != NULL) {
-            snprintf(hint, sizeof(hint), "did you mean \"%s\"?", best);
-        } else if (strcmp(k->str, "<<") == 0) {
-            snprintf(hint, sizeof(hint), "YAML merge keys are not supported: write the keys out");
-        }
-        dsl__error(ld, k->pos, best || hint[0] ? hint : NULL, "unknown key \"%s\" in %s", k->str,
-                   where);
-    }
-}
-
-/* Whether map has a misspelling of key (already reported with a "did you mean"). */
-static bool has_typo_of(const sg_ynode_t *map, const char *key)
-{
-    for (size_t i = 0; i < map->count; i++) {
-        const sg_ynode_t *k = map->pairs[i].key;
-        if (!key_is(k, key) && sg_closest(k->str, &key, 1) != NULL) {
-            return true;
-        }
-    }
-    return false;
-}
-
-static const sg_ynode_t *require(ld_t *ld, const sg_ynode_t *map, const char *key,
-                                 const char *where)
-{
-    const sg_ynode_t *v = sg_ymap_get(map, key);
-    if (v == NULL && !has_typo_of(map, key)) {
-        dsl__error(ld, map->pos, NULL, "%s is missing required key \"%s\"", where, key);
-    }
-    return v;
-}
-
-/* ---- typed values ---- */
-
-static bool expect_kind(ld_t *ld, const sg_ynode_t *n, sg_ynode_kind_t kind, const char *what)
-{
-    static const char *const want[] = {"a string", "a list", "a mapping"};
-    if (n->kind == kind && !(kind == SG_YNODE_SCALAR && sg_ynode_is_null(n))) {
-        return true;
-    }
-    dsl__error(ld, n->pos, NULL, "%s must be %s, not %s", what, want[kind], sg_ynode_kind_name(n));
-    return false;
-}
-
-static const char *get_string(ld_t *ld, const sg_ynode_t *n, const char *what)
-{
-    if (!expect_kind(ld, n, SG_YNODE_SCALAR, what)) {
-        return NULL;
-    }
-    return ld_str(ld, n);
-}
-
-static bool looks_integer(const sg_ynode_t *n)
-{
-    const char *s = n->str;
-    if (*s == '-' || *s == '+') {
-        s++;
-    }
-    if (*s == '\0') {
-        return false;
-    }
-    for (; *s; s++) {
-        if (*s < '0' || *s > '9') {
-            return false;
-        }
-    }
-    return true;
-}
-
-static bool get_int(ld_t *ld, const sg_ynode_t *n, const char *what, int64_t min, int64_t max,
-                    int64_t *out)
-{
-    if (n->kind != SG_YNODE_SCALAR || !n->plain || !looks_integer(n)) {
-        const char *got = n->kind != SG_YNODE_SCALAR ? sg_ynode_kind_name(n)
-                          : n->plain                 ? "\"%s\""
-                                                     : "a quoted string";
-        if (n->kind == SG_YNODE_SCALAR && n->plain) {
-            dsl__error(ld, n->pos, NULL, "%s must be an integer, not \"%s\"", what, n->str);
-        } else {
-            dsl__error(ld, n->pos, n->kind == SG_YNODE_SCALAR ? "remove the quotes" : NULL,
-                       "%s must be an integer, not %s", what, got);
-        }
-        return false;
-    }
-    errno = 0;
-    long long v = strtoll(n->str, NULL, 10);
-    if (errno != 0 || v < min || v > max) {
-        dsl__error(ld, n->pos, NULL, "%s must be between %lld and %lld, not %s", what,
-                   (long long)min, (long long)max, n->str);
-        return false;
-    }
-    *out = v;
-    return true;
-}
-
-static bool get_number(ld_t *ld, const sg_ynode_t *n, const char *what, double min, double max,
-                       double *out)
-{
-    char *end = NULL;
-    double v = 0;
-    if (n->kind == SG_YNODE_SCALAR && n->plain && n->len > 0 &&
-        strspn(n->str, "+-0123456789.eE") == n->len) {
-        errno = 0;
-        v = strtod(n->str, &end);
-    }
-    if (end == NULL || *end != '\0' || errno != 0 || !isfinite(v)) {
-        dsl__error(ld, n->pos, NULL, "%s must be a number", what);
-        return false;
-    }
-    if (v < min || v > max) {
-        dsl__error(ld, n->pos, NULL, "%s must be between %g and %g, not %s", what, min, max,
-                   n->str);
-        return false;
-    }
-    *out = v;
-    return true;
-}
-
-static bool get_bool(ld_t *ld, const sg_ynode_t *n, const char *what, bool *out)
-{
-    if (n->kind == SG_YNODE_SCALAR && n->plain) {
-        if (strcmp(n->str, "true") == 0) {
-            *out = true;
-            return true;
-        }
-        if (strcmp(n->str, "false") == 0) {
-            *out = false;
-            return true;
-        }
-    }
-    dsl__error(ld, n->pos, "write true or false", "%s must be a boolean", what);
-    return false;
-}
-
-static bool get_duration(ld_t *ld, const sg_ynode_t *n, const char *what, uint64_t *out)
-{
-    if (!expect_kind(ld, n, SG_YNODE_SCALAR, what)) {
-        return false;
-    }
-    if (sg_duration_parse(n->str, out)) {
-        return true;
-    }
-    char hint[96];
-    if (looks_integer(n) && n->str[0] != '-') {
-        snprintf(hint, sizeof(hint), "add a unit, e.g. \"%ss\" for %s seconds", n->str, n->str);
-    } else {
-        snprintf(hint, sizeof(hint), "use units ms, s, m, h, d from large to small, e.g. 1h30m");
-    }
-    dsl__error(ld, n->pos, hint, "invalid duration \"%s\" for %s", n->str, what);
-    return false;
-}
-
-/* A timeout of zero would fail every attempt at once (or, for the saga, mean nothing). */
-static void get_timeout(ld_t *ld, const sg_ynode_t *n, uint64_t *out)
-{
-    uint64_t ms = 0;
-    if (!get_duration(ld, n, "timeout", &ms)) {
-        return;
-    }
-    if (ms == 0) {
-        dsl__error(ld, n->pos, "leave the key out for the default",
-                   "timeout must be longer than 0");
-        return;
-    }
-    *out = ms;
-}
-
-static bool matches(const char *s, bool (*first)(char), bool (*rest)(char), size_t max)
-{
-    size_t n = strlen(s);
-    if (n == 0 || n > max || !first(s[0])) {
-        return false;
-    }
-    for (size_t i = 1; i < n; i++) {
-        if (!rest(s[i])) {
-            return false;
-        }
-    }
-    return true;
-}
-
-static bool is_lower(char c)
-{
-    return c >= 'a' && c <= 'z';
-}
-static bool is_id_first(char c)
-{
-    return is_lower(c) || c == '_';
-}
-static bool is_id_rest(char c)
-{
-    return is_lower(c) || c == '_' || (c >= '0' && c <= '9');
-}
-static bool is_name_rest(char c)
-{
-    return is_id_rest(c) || c == '.' || c == '-';
-}
-
-/* "<queue>.<operation>": queue [a-z][a-z0-9_-]*, operation [a-z][a-z0-9_.-]* */
-static bool valid_activity(const char *s)
-{
-    const char *dot = strchr(s, '.');
-    if (dot == NULL || dot == s || strlen(s) > 128) {
-        return false;
-    }
-    for (const char *p = s; p < dot; p++) {
-        if (!(p == s ? is_lower(*p) : (is_id_rest(*p) || *p == '-'))) {
-            return false;
-        }
-    }
-    return matches(dot + 1, is_lower, is_name_rest, 128);
-}
-
-/* Event types: segments of [a-z0-9_] joined by dots, at least two, first starts with a letter. */
-static bool valid_event_type(const char *s)
-{
-    if (!matches(s, is_lower, is_name_rest, 128) || strchr(s, '.') == NULL ||
-        strchr(s, '-') != NULL) {
-        return false;
-    }
-    return s[strlen(s) - 1] != '.' && strstr(s, "..") == NULL;
-}
-
 /* ---- expressions ---- */
 
 static void add_expr(ld_t *ld, sg_expr_t *e, const sg_ynode_t *n, expr_role_t role,
                      const sg_step_t *owner, const char *what)
 {
-    if (!expect_kind(ld, n, SG_YNODE_SCALAR, what)) {
+    if (!dsl__expect_kind(ld, n, SG_YNODE_SCALAR, what)) {
         return;
     }
     if (n->len == 0 || strspn(n->str, " \t\r\n") == n->len) {
         dsl__error(ld, n->pos, NULL, "%s is an empty expression", what);
         return;
     }
-    e->text = ld_str(ld, n);
+    e->text = dsl__str(ld, n);
     e->pos = n->pos;
     if (!dsl__grow(ld, (void **)&ld->exprs, &ld->cap_exprs, ld->n_exprs, sizeof(*ld->exprs))) {
         return;
@@ -341,7 +44,7 @@ static void add_expr(ld_t *ld, sg_expr_t *e, const sg_ynode_t *n, expr_role_t ro
 static void add_step_ref(ld_t *ld, const sg_ynode_t *n, const sg_step_t **slot,
                          const sg_step_t *from, const char *what)
 {
-    const char *name = get_string(ld, n, what);
+    const char *name = dsl__get_string(ld, n, what);
     if (name == NULL ||
         !dsl__grow(ld, (void **)&ld->refs, &ld->cap_refs, ld->n_refs, sizeof(*ld->refs))) {
         return;
@@ -359,8 +62,8 @@ static void load_codes(ld_t *ld, const sg_ynode_t *n, const char *what, const ch
                        size_t *count, bool single_ok)
 {
     if (single_ok && n->kind == SG_YNODE_SCALAR) {
-        const char **codes = ld_alloc(ld, sizeof(*codes));
-        const char *c = get_string(ld, n, what);
+        const char **codes = dsl__alloc(ld, sizeof(*codes));
+        const char *c = dsl__get_string(ld, n, what);
         if (codes != NULL && c != NULL) {
             codes[0] = c;
             *out = codes;
@@ -368,15 +71,15 @@ static void load_codes(ld_t *ld, const sg_ynode_t *n, const char *what, const ch
         }
         return;
     }
-    if (!expect_kind(ld, n, SG_YNODE_SEQ, what)) {
+    if (!dsl__expect_kind(ld, n, SG_YNODE_SEQ, what)) {
         return;
     }
-    const char **codes = ld_alloc(ld, (n->count + 1) * sizeof(*codes));
+    const char **codes = dsl__alloc(ld, (n->count + 1) * sizeof(*codes));
     if (codes == NULL) {
         return;
     }
     for (size_t i = 0; i < n->count; i++) {
-        const char *c = get_string(ld, n->items[i], "an error code");
+        const char *c = dsl__get_string(ld, n->items[i], "an error code");
         if (c != NULL && *c == '\0') {
             dsl__error(ld, n->items[i]->pos, NULL, "error codes must not be empty");
         }
@@ -389,16 +92,16 @@ static void load_codes(ld_t *ld, const sg_ynode_t *n, const char *what, const ch
 /* Merges the keys given in n over *r. *attempts_set tells whether max_attempts was given. */
 static void load_retry(ld_t *ld, const sg_ynode_t *n, sg_retry_t *r, bool *attempts_set)
 {
-    if (!expect_kind(ld, n, SG_YNODE_MAP, "retry")) {
+    if (!dsl__expect_kind(ld, n, SG_YNODE_MAP, "retry")) {
         return;
     }
-    check_keys(ld, n, "retry", retry_keys, SG_ARRAY_LEN(retry_keys));
+    dsl__check_keys(ld, n, "retry", retry_keys, SG_ARRAY_LEN(retry_keys));
     const sg_ynode_t *v;
     if ((v = sg_ymap_get(n, "max_attempts")) != NULL) {
         int64_t a;
         if (v->kind == SG_YNODE_SCALAR && strcmp(v->str, "unlimited") == 0) {
             r->max_attempts = 0;
-        } else if (get_int(ld, v, "max_attempts", 1, 1000000, &a)) {
+        } else if (dsl__get_int(ld, v, "max_attempts", 1, 1000000, &a)) {
             r->max_attempts = (uint32_t)a;
         }
         if (attempts_set != NULL) {
@@ -406,17 +109,17 @@ static void load_retry(ld_t *ld, const sg_ynode_t *n, sg_retry_t *r, bool *attem
         }
     }
     if ((v = sg_ymap_get(n, "initial")) != NULL) {
-        get_duration(ld, v, "initial", &r->initial_ms);
+        dsl__get_duration(ld, v, "initial", &r->initial_ms);
     }
     if ((v = sg_ymap_get(n, "multiplier")) != NULL) {
-        get_number(ld, v, "multiplier", 1.0, 100.0, &r->multiplier);
+        dsl__get_number(ld, v, "multiplier", 1.0, 100.0, &r->multiplier);
     }
     if ((v = sg_ymap_get(n, "max_delay")) != NULL) {
-        get_duration(ld, v, "max_delay", &r->max_delay_ms);
+        dsl__get_duration(ld, v, "max_delay", &r->max_delay_ms);
     }
     if ((v = sg_ymap_get(n, "jitter")) != NULL) {
         static const char *const names[] = {"none", "full", "equal"};
-        const char *j = get_string(ld, v, "jitter");
+        const char *j = dsl__get_string(ld, v, "jitter");
         size_t i = 0;
         while (j != NULL && i < SG_ARRAY_LEN(names) && strcmp(j, names[i]) != 0) {
             i++;
@@ -441,11 +144,11 @@ static const char *const comp_keys[] = {"activity", "input", "timeout", "retry",
 
 static void load_activity(ld_t *ld, const sg_ynode_t *n, sg_call_t *call)
 {
-    const char *a = get_string(ld, n, "activity");
+    const char *a = dsl__get_string(ld, n, "activity");
     if (a == NULL) {
         return;
     }
-    if (!valid_activity(a)) {
+    if (!dsl__valid_activity(a)) {
         dsl__error(ld, n->pos, "write <queue>.<operation> in lower case, e.g. inventory.reserve",
                    "invalid activity name \"%s\"", a);
         return;
@@ -472,12 +175,12 @@ static void load_compensate(ld_t *ld, step_build_t *sb, const sg_ynode_t *n)
         }
         return;
     }
-    if (!expect_kind(ld, n, SG_YNODE_MAP, "compensate")) {
+    if (!dsl__expect_kind(ld, n, SG_YNODE_MAP, "compensate")) {
         sb->kind_invalid = true;
         return;
     }
-    check_keys(ld, n, "compensate", comp_keys, SG_ARRAY_LEN(comp_keys));
-    sg_call_t *c = ld_alloc(ld, sizeof(*c));
+    dsl__check_keys(ld, n, "compensate", comp_keys, SG_ARRAY_LEN(comp_keys));
+    sg_call_t *c = dsl__alloc(ld, sizeof(*c));
     if (c == NULL) {
         return;
     }
@@ -485,14 +188,14 @@ static void load_compensate(ld_t *ld, step_build_t *sb, const sg_ynode_t *n)
     c->retry = ld->default_comp_retry;
     c->pos = n->pos;
     const sg_ynode_t *v;
-    if ((v = require(ld, n, "activity", "compensate")) != NULL) {
+    if ((v = dsl__require(ld, n, "activity", "compensate")) != NULL) {
         load_activity(ld, v, c);
     }
     if ((v = sg_ymap_get(n, "input")) != NULL) {
         add_expr(ld, &c->input, v, EXPR_COMP_INPUT, st, "compensate input");
     }
     if ((v = sg_ymap_get(n, "timeout")) != NULL) {
-        get_timeout(ld, v, &c->timeout_ms);
+        dsl__get_timeout(ld, v, &c->timeout_ms);
     }
     if ((v = sg_ymap_get(n, "retry")) != NULL) {
         load_retry(ld, v, &c->retry, NULL);
@@ -503,10 +206,10 @@ static void load_compensate(ld_t *ld, step_build_t *sb, const sg_ynode_t *n)
 static void load_routes(ld_t *ld, step_build_t *sb, const sg_ynode_t *n)
 {
     static const char *const keys[] = {"code", "action", "goto"};
-    if (!expect_kind(ld, n, SG_YNODE_SEQ, "on_error")) {
+    if (!dsl__expect_kind(ld, n, SG_YNODE_SEQ, "on_error")) {
         return;
     }
-    sg_route_t *routes = ld_alloc(ld, (n->count + 1) * sizeof(*routes));
+    sg_route_t *routes = dsl__alloc(ld, (n->count + 1) * sizeof(*routes));
     if (routes == NULL) {
         return;
     }
@@ -514,11 +217,11 @@ static void load_routes(ld_t *ld, step_build_t *sb, const sg_ynode_t *n)
         const sg_ynode_t *r = n->items[i];
         sg_route_t *rt = &routes[i];
         rt->pos = r->pos;
-        if (!expect_kind(ld, r, SG_YNODE_MAP, "an on_error route")) {
+        if (!dsl__expect_kind(ld, r, SG_YNODE_MAP, "an on_error route")) {
             continue;
         }
-        check_keys(ld, r, "on_error route", keys, SG_ARRAY_LEN(keys));
-        const sg_ynode_t *code = require(ld, r, "code", "on_error route");
+        dsl__check_keys(ld, r, "on_error route", keys, SG_ARRAY_LEN(keys));
+        const sg_ynode_t *code = dsl__require(ld, r, "code", "on_error route");
         if (code != NULL) {
             load_codes(ld, code, "code", &rt->codes, &rt->n_codes, true);
             if (code->kind == SG_YNODE_SEQ && code->count == 0) {
@@ -538,7 +241,7 @@ static void load_routes(ld_t *ld, step_build_t *sb, const sg_ynode_t *n)
             add_step_ref(ld, go, &rt->target, &sb->pub, "goto");
             continue;
         }
-        const char *a = get_string(ld, action, "action");
+        const char *a = dsl__get_string(ld, action, "action");
         if (a != NULL && strcmp(a, "compensate") == 0) {
             rt->action = SG_ROUTE_COMPENSATE;
         } else if (a != NULL && strcmp(a, "fail") == 0) {
@@ -557,19 +260,19 @@ static void load_wait(ld_t *ld, step_build_t *sb, const sg_ynode_t *n)
     static const char *const keys[] = {"duration", "until"};
     sg_step_t *st = &sb->pub;
     if (n->kind == SG_YNODE_SCALAR) {
-        get_duration(ld, n, "wait", &st->wait_ms);
+        dsl__get_duration(ld, n, "wait", &st->wait_ms);
         return;
     }
-    if (!expect_kind(ld, n, SG_YNODE_MAP, "wait")) {
+    if (!dsl__expect_kind(ld, n, SG_YNODE_MAP, "wait")) {
         return;
     }
-    check_keys(ld, n, "wait", keys, SG_ARRAY_LEN(keys));
+    dsl__check_keys(ld, n, "wait", keys, SG_ARRAY_LEN(keys));
     const sg_ynode_t *d = sg_ymap_get(n, "duration");
     const sg_ynode_t *u = sg_ymap_get(n, "until");
     if ((d == NULL) == (u == NULL)) {
         dsl__error(ld, n->pos, NULL, "wait needs exactly one of \"duration\" and \"until\"");
     } else if (d != NULL) {
-        get_duration(ld, d, "wait duration", &st->wait_ms);
+        dsl__get_duration(ld, d, "wait duration", &st->wait_ms);
     } else {
         add_expr(ld, &st->wait_until, u, EXPR_WAIT_UNTIL, st, "wait until");
     }
@@ -580,14 +283,14 @@ static void load_seq(ld_t *ld, const sg_ynode_t *n, sg_seq_t *seq, const sg_step
 static void load_parallel(ld_t *ld, step_build_t *sb, const sg_ynode_t *n)
 {
     static const char *const keys[] = {"id", "steps", "description"};
-    if (!expect_kind(ld, n, SG_YNODE_SEQ, "parallel")) {
+    if (!dsl__expect_kind(ld, n, SG_YNODE_SEQ, "parallel")) {
         return;
     }
     if (n->count == 0) {
         dsl__error(ld, n->pos, NULL, "parallel needs at least one branch");
         return;
     }
-    sg_seq_t *branches = ld_alloc(ld, n->count * sizeof(*branches));
+    sg_seq_t *branches = dsl__alloc(ld, n->count * sizeof(*branches));
     if (branches == NULL) {
         return;
     }
@@ -595,19 +298,19 @@ static void load_parallel(ld_t *ld, step_build_t *sb, const sg_ynode_t *n)
         const sg_ynode_t *b = n->items[i];
         branches[i].pos = b->pos;
         branches[i].id = "";
-        if (!expect_kind(ld, b, SG_YNODE_MAP, "a parallel branch")) {
+        if (!dsl__expect_kind(ld, b, SG_YNODE_MAP, "a parallel branch")) {
             continue;
         }
-        check_keys(ld, b, "parallel branch", keys, SG_ARRAY_LEN(keys));
-        const sg_ynode_t *id = require(ld, b, "id", "parallel branch");
-        const char *bid = id ? get_string(ld, id, "branch id") : NULL;
+        dsl__check_keys(ld, b, "parallel branch", keys, SG_ARRAY_LEN(keys));
+        const sg_ynode_t *id = dsl__require(ld, b, "id", "parallel branch");
+        const char *bid = id ? dsl__get_string(ld, id, "branch id") : NULL;
         for (size_t j = 0; bid != NULL && j < i; j++) {
             if (strcmp(branches[j].id, bid) == 0) {
                 dsl__error(ld, id->pos, NULL, "duplicate branch id \"%s\"", bid);
             }
         }
         branches[i].id = bid ? bid : "";
-        const sg_ynode_t *steps = require(ld, b, "steps", "parallel branch");
+        const sg_ynode_t *steps = dsl__require(ld, b, "steps", "parallel branch");
         if (steps != NULL) {
             load_seq(ld, steps, &branches[i], &sb->pub);
         }
@@ -624,11 +327,11 @@ static const char *const activity_only[] = {"input",      "output", "timeout", "
 
 static void check_id(ld_t *ld, const sg_ynode_t *idn, sg_step_t *st)
 {
-    const char *id = get_string(ld, idn, "step id");
+    const char *id = dsl__get_string(ld, idn, "step id");
     if (id == NULL) {
         return;
     }
-    if (!matches(id, is_id_first, is_id_rest, 64)) {
+    if (!dsl__matches(id, dsl__is_id_first, dsl__is_id_rest, 64)) {
         dsl__error(ld, idn->pos,
                    "use lower case letters, digits and _ (jq reads it as .steps.<id>)",
                    "invalid step id \"%s\"", id);
@@ -653,7 +356,7 @@ static void load_step_kind(ld_t *ld, step_build_t *sb, const sg_ynode_t *n)
         static const char *const kind_keys[] = {"activity", "parallel", "wait"};
         bool typo = false;
         for (size_t i = 0; i < SG_ARRAY_LEN(kind_keys) && kinds == 0; i++) {
-            typo = typo || has_typo_of(n, kind_keys[i]);
+            typo = typo || dsl__has_typo_of(n, kind_keys[i]);
         }
         if (!typo) {
             dsl__error(ld, n->pos, kinds ? "split it into separate steps" : NULL,
@@ -668,10 +371,10 @@ static void load_step_kind(ld_t *ld, step_build_t *sb, const sg_ynode_t *n)
         st->kind = par ? SG_STEP_PARALLEL : SG_STEP_WAIT;
         for (size_t i = 0; i < n->count; i++) {
             const sg_ynode_t *k = n->pairs[i].key;
-            if (key_is(k, "pivot")) {
+            if (dsl__key_is(k, "pivot")) {
                 ld->pivot_unknown = true; /* where the pivot is meant to be is unclear */
             }
-            if (in_list(k, activity_only, SG_ARRAY_LEN(activity_only))) {
+            if (dsl__in_list(k, activity_only, SG_ARRAY_LEN(activity_only))) {
                 dsl__error(ld, k->pos, NULL, "\"%s\" does not apply to a %s step", k->str,
                            par ? "parallel" : "wait");
             }
@@ -695,7 +398,7 @@ static void load_step_kind(ld_t *ld, step_build_t *sb, const sg_ynode_t *n)
         add_expr(ld, &st->output, v, EXPR_STEP_OUTPUT, st, "output");
     }
     if ((v = sg_ymap_get(n, "timeout")) != NULL) {
-        get_timeout(ld, v, &st->call.timeout_ms);
+        dsl__get_timeout(ld, v, &st->call.timeout_ms);
     }
     if ((v = sg_ymap_get(n, "retry")) != NULL) {
         load_retry(ld, v, &st->call.retry, &sb->retry_attempts_set);
@@ -705,7 +408,7 @@ static void load_step_kind(ld_t *ld, step_build_t *sb, const sg_ynode_t *n)
     }
     if ((v = sg_ymap_get(n, "pivot")) != NULL) {
         bool pivot = false;
-        if (!get_bool(ld, v, "pivot", &pivot)) {
+        if (!dsl__get_bool(ld, v, "pivot", &pivot)) {
             ld->pivot_unknown = true;
         } else if (pivot) {
             st->cls = SG_CLASS_PIVOT;
@@ -716,10 +419,10 @@ static void load_step_kind(ld_t *ld, step_build_t *sb, const sg_ynode_t *n)
 static step_build_t *load_step(ld_t *ld, const sg_ynode_t *n, const sg_seq_t *seq,
                                const sg_step_t *group)
 {
-    if (!expect_kind(ld, n, SG_YNODE_MAP, "a step")) {
+    if (!dsl__expect_kind(ld, n, SG_YNODE_MAP, "a step")) {
         return NULL;
     }
-    step_build_t *sb = ld_alloc(ld, sizeof(*sb));
+    step_build_t *sb = dsl__alloc(ld, sizeof(*sb));
     if (sb == NULL ||
         !dsl__grow(ld, (void **)&ld->steps, &ld->cap_steps, ld->n_steps, sizeof(*ld->steps))) {
         return NULL;
@@ -730,8 +433,8 @@ static step_build_t *load_step(ld_t *ld, const sg_ynode_t *n, const sg_seq_t *se
     st->seq = seq;
     st->group = group;
     st->cls = SG_CLASS_NEUTRAL;
-    check_keys(ld, n, "step", step_keys, SG_ARRAY_LEN(step_keys));
-    const sg_ynode_t *v = require(ld, n, "id", "step");
+    dsl__check_keys(ld, n, "step", step_keys, SG_ARRAY_LEN(step_keys));
+    const sg_ynode_t *v = dsl__require(ld, n, "id", "step");
     if (v != NULL) {
         check_id(ld, v, st);
     }
@@ -739,7 +442,7 @@ static step_build_t *load_step(ld_t *ld, const sg_ynode_t *n, const sg_seq_t *se
     st->index = (uint32_t)ld->n_steps;
     ld->steps[ld->n_steps++] = sb;
     if ((v = sg_ymap_get(n, "description")) != NULL) {
-        st->description = get_string(ld, v, "description");
+        st->description = dsl__get_string(ld, v, "description");
     }
     load_step_kind(ld, sb, n);
     if ((v = sg_ymap_get(n, "when")) != NULL) {
@@ -752,7 +455,7 @@ static step_build_t *load_step(ld_t *ld, const sg_ynode_t *n, const sg_seq_t *se
         add_step_ref(ld, v, &st->next, st, "next");
     }
     if ((v = sg_ymap_get(n, "end")) != NULL) {
-        get_bool(ld, v, "end", &st->end);
+        dsl__get_bool(ld, v, "end", &st->end);
     }
     if (sg_ymap_get(n, "next") != NULL && st->end) {
         dsl__error(ld, n->pos, NULL, "step \"%s\" has both \"next\" and \"end\"",
@@ -772,14 +475,14 @@ static void load_seq(ld_t *ld, const sg_ynode_t *n, sg_seq_t *seq, const sg_step
     }
     seq->no = (uint32_t)ld->n_seqs;
     ld->seqs[ld->n_seqs++] = seq;
-    if (!expect_kind(ld, n, SG_YNODE_SEQ, "steps")) {
+    if (!dsl__expect_kind(ld, n, SG_YNODE_SEQ, "steps")) {
         return;
     }
     if (n->count == 0) {
         dsl__error(ld, n->pos, NULL, "steps must not be empty");
         return;
     }
-    const sg_step_t **steps = ld_alloc(ld, n->count * sizeof(*steps));
+    const sg_step_t **steps = dsl__alloc(ld, n->count * sizeof(*steps));
     if (steps == NULL) {
         return;
     }
@@ -801,16 +504,16 @@ static void load_events(ld_t *ld, const sg_ynode_t *n)
 {
     static const char *const keys[] = {"on_start", "on_complete", "on_compensated", "on_failed"};
     static const char *const event_keys[] = {"type", "data"};
-    if (!expect_kind(ld, n, SG_YNODE_MAP, "events")) {
+    if (!dsl__expect_kind(ld, n, SG_YNODE_MAP, "events")) {
         return;
     }
-    check_keys(ld, n, "events", keys, SG_ARRAY_LEN(keys));
+    dsl__check_keys(ld, n, "events", keys, SG_ARRAY_LEN(keys));
     for (size_t w = 0; w < SG_EVENT__COUNT; w++) {
         const sg_ynode_t *list = sg_ymap_get(n, keys[w]);
-        if (list == NULL || !expect_kind(ld, list, SG_YNODE_SEQ, keys[w])) {
+        if (list == NULL || !dsl__expect_kind(ld, list, SG_YNODE_SEQ, keys[w])) {
             continue;
         }
-        sg_event_spec_t *evs = ld_alloc(ld, (list->count + 1) * sizeof(*evs));
+        sg_event_spec_t *evs = dsl__alloc(ld, (list->count + 1) * sizeof(*evs));
         if (evs == NULL) {
             return;
         }
@@ -819,8 +522,8 @@ static void load_events(ld_t *ld, const sg_ynode_t *n)
             const sg_ynode_t *type = e;
             evs[i].pos = e->pos;
             if (e->kind == SG_YNODE_MAP) {
-                check_keys(ld, e, "event", event_keys, SG_ARRAY_LEN(event_keys));
-                type = require(ld, e, "type", "event");
+                dsl__check_keys(ld, e, "event", event_keys, SG_ARRAY_LEN(event_keys));
+                type = dsl__require(ld, e, "type", "event");
                 const sg_ynode_t *data = sg_ymap_get(e, "data");
                 if (data != NULL) {
                     add_expr(ld, &evs[i].data, data,
@@ -828,8 +531,8 @@ static void load_events(ld_t *ld, const sg_ynode_t *n)
                              "event data");
                 }
             }
-            const char *t = type ? get_string(ld, type, "event type") : NULL;
-            if (t != NULL && !valid_event_type(t)) {
+            const char *t = type ? dsl__get_string(ld, type, "event type") : NULL;
+            if (t != NULL && !dsl__valid_event_type(t)) {
                 dsl__error(ld, type->pos, "use dotted lower-case names such as order.created",
                            "invalid event type \"%s\"", t);
             }
@@ -843,13 +546,13 @@ static void load_events(ld_t *ld, const sg_ynode_t *n)
 static void load_defaults(ld_t *ld, const sg_ynode_t *n)
 {
     static const char *const keys[] = {"timeout", "retry", "compensation_retry"};
-    if (!expect_kind(ld, n, SG_YNODE_MAP, "defaults")) {
+    if (!dsl__expect_kind(ld, n, SG_YNODE_MAP, "defaults")) {
         return;
     }
-    check_keys(ld, n, "defaults", keys, SG_ARRAY_LEN(keys));
+    dsl__check_keys(ld, n, "defaults", keys, SG_ARRAY_LEN(keys));
     const sg_ynode_t *v;
     if ((v = sg_ymap_get(n, "timeout")) != NULL) {
-        get_timeout(ld, v, &ld->default_timeout_ms);
+        dsl__get_timeout(ld, v, &ld->default_timeout_ms);
     }
     if ((v = sg_ymap_get(n, "retry")) != NULL) {
         load_retry(ld, v, &ld->default_retry, NULL);
@@ -864,15 +567,15 @@ static const char *const top_keys[] = {"saga",    "version",  "description", "in
 
 static void load_name(ld_t *ld, const sg_ynode_t *root)
 {
-    const sg_ynode_t *v = require(ld, root, "saga", "the saga");
-    const char *name = v ? get_string(ld, v, "saga") : NULL;
-    if (name != NULL && !matches(name, is_lower, is_name_rest, 64)) {
+    const sg_ynode_t *v = dsl__require(ld, root, "saga", "the saga");
+    const char *name = v ? dsl__get_string(ld, v, "saga") : NULL;
+    if (name != NULL && !dsl__matches(name, dsl__is_lower, dsl__is_name_rest, 64)) {
         dsl__error(ld, v->pos, "use lower case letters, digits, _ . and -, starting with a letter",
                    "invalid saga name \"%s\"", name);
     }
     ld->def->name = name ? name : "";
-    if ((v = require(ld, root, "version", "the saga")) != NULL) {
-        get_int(ld, v, "version", 1, INT32_MAX, &ld->def->version);
+    if ((v = dsl__require(ld, root, "version", "the saga")) != NULL) {
+        dsl__get_int(ld, v, "version", 1, INT32_MAX, &ld->def->version);
     }
 }
 
@@ -882,20 +585,20 @@ static void load_root(ld_t *ld, const sg_ynode_t *root)
         dsl__error(ld, (sg_pos_t){1, 1}, NULL, "file is empty: expected a saga definition");
         return;
     }
-    if (!expect_kind(ld, root, SG_YNODE_MAP, "a saga definition")) {
+    if (!dsl__expect_kind(ld, root, SG_YNODE_MAP, "a saga definition")) {
         return;
     }
-    check_keys(ld, root, "the saga", top_keys, SG_ARRAY_LEN(top_keys));
+    dsl__check_keys(ld, root, "the saga", top_keys, SG_ARRAY_LEN(top_keys));
     load_name(ld, root);
     const sg_ynode_t *v;
     if ((v = sg_ymap_get(root, "description")) != NULL) {
-        ld->def->description = get_string(ld, v, "description");
+        ld->def->description = dsl__get_string(ld, v, "description");
     }
     if ((v = sg_ymap_get(root, "input")) != NULL) {
         dsl__load_input(ld, v);
     }
     if ((v = sg_ymap_get(root, "timeout")) != NULL) {
-        get_timeout(ld, v, &ld->def->timeout_ms);
+        dsl__get_timeout(ld, v, &ld->def->timeout_ms);
     }
     /* Defaults first: steps copy them. */
     if ((v = sg_ymap_get(root, "defaults")) != NULL) {
@@ -905,7 +608,7 @@ static void load_root(ld_t *ld, const sg_ynode_t *root)
         load_events(ld, v);
     }
     ld->def->body.id = "main";
-    if ((v = require(ld, root, "steps", "the saga")) != NULL) {
+    if ((v = dsl__require(ld, root, "steps", "the saga")) != NULL) {
         load_seq(ld, v, &ld->def->body, NULL);
     }
 }
@@ -950,7 +653,7 @@ static bool set_source(def_build_t *db, const char *path, const char *buf, size_
 
 static void finish_steps(ld_t *ld)
 {
-    const sg_step_t **all = ld_alloc(ld, (ld->n_steps + 1) * sizeof(*all));
+    const sg_step_t **all = dsl__alloc(ld, (ld->n_steps + 1) * sizeof(*all));
     if (all == NULL) {
         return;
     }
@@ -959,7 +662,7 @@ static void finish_steps(ld_t *ld)
     }
     ld->def->all_steps = all;
     ld->def->n_steps = ld->n_steps;
-    const sg_seq_t **seqs = ld_alloc(ld, (ld->n_seqs + 1) * sizeof(*seqs));
+    const sg_seq_t **seqs = dsl__alloc(ld, (ld->n_seqs + 1) * sizeof(*seqs));
     if (seqs == NULL) {
         return;
     }
