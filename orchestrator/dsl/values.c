@@ -76,8 +76,8 @@ bool dsl__in_list(const sg_ynode_t *k, const char *const *names, size_t n)
 }
 
 /* Reports every key of map that is not in allowed, with a "did you mean". */
-void dsl__check_keys(ld_t *ld, const sg_ynode_t *map, const char *where,
-                       const char *const *allowed, size_t n)
+void dsl__check_keys(ld_t *ld, const sg_ynode_t *map, const char *where, const char *const *allowed,
+                     size_t n)
 {
     for (size_t i = 0; i < map->count; i++) {
         const sg_ynode_t *k = map->pairs[i].key;
@@ -108,8 +108,7 @@ bool dsl__has_typo_of(const sg_ynode_t *map, const char *key)
     return false;
 }
 
-const sg_ynode_t *dsl__require(ld_t *ld, const sg_ynode_t *map, const char *key,
-                                 const char *where)
+const sg_ynode_t *dsl__require(ld_t *ld, const sg_ynode_t *map, const char *key, const char *where)
 {
     const sg_ynode_t *v = sg_ymap_get(map, key);
     if (v == NULL && !dsl__has_typo_of(map, key)) {
@@ -156,7 +155,7 @@ static bool looks_integer(const sg_ynode_t *n)
 }
 
 bool dsl__get_int(ld_t *ld, const sg_ynode_t *n, const char *what, int64_t min, int64_t max,
-                    int64_t *out)
+                  int64_t *out)
 {
     if (n->kind != SG_YNODE_SCALAR || !n->plain || !looks_integer(n)) {
         const char *got = n->kind != SG_YNODE_SCALAR ? sg_ynode_kind_name(n)
@@ -182,7 +181,7 @@ bool dsl__get_int(ld_t *ld, const sg_ynode_t *n, const char *what, int64_t min, 
 }
 
 bool dsl__get_number(ld_t *ld, const sg_ynode_t *n, const char *what, double min, double max,
-                       double *out)
+                     double *out)
 {
     char *end = NULL;
     double v = 0;
@@ -308,4 +307,3 @@ bool dsl__valid_event_type(const char *s)
     }
     return s[strlen(s) - 1] != '.' && strstr(s, "..") == NULL;
 }
-
