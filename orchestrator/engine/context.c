@@ -18,27 +18,38 @@ static void put_saga(eng_t *e, sg_buf_t *b)
     sg_buf_printf(b, ",\"version\":%lld}", (long long)e->def->version);
 }
 
-static char *build_context(eng_t *e)
+/* Builds the parsed context from the instance, the first time an expression needs it;
+ * eng__step_done keeps it current afterwards. */
+static sg_jqrt_ctx_t *context(eng_t *e)
 {
-    sg_buf_t b;
-    sg_buf_init(&b);
-    sg_buf_puts(&b, "{\"input\":");
-    sg_buf_puts(&b, e->inst->input);
-    sg_buf_puts(&b, ",\"steps\":{");
-    bool first = true;
-    for (size_t i = 0; i < e->def->n_steps; i++) {
-        const sg_step_state_t *ss = &e->inst->steps[i];
-        if (ss->status != SG_SS_DONE && ss->output == NULL) {
-            continue;
-        }
-        sg_buf_printf(&b, "%s\"%s\":{\"output\":%s}", first ? "" : ",", e->def->all_steps[i]->id,
-                      ss->output ? ss->output : "null");
-        first = false;
+    if (e->inst->jqctx != NULL) {
+        return e->inst->jqctx;
     }
-    sg_buf_puts(&b, "},\"saga\":");
-    put_saga(e, &b);
-    sg_buf_puts(&b, "}");
-    return sg_buf_take(&b);
+    sg_buf_t saga;
+    sg_buf_init(&saga);
+    put_saga(e, &saga);
+    char *saga_json = sg_buf_take(&saga);
+    sg_jqrt_ctx_t *c = saga_json ? sg_jqrt_ctx_new(e->inst->input, saga_json) : NULL;
+    sg_free(saga_json);
+    for (size_t i = 0; c != NULL && i < e->def->n_steps; i++) {
+        const sg_step_state_t *ss = &e->inst->steps[i];
+        if ((ss->status == SG_SS_DONE || ss->output != NULL) &&
+            !sg_jqrt_ctx_set_output(c, e->def->all_steps[i]->id, ss->output)) {
+            sg_jqrt_ctx_free(c);
+            c = NULL;
+        }
+    }
+    e->inst->jqctx = c;
+    return c;
+}
+
+void eng__context_output(eng_t *e, const sg_step_t *st, const char *output)
+{
+    if (e->inst->jqctx != NULL && !sg_jqrt_ctx_set_output(e->inst->jqctx, st->id, output)) {
+        /* Out of memory: drop the cache, it is rebuilt from the instance next time. */
+        sg_jqrt_ctx_free(e->inst->jqctx);
+        e->inst->jqctx = NULL;
+    }
 }
 
 sg_err_t eng__eval_on(eng_t *e, const char *expr, const char *input, char **out, char **err)
@@ -52,14 +63,16 @@ sg_err_t eng__eval_on(eng_t *e, const char *expr, const char *input, char **out,
 
 sg_err_t eng__eval(eng_t *e, const char *expr, char **out, char **err)
 {
-    char *ctx = build_context(e);
-    if (ctx == NULL) {
+    *out = *err = NULL;
+    sg_jqrt_ctx_t *c = context(e);
+    if (c == NULL) {
         e->fx->nomem = true;
-        *out = *err = NULL;
         return SG_ERR_NOMEM;
     }
-    sg_err_t rc = eng__eval_on(e, expr, ctx, out, err);
-    sg_free(ctx);
+    sg_err_t rc = sg_jqrt_eval_ctx(e->jq, expr, c, out, err);
+    if (rc == SG_ERR_NOMEM) {
+        e->fx->nomem = true;
+    }
     return rc;
 }
 

@@ -155,6 +155,7 @@ void eng__step_done(eng_t *e, const sg_step_t *st, char *output)
     sg_free(ss->output);
     ss->output = output;
     ss->status = SG_SS_DONE;
+    eng__context_output(e, st, output);
     ss->done_seq = ++e->inst->done_counter;
     ss->finished_ms = e->now;
     ss->timer_at = 0;

@@ -115,6 +115,7 @@ typedef struct {
     sg_step_state_t *steps; /* per step (def->all_steps) */
     uint64_t version;       /* bumped by every applied event */
     uint64_t hist_seq;      /* history entries written so far (the driver numbers them) */
+    sg_jqrt_ctx_t *jqctx;   /* parsed jq context, built on first use; a cache only */
 } sg_inst_t;
 
 /* Creates a fresh instance of def (status RUNNING, nothing started yet). input is copied.

@@ -38,6 +38,8 @@ void eng__dispatch(eng_t *e, const sg_step_t *st, bool comp, uint32_t attempt);
 
 /* context.c: jq over the saga context {input, steps.<id>.output, saga} */
 sg_err_t eng__eval(eng_t *e, const char *expr, char **out, char **err);
+/* Keeps the parsed context in step with a step's new output. */
+void eng__context_output(eng_t *e, const sg_step_t *st, const char *output);
 sg_err_t eng__eval_on(eng_t *e, const char *expr, const char *input, char **out, char **err);
 bool eng__eval_bool(eng_t *e, const char *expr, bool *out, char **err);
 bool eng__eval_time(eng_t *e, const char *expr, uint64_t *at_ms, char **err);

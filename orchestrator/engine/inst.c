@@ -39,6 +39,7 @@ void sg_inst_free(sg_inst_t *inst)
     }
     sg_free(inst->steps);
     sg_free(inst->cursor);
+    sg_jqrt_ctx_free(inst->jqctx);
     sg_free(inst->input);
     sg_free(inst);
 }

@@ -139,26 +139,9 @@ static slot_t *lookup(sg_jqrt_t *rt, const char *expr)
     return s;
 }
 
-sg_err_t sg_jqrt_eval(sg_jqrt_t *rt, const char *expr, const char *input, char **out, char **err)
+/* Runs a compiled slot over in (consumed). */
+static sg_err_t run(sg_jqrt_t *rt, slot_t *s, jv in, char **out, char **err)
 {
-    *out = NULL;
-    *err = NULL;
-    slot_t *s = lookup(rt, expr);
-    if (s == NULL) {
-        return SG_ERR_NOMEM;
-    }
-    if (s->jq == NULL) {
-        *err = sg_strdup(s->compile_error ? s->compile_error : "compile error");
-        return *err ? SG_ERR_INVALID : SG_ERR_NOMEM;
-    }
-    jv in = jv_parse(input);
-    if (!jv_is_valid(in)) {
-        jv msg = jv_invalid_get_msg(in);
-        *err = sg_asprintf("input is not JSON: %s",
-                           jv_get_kind(msg) == JV_KIND_STRING ? jv_string_value(msg) : "?");
-        jv_free(msg);
-        return *err ? SG_ERR_INVALID : SG_ERR_NOMEM;
-    }
     rt->last_error[0] = '\0';
     jq_start(s->jq, in, 0);
     jv result = jq_next(s->jq);
@@ -183,4 +166,119 @@ sg_err_t sg_jqrt_eval(sg_jqrt_t *rt, const char *expr, const char *input, char *
     }
     *out = sg_strdup("null");
     return *out ? SG_OK : SG_ERR_NOMEM;
+}
+
+/* The compiled program for expr, or an error result. */
+static sg_err_t program(sg_jqrt_t *rt, const char *expr, slot_t **slot, char **err)
+{
+    slot_t *s = lookup(rt, expr);
+    if (s == NULL) {
+        return SG_ERR_NOMEM;
+    }
+    if (s->jq == NULL) {
+        *err = sg_strdup(s->compile_error ? s->compile_error : "compile error");
+        return *err ? SG_ERR_INVALID : SG_ERR_NOMEM;
+    }
+    *slot = s;
+    return SG_OK;
+}
+
+static sg_err_t not_json(const char *what, jv parsed, char **err)
+{
+    jv msg = jv_invalid_get_msg(parsed);
+    *err = sg_asprintf("%s is not JSON: %s", what,
+                       jv_get_kind(msg) == JV_KIND_STRING ? jv_string_value(msg) : "?");
+    jv_free(msg);
+    return *err ? SG_ERR_INVALID : SG_ERR_NOMEM;
+}
+
+sg_err_t sg_jqrt_eval(sg_jqrt_t *rt, const char *expr, const char *input, char **out, char **err)
+{
+    *out = NULL;
+    *err = NULL;
+    slot_t *s = NULL;
+    sg_err_t rc = program(rt, expr, &s, err);
+    if (rc != SG_OK) {
+        return rc;
+    }
+    jv in = jv_parse(input);
+    if (!jv_is_valid(in)) {
+        return not_json("input", in, err);
+    }
+    return run(rt, s, in, out, err);
+}
+
+/* ---- parsed contexts ---- */
+
+struct sg_jqrt_ctx {
+    jv input;
+    jv saga;
+    jv steps;         /* object: id -> {"output": ...} */
+    char *bad_output; /* step whose output was not JSON, if any */
+};
+
+sg_jqrt_ctx_t *sg_jqrt_ctx_new(const char *input_json, const char *saga_json)
+{
+    sg_jqrt_ctx_t *c = sg_calloc(1, sizeof(*c));
+    if (c == NULL) {
+        return NULL;
+    }
+    c->input = jv_parse(input_json);
+    c->saga = jv_parse(saga_json);
+    c->steps = jv_object();
+    return c;
+}
+
+void sg_jqrt_ctx_free(sg_jqrt_ctx_t *c)
+{
+    if (c == NULL) {
+        return;
+    }
+    jv_free(c->input);
+    jv_free(c->saga);
+    jv_free(c->steps);
+    sg_free(c->bad_output);
+    sg_free(c);
+}
+
+bool sg_jqrt_ctx_set_output(sg_jqrt_ctx_t *c, const char *step_id, const char *output_json)
+{
+    jv out = output_json ? jv_parse(output_json) : jv_null();
+    if (!jv_is_valid(out)) {
+        jv_free(out);
+        if (c->bad_output == NULL) {
+            c->bad_output = sg_strdup(step_id);
+            if (c->bad_output == NULL) {
+                return false;
+            }
+        }
+        out = jv_null();
+    }
+    jv entry = jv_object_set(jv_object(), jv_string("output"), out);
+    c->steps = jv_object_set(c->steps, jv_string(step_id), entry);
+    return true;
+}
+
+sg_err_t sg_jqrt_eval_ctx(sg_jqrt_t *rt, const char *expr, const sg_jqrt_ctx_t *c, char **out,
+                          char **err)
+{
+    *out = NULL;
+    *err = NULL;
+    slot_t *s = NULL;
+    sg_err_t rc = program(rt, expr, &s, err);
+    if (rc != SG_OK) {
+        return rc;
+    }
+    if (!jv_is_valid(c->input)) {
+        return not_json("the saga input", jv_copy(c->input), err);
+    }
+    if (c->bad_output != NULL) {
+        *err = sg_asprintf("the output of step %s is not JSON", c->bad_output);
+        return *err ? SG_ERR_INVALID : SG_ERR_NOMEM;
+    }
+    jv doc = jv_object();
+    doc = jv_object_set(doc, jv_string("input"), jv_copy(c->input));
+    doc = jv_object_set(doc, jv_string("steps"), jv_copy(c->steps));
+    doc = jv_object_set(doc, jv_string("saga"), jv_copy(c->saga));
+    return run(rt, s, doc, out, err);
 }

@@ -24,6 +24,22 @@ void sg_jqrt_free(sg_jqrt_t *rt);
  */
 sg_err_t sg_jqrt_eval(sg_jqrt_t *rt, const char *expr, const char *input, char **out, char **err);
 
+/*
+ * A saga context kept parsed between evaluations: {"input", "steps": {"<id>":
+ * {"output"}}, "saga"}. Parsing the whole context text for every expression was the
+ * largest cost of evaluating; with this, each output is parsed once, when it arrives.
+ * Single-threaded like the runtime. NULL on OOM.
+ */
+typedef struct sg_jqrt_ctx sg_jqrt_ctx_t;
+sg_jqrt_ctx_t *sg_jqrt_ctx_new(const char *input_json, const char *saga_json);
+void sg_jqrt_ctx_free(sg_jqrt_ctx_t *ctx);
+/* Sets .steps[step_id].output (JSON text; NULL = null). False on OOM. Text that is not
+ * JSON is remembered and makes every later evaluation fail with a clear message. */
+bool sg_jqrt_ctx_set_output(sg_jqrt_ctx_t *ctx, const char *step_id, const char *output_json);
+/* Like sg_jqrt_eval, over the context. */
+sg_err_t sg_jqrt_eval_ctx(sg_jqrt_t *rt, const char *expr, const sg_jqrt_ctx_t *ctx, char **out,
+                          char **err);
+
 /* Number of compiled programs held (for metrics and tests). */
 size_t sg_jqrt_cached(const sg_jqrt_t *rt);
 

@@ -570,6 +570,43 @@ static void test_mapping_error_fails_step(void **state)
     h_free(h);
 }
 
+static void test_output_that_is_not_json(void **state)
+{
+    (void)state;
+    const char *yaml = "saga: nj\nversion: 1\nsteps:\n"
+                       "  - id: a\n    activity: q.a\n    compensate: {activity: q.undo}\n"
+                       "  - id: b\n    activity: q.b\n    input: '.steps.a.output'\n"
+                       "    compensate: none\n";
+    h_t *h = h_new(yaml, "{}");
+    h_apply(h, (sg_event_t){.kind = SG_EV_START});
+    ok(h, "a", 1, "{\"broken\": ");
+    /* b's input cannot be computed: a mapping error, and a is undone */
+    assert_string_equal(h->inst->steps[idx(h, "b")].error_code, "saga.mapping_error");
+    assert_non_null(strstr(h->inst->steps[idx(h, "b")].error_msg, "not JSON"));
+    expect_dispatch(h, "a", true, 1, "q.undo");
+    h_free(h);
+}
+
+static void test_context_follows_outputs(void **state)
+{
+    (void)state;
+    /* the parsed context is built on the first evaluation and kept current after */
+    const char *yaml =
+        "saga: cf\nversion: 1\nsteps:\n"
+        "  - id: a\n    activity: q.a\n    input: '{n: 1}'\n    compensate: none\n"
+        "  - id: b\n    activity: q.b\n    input: '.steps.a.output.v'\n"
+        "    compensate: none\n"
+        "  - id: c\n    activity: q.c\n    input: '[.steps.a.output.v, .steps.b.output.w]'\n"
+        "    compensate: none\n";
+    h_t *h = h_new(yaml, "{}");
+    h_apply(h, (sg_event_t){.kind = SG_EV_START});
+    ok(h, "a", 1, "{\"v\":7}");
+    assert_string_equal(one_dispatch(h)->payload, "7");
+    ok(h, "b", 1, "{\"w\":\"x\"}");
+    assert_string_equal(one_dispatch(h)->payload, "[7,\"x\"]");
+    h_free(h);
+}
+
 static void test_invalid_events_rejected(void **state)
 {
     (void)state;
@@ -753,6 +790,8 @@ int main(void)
         cmocka_unit_test(test_parallel_success),
         cmocka_unit_test(test_parallel_failure_compensates_other_branches),
         cmocka_unit_test(test_mapping_error_fails_step),
+        cmocka_unit_test(test_output_that_is_not_json),
+        cmocka_unit_test(test_context_follows_outputs),
         cmocka_unit_test(test_invalid_events_rejected),
         cmocka_unit_test(test_backoff),
         cmocka_unit_test(test_randomized_order_saga),
