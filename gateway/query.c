@@ -240,6 +240,17 @@ static sg_store_t *open_instance(gw_req_t *r, gw_inst_row_t *row, sg_err_t *rc)
     return st;
 }
 
+/* Sends doc (taking it) when the query succeeded, else the store's problem. */
+static void reply_doc(gw_req_t *r, sg_err_t rc, cJSON *doc, sg_store_t *st)
+{
+    if (rc == SG_OK) {
+        gw__reply_json(r, MHD_HTTP_OK, doc);
+    } else {
+        cJSON_Delete(doc);
+        gw__store_problem(r, rc, sg_store_errmsg(st));
+    }
+}
+
 void gw__h_instance_get(gw_req_t *r)
 {
     gw_inst_row_t row;
@@ -255,12 +266,7 @@ void gw__h_instance_get(gw_req_t *r)
         if (rc == SG_OK && ac.nomem) {
             rc = SG_ERR_NOMEM;
         }
-        if (rc == SG_OK) {
-            gw__reply_json(r, MHD_HTTP_OK, doc);
-        } else {
-            cJSON_Delete(doc);
-            gw__store_problem(r, rc, sg_store_errmsg(st));
-        }
+        reply_doc(r, rc, doc, st);
     }
     gw__store_put(r->gw, st, rc == SG_ERR_IO);
     gw__inst_row_fini(&row);
@@ -333,12 +339,7 @@ void gw__h_instance_history(gw_req_t *r)
                                 : cJSON_AddNullToObject(doc, "next_after")) == NULL)) {
             rc = SG_ERR_NOMEM;
         }
-        if (rc == SG_OK) {
-            gw__reply_json(r, MHD_HTTP_OK, doc);
-        } else {
-            cJSON_Delete(doc);
-            gw__store_problem(r, rc, sg_store_errmsg(st));
-        }
+        reply_doc(r, rc, doc, st);
     }
     gw__store_put(r->gw, st, rc == SG_ERR_IO);
     gw__inst_row_fini(&row);
@@ -440,11 +441,6 @@ void gw__h_instance_list(gw_req_t *r)
                             : cJSON_AddNullToObject(doc, "next_page_token")) == NULL)) {
         rc = SG_ERR_NOMEM;
     }
-    if (rc == SG_OK) {
-        gw__reply_json(r, MHD_HTTP_OK, doc);
-    } else {
-        cJSON_Delete(doc);
-        gw__store_problem(r, rc, sg_store_errmsg(st));
-    }
+    reply_doc(r, rc, doc, st);
     gw__store_put(r->gw, st, rc == SG_ERR_IO);
 }

@@ -120,25 +120,10 @@ sg_err_t eng__on_comp_result(eng_t *e, const sg_step_t *st, const sg_event_t *ev
     eng__hist(e, "compensation_attempt_failed", (int32_t)st->index, ev->attempt,
               "{\"code\":%s,\"message\":%s}", eng__json_str(e, code),
               eng__json_str(e, ev->error_message ? ev->error_message : ""));
-    bool non_retryable = false;
-    for (size_t i = 0; i < r->n_non_retryable; i++) {
-        non_retryable = non_retryable || strcmp(r->non_retryable[i], code) == 0;
-    }
-    if (ev->outcome == SG_OUTCOME_RETRYABLE && !non_retryable &&
-        (r->max_attempts == 0 || ss->comp_attempt - ss->comp_attempt_base < r->max_attempts)) {
-        uint64_t delay = sg_engine_backoff_ms(r, ss->comp_attempt + 1, e->random);
-        ss->comp = SG_CS_BACKOFF;
-        ss->timer_at = e->now + delay;
-        eng__hist(e, "compensation_retry_scheduled", (int32_t)st->index, ss->comp_attempt,
-                  "{\"delay_ms\":%llu}", (unsigned long long)delay);
-        sg_cmd_t *c = eng__cmd(e, SG_CMD_TIMER);
-        if (c != NULL) {
-            c->step = st->index;
-            c->attempt = ss->comp_attempt;
-            c->compensation = true;
-            c->timer = SG_TIMER_BACKOFF;
-            c->at_ms = ss->timer_at;
-        }
+    if (ev->outcome == SG_OUTCOME_RETRYABLE &&
+        !eng__code_in(code, r->non_retryable, r->n_non_retryable) &&
+        eng__attempts_left(r, ss->comp_attempt, ss->comp_attempt_base)) {
+        eng__schedule_backoff(e, st, true, ss->comp_attempt, r);
         return SG_OK;
     }
     ss->comp = SG_CS_FAILED;

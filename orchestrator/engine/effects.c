@@ -164,6 +164,19 @@ sg_cmd_t *eng__cmd(eng_t *e, sg_cmd_kind_t kind)
     return c;
 }
 
+void eng__timer(eng_t *e, sg_timer_kind_t kind, uint32_t step, uint32_t attempt, bool comp,
+                uint64_t at_ms)
+{
+    sg_cmd_t *c = eng__cmd(e, SG_CMD_TIMER);
+    if (c != NULL) {
+        c->timer = kind;
+        c->step = step;
+        c->attempt = attempt;
+        c->compensation = comp;
+        c->at_ms = at_ms;
+    }
+}
+
 void eng__hist(eng_t *e, const char *type, int32_t step, uint32_t attempt, const char *fmt, ...)
 {
     sg_effects_t *fx = e->fx;

@@ -35,7 +35,7 @@ static void set_error(eng_t *e, sg_step_state_t *ss, const char *code, const cha
     }
 }
 
-static bool code_in(const char *code, const char *const *codes, size_t n)
+bool eng__code_in(const char *code, const char *const *codes, size_t n)
 {
     for (size_t i = 0; i < n; i++) {
         if (strcmp(codes[i], "*") == 0 || strcmp(codes[i], code) == 0) {
@@ -63,7 +63,7 @@ uint64_t sg_engine_backoff_ms(const sg_retry_t *r, uint32_t next_attempt, uint64
 }
 
 /* Attempts left under policy r, counting from base (the attempt of the last operator retry). */
-static bool attempts_left(const sg_retry_t *r, uint32_t attempt, uint32_t base)
+bool eng__attempts_left(const sg_retry_t *r, uint32_t attempt, uint32_t base)
 {
     return r->max_attempts == 0 || attempt - base < r->max_attempts;
 }
@@ -211,12 +211,7 @@ static void start_wait(eng_t *e, const sg_step_t *st)
     ss->timer_at = at;
     eng__hist(e, "wait_started", (int32_t)st->index, 0, "{\"until_ms\":%llu}",
               (unsigned long long)at);
-    sg_cmd_t *c = eng__cmd(e, SG_CMD_TIMER);
-    if (c != NULL) {
-        c->step = st->index;
-        c->timer = SG_TIMER_WAIT;
-        c->at_ms = at;
-    }
+    eng__timer(e, SG_TIMER_WAIT, st->index, 0, false, at);
 }
 
 static void run_step(eng_t *e, const sg_step_t *st)
@@ -257,15 +252,15 @@ static void run_step(eng_t *e, const sg_step_t *st)
 static const sg_route_t *match_route(const sg_step_t *st, const char *code)
 {
     for (size_t r = 0; r < st->n_routes; r++) {
-        if (code_in(code, st->routes[r].codes, st->routes[r].n_codes)) {
+        if (eng__code_in(code, st->routes[r].codes, st->routes[r].n_codes)) {
             return &st->routes[r];
         }
     }
     return NULL;
 }
 
-static void schedule_backoff(eng_t *e, const sg_step_t *st, bool comp, uint32_t attempt,
-                             const sg_retry_t *r)
+void eng__schedule_backoff(eng_t *e, const sg_step_t *st, bool comp, uint32_t attempt,
+                           const sg_retry_t *r)
 {
     sg_step_state_t *ss = eng__ss(e, st);
     uint64_t delay = sg_engine_backoff_ms(r, attempt + 1, e->random);
@@ -278,14 +273,7 @@ static void schedule_backoff(eng_t *e, const sg_step_t *st, bool comp, uint32_t 
     eng__hist(e, comp ? "compensation_retry_scheduled" : "retry_scheduled", (int32_t)st->index,
               attempt, "{\"next_attempt\":%u,\"delay_ms\":%llu}", attempt + 1,
               (unsigned long long)delay);
-    sg_cmd_t *c = eng__cmd(e, SG_CMD_TIMER);
-    if (c != NULL) {
-        c->step = st->index;
-        c->attempt = attempt;
-        c->compensation = comp;
-        c->timer = SG_TIMER_BACKOFF;
-        c->at_ms = ss->timer_at;
-    }
+    eng__timer(e, SG_TIMER_BACKOFF, st->index, attempt, comp, ss->timer_at);
 }
 
 /* A forward attempt failed (or could not start). retryable: the error allows a retry. */
@@ -305,9 +293,9 @@ void eng__fail_step(eng_t *e, const sg_step_t *st, const char *code, const char 
     }
     const sg_route_t *route = match_route(st, code);
     if (route == NULL && retryable && st->kind == SG_STEP_ACTIVITY &&
-        !code_in(code, st->call.retry.non_retryable, st->call.retry.n_non_retryable) &&
-        attempts_left(&st->call.retry, ss->attempt, ss->attempt_base)) {
-        schedule_backoff(e, st, false, ss->attempt, &st->call.retry);
+        !eng__code_in(code, st->call.retry.non_retryable, st->call.retry.n_non_retryable) &&
+        eng__attempts_left(&st->call.retry, ss->attempt, ss->attempt_base)) {
+        eng__schedule_backoff(e, st, false, ss->attempt, &st->call.retry);
         return;
     }
     ss->status = SG_SS_FAILED;
@@ -428,11 +416,7 @@ static sg_err_t on_start(eng_t *e)
               eng__json_str(e, e->def->name), (long long)e->def->version);
     if (e->def->timeout_ms != 0) {
         inst->deadline_ms = e->now + e->def->timeout_ms;
-        sg_cmd_t *c = eng__cmd(e, SG_CMD_TIMER);
-        if (c != NULL) {
-            c->timer = SG_TIMER_DEADLINE;
-            c->at_ms = inst->deadline_ms;
-        }
+        eng__timer(e, SG_TIMER_DEADLINE, 0, 0, false, inst->deadline_ms);
     }
     emit_events(e, SG_EVENT_ON_START);
     advance(e, &e->def->body, 0);

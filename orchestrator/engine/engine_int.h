@@ -25,6 +25,9 @@ sg_step_state_t *eng__ss(const eng_t *e, const sg_step_t *st);
 
 /* effects.c */
 sg_cmd_t *eng__cmd(eng_t *e, sg_cmd_kind_t kind);
+/* Schedules a timer command. */
+void eng__timer(eng_t *e, sg_timer_kind_t kind, uint32_t step, uint32_t attempt, bool comp,
+                uint64_t at_ms);
 void eng__hist(eng_t *e, const char *type, int32_t step, uint32_t attempt, const char *fmt, ...)
     __attribute__((format(printf, 5, 6)));
 /* s as a JSON string literal, truncated to fit a scratch slot; valid during the event. */
@@ -47,6 +50,13 @@ char *eng__default_event_payload(eng_t *e);
 char *eng__default_comp_input(eng_t *e, const sg_step_t *st);
 
 /* engine.c */
+/* code is listed in codes ("*" lists every code). */
+bool eng__code_in(const char *code, const char *const *codes, size_t n);
+/* Attempts remain under policy r, counting from base (the last operator retry). */
+bool eng__attempts_left(const sg_retry_t *r, uint32_t attempt, uint32_t base);
+/* Pauses a step (or its compensation) before the next attempt and arms the timer. */
+void eng__schedule_backoff(eng_t *e, const sg_step_t *st, bool comp, uint32_t attempt,
+                           const sg_retry_t *r);
 void eng__step_done(eng_t *e, const sg_step_t *st, char *output);
 void eng__fail_step(eng_t *e, const sg_step_t *st, const char *code, const char *msg,
                     bool retryable);
