@@ -87,6 +87,11 @@ void sg_task_fail(sg_task_result_t *r, sg_task_outcome_t o, const char *code, co
  * result ran out of memory; NULL for success. Never allocates. */
 const char *sg_task_result_code(const sg_task_result_t *r);
 
+/* The idempotency key of a task: "<instance>/<step_id>", with "/compensate" appended for
+ * the compensation. The same for every attempt, so a retry after a timeout cannot repeat
+ * an effect. Owned by the caller (sg_free); NULL on OOM. */
+char *sg_task_key(const char *instance_id, const char *step_id, bool compensation);
+
 /* Name of an outcome: "ok", "retryable", "fatal". */
 const char *sg_task_outcome_name(sg_task_outcome_t o);
 

@@ -138,3 +138,8 @@ const char *sg_task_result_code(const sg_task_result_t *r)
     }
     return r->error_code != NULL ? r->error_code : "saga.nomem";
 }
+
+char *sg_task_key(const char *instance_id, const char *step_id, bool compensation)
+{
+    return sg_asprintf("%s/%s%s", instance_id, step_id, compensation ? "/compensate" : "");
+}

@@ -160,7 +160,7 @@ int main(int argc, char **argv)
            S.lat_ms[S.n_lat * 99 / 100], cpu, cpu * 1e6 / (double)S.n_lat,
            (double)ru.ru_maxrss / 1024.0, (unsigned long long)st.batches,
            st.batches ? (double)st.items / (double)st.batches : 0.0,
-           (double)st.commit_us_total / 1e4 / secs, (unsigned long long)st.completed,
+           (double)st.batch_us_total / 1e4 / secs, (unsigned long long)st.completed,
            (unsigned long long)st.compensated);
     snprintf(path, sizeof(path), "rm -rf %s", dir);
     return system(path) == 0 && S.failed_starts == 0 ? 0 : 1;

@@ -323,8 +323,7 @@ static bool plan_load(sg_activity_ctx_t *ctx, const sg_task_t *task, plan_t *pla
     }
     /* The other half of the pair: forward key "<instance>/<step_id>" and its
      * compensation "<instance>/<step_id>/compensate". */
-    char *other = sg_asprintf("%s/%s%s", task->instance_id, task->step_id,
-                              task->compensation ? "" : "/compensate");
+    char *other = sg_task_key(task->instance_id, task->step_id, !task->compensation);
     if (other == NULL) {
         sg_task_result_fini(res);
         res->outcome = SG_TASK_RETRYABLE;

@@ -327,6 +327,21 @@ char *sg_buf_take(sg_buf_t *b)
     return s;
 }
 
+bool sg_grow(void **items, size_t *cap, size_t count, size_t elem)
+{
+    if (count < *cap) {
+        return true;
+    }
+    size_t ncap = *cap ? *cap * 2 : 16;
+    void *p = sg_realloc(*items, ncap * elem);
+    if (p == NULL) {
+        return false;
+    }
+    *items = p;
+    *cap = ncap;
+    return true;
+}
+
 /* ---- arena ---- */
 
 struct sg_arena_chunk {

@@ -111,6 +111,10 @@ void sg_buf_put_escaped(sg_buf_t *b, const char *s);
 /* Takes the content (caller frees with sg_free); the buffer is reset. NULL on OOM. */
 char *sg_buf_take(sg_buf_t *b);
 
+/* Makes room for one more elem-sized item in the array *items that holds count of its
+ * *cap slots (doubling, from 16). False on OOM, with the array unchanged. */
+bool sg_grow(void **items, size_t *cap, size_t count, size_t elem);
+
 /* ---- arena: many small allocations freed together ---- */
 typedef struct sg_arena_chunk sg_arena_chunk_t;
 typedef struct {
@@ -147,9 +151,8 @@ void sg_sha256_hex(const void *data, size_t len, char out[65]);
 void sg_ulid_new(uint64_t now_ms, char out[27]);
 /* 64 random bits from the kernel (getrandom), for seeds and ids. */
 uint64_t sg_random64(void);
-/* Wall-clock milliseconds since the epoch, and a monotonic clock in milliseconds. */
+/* Wall-clock milliseconds since the epoch. */
 uint64_t sg_now_ms(void);
-uint64_t sg_mono_ms(void);
 
 /* Reads a whole file, refusing files over max_bytes (SG_ERR_LIMIT). */
 sg_err_t sg_file_read(const char *path, size_t max_bytes, char **out, size_t *out_len);

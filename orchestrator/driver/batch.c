@@ -25,34 +25,28 @@ static const char *const attempt_status[] = {
 
 /* ---- effects -> rows and post-commit work ---- */
 
-static bool queue_dispatch(sg_driver_t *d, const sg_inst_t *inst, const sg_cmd_t *c)
+/* Takes c's payload: the engine's effects are reset before the task is dispatched. */
+static bool queue_dispatch(sg_driver_t *d, const sg_inst_t *inst, sg_cmd_t *c)
 {
-    if (!drv__grow((void **)&d->dispatches, &d->cap_dispatch, d->n_dispatch,
-                   sizeof(*d->dispatches))) {
+    if (!sg_grow((void **)&d->dispatches, &d->cap_dispatch, d->n_dispatch,
+                 sizeof(*d->dispatches))) {
         return false;
     }
     const sg_step_t *st = inst->def->all_steps[c->step];
     dispatch_t *dp = &d->dispatches[d->n_dispatch];
-    memset(dp, 0, sizeof(*dp));
-    dp->instance_id = sg_strdup(inst->id);
-    dp->step_id = sg_strdup(st->id);
-    dp->activity = sg_strdup(c->name);
-    dp->input = sg_strdup(c->payload);
-    dp->idem_key = sg_asprintf("%s/%s%s", inst->id, st->id, c->compensation ? "/compensate" : "");
-    if (!dp->instance_id || !dp->step_id || !dp->activity || !dp->input || !dp->idem_key) {
-        sg_free(dp->instance_id);
-        sg_free(dp->step_id);
-        sg_free(dp->activity);
-        sg_free(dp->input);
-        sg_free(dp->idem_key);
+    dp->idem_key = sg_task_key(inst->id, st->id, c->compensation);
+    if (dp->idem_key == NULL) {
         return false;
     }
-    dp->task = (sg_task_t){.instance_id = dp->instance_id,
-                           .step_id = dp->step_id,
+    snprintf(dp->instance_id, sizeof(dp->instance_id), "%s", inst->id);
+    dp->input = c->payload;
+    c->payload = NULL;
+    /* task.instance_id is set just before dispatch: this array may still move. */
+    dp->task = (sg_task_t){.step_id = st->id,
                            .step = c->step,
                            .attempt = c->attempt,
                            .compensation = c->compensation,
-                           .activity = dp->activity,
+                           .activity = c->name,
                            .input = dp->input,
                            .idempotency_key = dp->idem_key,
                            .deadline_ms = c->at_ms};
@@ -63,8 +57,8 @@ static bool queue_dispatch(sg_driver_t *d, const sg_inst_t *inst, const sg_cmd_t
 static bool queue_timer(sg_driver_t *d, const char *id, sg_timer_kind_t kind, uint32_t step,
                         uint32_t attempt, bool comp, uint64_t at)
 {
-    if (!drv__grow((void **)&d->new_timers, &d->cap_new_timers, d->n_new_timers,
-                   sizeof(*d->new_timers))) {
+    if (!sg_grow((void **)&d->new_timers, &d->cap_new_timers, d->n_new_timers,
+                 sizeof(*d->new_timers))) {
         return false;
     }
     tmr_t *t = &d->new_timers[d->n_new_timers++];
@@ -74,7 +68,7 @@ static bool queue_timer(sg_driver_t *d, const char *id, sg_timer_kind_t kind, ui
     return true;
 }
 
-static bool write_cmd(sg_driver_t *d, sg_inst_t *inst, const sg_cmd_t *c, uint64_t now)
+static bool write_cmd(sg_driver_t *d, sg_inst_t *inst, sg_cmd_t *c, uint64_t now)
 {
     sg_store_t *st = d->store;
     switch (c->kind) {
@@ -161,8 +155,8 @@ bool drv__persist(sg_driver_t *d, sg_inst_t *inst, const char *idem_key, bool cr
     }
     if (d->fx.finished) {
         if (sg_store_timer_delete_instance(st, inst->id) != SG_OK ||
-            !drv__grow((void **)&d->finished, &d->cap_finished, d->n_finished,
-                       sizeof(*d->finished))) {
+            !sg_grow((void **)&d->finished, &d->cap_finished, d->n_finished,
+                     sizeof(*d->finished))) {
             return false;
         }
         snprintf(d->finished[d->n_finished++], 32, "%s", inst->id);
@@ -211,7 +205,7 @@ static sg_err_t apply(sg_driver_t *d, sg_inst_t *inst, const sg_event_t *ev, con
 
 static bool add_reply(sg_driver_t *d, item_t *it, sg_err_t rc, const sg_start_result_t *res)
 {
-    if (!drv__grow((void **)&d->replies, &d->cap_replies, d->n_replies, sizeof(*d->replies))) {
+    if (!sg_grow((void **)&d->replies, &d->cap_replies, d->n_replies, sizeof(*d->replies))) {
         return false;
     }
     reply_t *r = &d->replies[d->n_replies++];
@@ -404,11 +398,12 @@ static void after_commit(sg_driver_t *d)
         }
     }
     for (size_t i = 0; i < d->n_dispatch; i++) {
+        d->dispatches[i].task.instance_id = d->dispatches[i].instance_id;
         if (d->tvt->dispatch(d->transport, &d->dispatches[i].task) != SG_OK) {
             /* The attempt is durable: its timeout will retry it. */
             sg_log(SG_LOG_WARN,
                    &(sg_log_ctx_t){.instance = d->dispatches[i].instance_id,
-                                   .step = d->dispatches[i].step_id},
+                                   .step = d->dispatches[i].task.step_id},
                    "transport refused the task; it is retried after its timeout");
         }
     }
@@ -423,9 +418,6 @@ static void clear_batch(sg_driver_t *d)
 {
     for (size_t i = 0; i < d->n_dispatch; i++) {
         dispatch_t *dp = &d->dispatches[i];
-        sg_free(dp->instance_id);
-        sg_free(dp->step_id);
-        sg_free(dp->activity);
         sg_free(dp->input);
         sg_free(dp->idem_key);
     }
@@ -488,7 +480,7 @@ void drv__run_batch(sg_driver_t *d, item_t *items, uint64_t now)
     clear_batch(d);
     atomic_fetch_add(&d->batches, 1);
     atomic_fetch_add(&d->items, n);
-    atomic_fetch_add(&d->commit_us_total, mono_us() - t0);
+    atomic_fetch_add(&d->batch_us_total, mono_us() - t0);
 done:
     while (items != NULL) {
         item_t *next = items->next;

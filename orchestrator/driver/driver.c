@@ -404,7 +404,7 @@ void sg_driver_stats(sg_driver_t *d, sg_driver_stats_t *o)
         .items = atomic_load(&d->items),
         .dispatched = atomic_load(&d->dispatched),
         .duplicates = atomic_load(&d->duplicates),
-        .commit_us_total = atomic_load(&d->commit_us_total),
+        .batch_us_total = atomic_load(&d->batch_us_total),
     };
     pthread_mutex_lock(&d->mu);
     o->queue_depth = d->queued;

@@ -87,8 +87,8 @@ typedef struct {
     uint64_t started, completed, compensated, failed, compensation_failed;
     uint64_t active; /* instances in memory (RUNNING or COMPENSATING) */
     uint64_t batches, items, dispatched, duplicates;
-    uint64_t commit_us_total; /* engine thread time spent in batches (apply + commit) */
-    uint64_t queue_depth;     /* items waiting for the engine thread */
+    uint64_t batch_us_total; /* engine thread time spent in batches (apply + commit) */
+    uint64_t queue_depth;    /* items waiting for the engine thread */
 } sg_driver_stats_t;
 
 void sg_driver_stats(sg_driver_t *d, sg_driver_stats_t *out);

@@ -97,10 +97,13 @@ const sg_def_t *drv__registry_find(registry_t *r, const char *name, int64_t vers
 
 /* ---- the driver ---- */
 
-/* Work decided during a batch and carried out after its commit. */
+/* Work decided during a batch and carried out after its commit. The step id and the
+ * activity point into the definition (never freed while the driver runs). */
 typedef struct {
     sg_task_t task;
-    char *instance_id, *step_id, *activity, *input, *idem_key;
+    char instance_id[32];
+    char *input; /* taken from the engine's command */
+    char *idem_key;
 } dispatch_t;
 
 typedef struct {
@@ -141,7 +144,7 @@ struct sg_driver {
 
     /* stats */
     _Atomic uint64_t started, completed, compensated, failed, compensation_failed;
-    _Atomic uint64_t batches, items, dispatched, duplicates, commit_us_total, active;
+    _Atomic uint64_t batches, items, dispatched, duplicates, batch_us_total, active;
 };
 
 /* batch.c: one transaction's worth of work (engine thread). */
@@ -157,7 +160,5 @@ sg_err_t drv__recover(sg_driver_t *d, uint64_t now);
 void drv__reload_all(sg_driver_t *d);
 /* Loads a finished (FAILED, COMPENSATION_FAILED) instance for an operator retry. */
 sg_err_t drv__revive(sg_driver_t *d, const char *id, sg_inst_t **out);
-
-bool drv__grow(void **items, size_t *cap, size_t count, size_t elem);
 
 #endif

@@ -101,8 +101,7 @@ static bool on_attempt(void *ctx, const sg_store_attempt_t *a)
                .attempt = (uint32_t)a->attempt,
                .compensation = a->compensation};
     snprintf(t.id, sizeof(t.id), "%s", a->instance_id);
-    char *key =
-        sg_asprintf("%s/%s%s", a->instance_id, st->id, a->compensation ? "/compensate" : "");
+    char *key = sg_task_key(a->instance_id, st->id, a->compensation);
     if (key == NULL || !drv__heap_push(&d->timers, &t)) {
         sg_free(key);
         r->rc = SG_ERR_NOMEM;

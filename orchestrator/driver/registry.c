@@ -58,7 +58,7 @@ static bool add(registry_t *r, sg_def_t *def)
     pthread_rwlock_wrlock(&r->lock);
     const sg_def_t *old = find_locked(r, def->name, def->version);
     bool added = false;
-    if (old == NULL && drv__grow((void **)&r->defs, &r->cap, r->count, sizeof(*r->defs))) {
+    if (old == NULL && sg_grow((void **)&r->defs, &r->cap, r->count, sizeof(*r->defs))) {
         r->defs[r->count++] = def;
         added = true;
     }

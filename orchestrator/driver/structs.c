@@ -6,21 +6,6 @@
 
 #include <string.h>
 
-bool drv__grow(void **items, size_t *cap, size_t count, size_t elem)
-{
-    if (count < *cap) {
-        return true;
-    }
-    size_t ncap = *cap ? *cap * 2 : 64;
-    void *p = sg_realloc(*items, ncap * elem);
-    if (p == NULL) {
-        return false;
-    }
-    *items = p;
-    *cap = ncap;
-    return true;
-}
-
 void drv__item_free(item_t *it)
 {
     if (it == NULL) {
@@ -47,7 +32,7 @@ static void heap_swap(tmr_t *a, tmr_t *b)
 
 bool drv__heap_push(heap_t *h, const tmr_t *t)
 {
-    if (!drv__grow((void **)&h->items, &h->cap, h->count, sizeof(*h->items))) {
+    if (!sg_grow((void **)&h->items, &h->cap, h->count, sizeof(*h->items))) {
         return false;
     }
     size_t i = h->count++;

@@ -69,6 +69,8 @@ void dsl__error(ld_t *ld, sg_pos_t pos, const char *hint, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 /* Grows a vector of elem-sized items held in *items; false on OOM (recorded in ld). */
 bool dsl__grow(ld_t *ld, void **items, size_t *cap, size_t count, size_t elem);
+/* "did you mean \"<closest step id>\"?" written into hint, or NULL when none is close. */
+const char *dsl__step_hint(const ld_t *ld, const char *name, char *hint, size_t len);
 /* Looks a step up by id among the steps loaded so far. */
 step_build_t *dsl__find_step(const ld_t *ld, const char *id);
 

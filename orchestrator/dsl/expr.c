@@ -77,15 +77,9 @@ typedef struct {
 
 static void unknown_step(ld_t *ld, sg_pos_t pos, const char *name)
 {
-    const char *ids[256];
-    size_t n = 0;
-    for (size_t j = 0; j < ld->n_steps && n < SG_ARRAY_LEN(ids); j++) {
-        ids[n++] = ld->steps[j]->pub.id;
-    }
-    const char *best = sg_closest(name, ids, n);
     char hint[128];
-    snprintf(hint, sizeof(hint), "did you mean \"%s\"?", best ? best : "");
-    dsl__error(ld, pos, best ? hint : NULL, "expression refers to unknown step \"%s\"", name);
+    dsl__error(ld, pos, dsl__step_hint(ld, name, hint, sizeof(hint)),
+               "expression refers to unknown step \"%s\"", name);
 }
 
 /* Reports a reference to a step whose output cannot exist when the expression runs. */

@@ -613,6 +613,21 @@ static void load_root(ld_t *ld, const sg_ynode_t *root)
     }
 }
 
+const char *dsl__step_hint(const ld_t *ld, const char *name, char *hint, size_t len)
+{
+    const char *ids[256];
+    size_t n = 0;
+    for (size_t j = 0; j < ld->n_steps && n < SG_ARRAY_LEN(ids); j++) {
+        ids[n++] = ld->steps[j]->pub.id;
+    }
+    const char *best = sg_closest(name, ids, n);
+    if (best == NULL) {
+        return NULL;
+    }
+    snprintf(hint, len, "did you mean \"%s\"?", best);
+    return hint;
+}
+
 step_build_t *dsl__find_step(const ld_t *ld, const char *id)
 {
     for (size_t i = 0; i < ld->n_steps; i++) {

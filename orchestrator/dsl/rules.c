@@ -25,15 +25,9 @@ static void resolve_refs(ld_t *ld)
         const step_ref_t *r = &ld->refs[i];
         step_build_t *target = dsl__find_step(ld, r->name);
         if (target == NULL) {
-            const char *ids[256];
-            size_t n = 0;
-            for (size_t j = 0; j < ld->n_steps && n < SG_ARRAY_LEN(ids); j++) {
-                ids[n++] = ld->steps[j]->pub.id;
-            }
-            const char *best = sg_closest(r->name, ids, n);
             char hint[128];
-            snprintf(hint, sizeof(hint), "did you mean \"%s\"?", best ? best : "");
-            dsl__error(ld, r->pos, best ? hint : NULL, "%s: unknown step \"%s\"", r->what, r->name);
+            dsl__error(ld, r->pos, dsl__step_hint(ld, r->name, hint, sizeof(hint)),
+                       "%s: unknown step \"%s\"", r->what, r->name);
             continue;
         }
         const sg_step_t *t = &target->pub;

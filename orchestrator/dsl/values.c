@@ -26,17 +26,10 @@ void dsl__error(ld_t *ld, sg_pos_t pos, const char *hint, const char *fmt, ...)
 
 bool dsl__grow(ld_t *ld, void **items, size_t *cap, size_t count, size_t elem)
 {
-    if (count < *cap) {
-        return true;
-    }
-    size_t ncap = *cap ? *cap * 2 : 16;
-    void *p = sg_realloc(*items, ncap * elem);
-    if (p == NULL) {
+    if (!sg_grow(items, cap, count, elem)) {
         ld->nomem = true;
         return false;
     }
-    *items = p;
-    *cap = ncap;
     return true;
 }
 

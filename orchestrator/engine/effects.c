@@ -136,25 +136,10 @@ void sg_effects_fini(sg_effects_t *fx)
     memset(fx, 0, sizeof(*fx));
 }
 
-static bool grow(void **items, size_t *cap, size_t count, size_t elem)
-{
-    if (count < *cap) {
-        return true;
-    }
-    size_t ncap = *cap ? *cap * 2 : 16;
-    void *p = sg_realloc(*items, ncap * elem);
-    if (p == NULL) {
-        return false;
-    }
-    *items = p;
-    *cap = ncap;
-    return true;
-}
-
 sg_cmd_t *eng__cmd(eng_t *e, sg_cmd_kind_t kind)
 {
     sg_effects_t *fx = e->fx;
-    if (!grow((void **)&fx->cmds, &fx->cap_cmds, fx->n_cmds, sizeof(*fx->cmds))) {
+    if (!sg_grow((void **)&fx->cmds, &fx->cap_cmds, fx->n_cmds, sizeof(*fx->cmds))) {
         fx->nomem = true;
         return NULL;
     }
@@ -180,7 +165,7 @@ void eng__timer(eng_t *e, sg_timer_kind_t kind, uint32_t step, uint32_t attempt,
 void eng__hist(eng_t *e, const char *type, int32_t step, uint32_t attempt, const char *fmt, ...)
 {
     sg_effects_t *fx = e->fx;
-    if (!grow((void **)&fx->hist, &fx->cap_hist, fx->n_hist, sizeof(*fx->hist))) {
+    if (!sg_grow((void **)&fx->hist, &fx->cap_hist, fx->n_hist, sizeof(*fx->hist))) {
         fx->nomem = true;
         return;
     }

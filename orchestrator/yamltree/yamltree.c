@@ -153,15 +153,9 @@ static bool charge_nodes(parse_t *p, size_t n, sg_pos_t pos)
 
 static bool add_anchor(parse_t *p, const char *name, const sg_ynode_t *node, size_t weight)
 {
-    if (p->n_anchors == p->cap_anchors) {
-        size_t cap = p->cap_anchors ? p->cap_anchors * 2 : 16;
-        anchor_t *a = sg_realloc(p->anchors, cap * sizeof(*a));
-        if (a == NULL) {
-            fail_nomem(p);
-            return false;
-        }
-        p->anchors = a;
-        p->cap_anchors = cap;
+    if (!sg_grow((void **)&p->anchors, &p->cap_anchors, p->n_anchors, sizeof(*p->anchors))) {
+        fail_nomem(p);
+        return false;
     }
     char *copy = arena_alloc(p->doc, strlen(name) + 1);
     if (copy == NULL) {
@@ -241,15 +235,9 @@ typedef struct {
 
 static bool vec_push(parse_t *p, vec_t *v, const void *item)
 {
-    if (v->count == v->cap) {
-        size_t cap = v->cap ? v->cap * 2 : 8;
-        void *items = sg_realloc(v->items, cap * v->size);
-        if (items == NULL) {
-            fail_nomem(p);
-            return false;
-        }
-        v->items = items;
-        v->cap = cap;
+    if (!sg_grow(&v->items, &v->cap, v->count, v->size)) {
+        fail_nomem(p);
+        return false;
     }
     memcpy((char *)v->items + v->count * v->size, item, v->size);
     v->count++;
