@@ -19,7 +19,7 @@ CC ?= cc
 FUZZ_SECONDS ?= 60
 FUZZ_QUICK_SECONDS ?= 10
 
-PKGS := yaml-0.1 libcjson sqlite3 libmicrohttpd libcurl
+PKGS := yaml-0.1 libcjson sqlite3 libmicrohttpd libcurl libprotobuf-c libjwt rdkafka
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS := $(shell pkg-config --libs $(PKGS) 2>/dev/null) -ljq
 
@@ -31,7 +31,14 @@ endif
 
 OPT ?= -O2 -g
 SAN ?=
-CFLAGS := -std=c11 -D_GNU_SOURCE -pthread $(OPT) $(WARN) $(SAN) -I. $(PKG_CFLAGS) $(EXTRA_CFLAGS)
+# Code generated from schemas/*.proto (protoc-c); shared by every variant.
+GEN := build/gen
+PROTOS := $(wildcard schemas/*.proto)
+PROTO_SRCS := $(PROTOS:%.proto=$(GEN)/%.pb-c.c)
+PROTO_HDRS := $(PROTOS:%.proto=$(GEN)/%.pb-c.h)
+
+CFLAGS := -std=c11 -D_GNU_SOURCE -pthread $(OPT) $(WARN) $(SAN) -I. -I$(GEN) $(PKG_CFLAGS) \
+          $(EXTRA_CFLAGS)
 LDFLAGS := $(SAN) $(EXTRA_LDFLAGS)
 LDLIBS := $(PKG_LIBS) -lm -pthread
 
@@ -42,10 +49,10 @@ LIB_SRCS := $(wildcard orchestrator/base/*.c orchestrator/yamltree/*.c \
                        orchestrator/log/*.c orchestrator/store/*.c orchestrator/transport/*.c \
                        orchestrator/driver/*.c activities/*.c activities/*/*.c gateway/*.c \
                        visualize/*.c)
-LIB_OBJS := $(LIB_SRCS:%.c=$(BUILD)/obj/%.o)
+LIB_OBJS := $(LIB_SRCS:%.c=$(BUILD)/obj/%.o) $(PROTO_SRCS:$(GEN)/%.c=$(BUILD)/obj/gen/%.o)
 LIB := $(BUILD)/libsagad.a
 
-BINS := $(BUILD)/bin/sagactl $(BUILD)/bin/sagad
+BINS := $(BUILD)/bin/sagactl $(BUILD)/bin/sagad $(BUILD)/bin/saga-worker
 TEST_SRCS := $(wildcard tests/unit/test_*.c)
 TESTS := $(TEST_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
 BENCH_SRCS := $(wildcard bench/bench_*.c)
@@ -64,9 +71,18 @@ deps:
 deps-test:
 	@scripts/deps.sh test
 
-$(BUILD)/obj/%.o: %.c
+$(BUILD)/obj/%.o: %.c | $(PROTO_HDRS)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -MMD -MP -c $< -o $@
+
+# Generated code is not held to the project's warnings.
+$(BUILD)/obj/gen/%.o: $(GEN)/%.c $(PROTO_HDRS)
+	@mkdir -p $(dir $@)
+	$(CC) -std=c11 -pthread $(OPT) $(SAN) -I$(GEN) $(PKG_CFLAGS) -c $< -o $@
+
+$(GEN)/%.pb-c.c $(GEN)/%.pb-c.h: %.proto
+	@mkdir -p $(GEN)
+	protoc-c --c_out=$(GEN) $<
 
 $(LIB): $(LIB_OBJS)
 	@mkdir -p $(dir $@)
@@ -78,6 +94,12 @@ $(BUILD)/bin/sagactl: $(BUILD)/obj/cli/sagactl.o $(LIB)
 	$(CC) $(LDFLAGS) $^ $(LDLIBS) -o $@
 
 $(BUILD)/bin/sagad: $(BUILD)/obj/orchestrator/sagad.o $(LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) $^ $(LDLIBS) -o $@
+
+# saga-worker: hosts activity modules for Kafka queues (worker/*.c, not in the library).
+WORKER_OBJS := $(patsubst %.c,$(BUILD)/obj/%.o,$(wildcard worker/*.c))
+$(BUILD)/bin/saga-worker: $(WORKER_OBJS) $(LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) $^ $(LDLIBS) -o $@
 
@@ -121,14 +143,18 @@ schema-check:
 # ---- fuzzing (clang, libFuzzer) ---------------------------------------------------------
 # The library is compiled once with coverage instrumentation (fuzzer-no-link) into its
 # own archive; each target links only what it uses from it.
-FUZZ_CFLAGS := -std=c11 -D_GNU_SOURCE -pthread -g -O1 -I. $(PKG_CFLAGS) \
+FUZZ_CFLAGS := -std=c11 -D_GNU_SOURCE -pthread -g -O1 -I. -I$(GEN) $(PKG_CFLAGS) \
                -fsanitize=address,undefined -fno-sanitize-recover=all
 FUZZ_BINS := $(FUZZ_SRCS:tests/fuzz/%.c=build/fuzz/%)
-FUZZ_OBJS := $(LIB_SRCS:%.c=build/fuzz/obj/%.o)
+FUZZ_OBJS := $(LIB_SRCS:%.c=build/fuzz/obj/%.o) $(PROTO_SRCS:$(GEN)/%.c=build/fuzz/obj/gen/%.o)
 
-build/fuzz/obj/%.o: %.c
+build/fuzz/obj/%.o: %.c | $(PROTO_HDRS)
 	@mkdir -p $(dir $@)
 	clang $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link -MMD -MP -c $< -o $@
+
+build/fuzz/obj/gen/%.o: $(GEN)/%.c $(PROTO_HDRS)
+	@mkdir -p $(dir $@)
+	clang $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link -c $< -o $@
 
 build/fuzz/libsagad.a: $(FUZZ_OBJS)
 	rm -f $@
@@ -159,7 +185,7 @@ install: $(BINS)
 		$(DESTDIR)$(PREFIX)/share/sagad/schemas
 	install -m 0755 $(BINS) $(DESTDIR)$(PREFIX)/bin/
 	cp -R workflows/. $(DESTDIR)$(PREFIX)/share/sagad/workflows/
-	install -m 0644 schemas/*.json $(DESTDIR)$(PREFIX)/share/sagad/schemas/
+	install -m 0644 schemas/*.json schemas/*.proto $(DESTDIR)$(PREFIX)/share/sagad/schemas/
 
 uninstall:
 	rm -f $(BINS:$(BUILD)/bin/%=$(DESTDIR)$(PREFIX)/bin/%)

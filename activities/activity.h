@@ -98,6 +98,35 @@ const char *sg_task_outcome_name(sg_task_outcome_t o);
 /* Per-module state made by open(): a database connection, a client, ... */
 typedef struct sg_activity_ctx sg_activity_ctx_t;
 
+/* What a module is opened with. */
+typedef struct {
+    const char *data_dir; /* where it keeps its own database (must exist) */
+    /* Fault injection, "queue.key=value,..." (sagad --chaos), e.g.
+     * "payment.error_rate=0.1,payment.latency_ms=50"; NULL = none. See
+     * activities/common/svc.h for the keys. Off unless asked for. */
+    const char *chaos;
+} sg_activity_env_t;
+
+/*
+ * A domain event a module committed together with its effect, waiting in its outbox to
+ * be handed on: into sagad's event log (embedded), to a Kafka topic named like the type
+ * (saga-worker). Handing on is at-least-once; receivers dedupe on id.
+ */
+typedef struct {
+    int64_t seq;                /* position in the module's outbox, increasing */
+    const char *id;             /* ULID, unique */
+    const char *type;           /* "inventory.reserved" */
+    const char *correlation_id; /* the saga instance id; NULL outside sagas */
+    int64_t ts_ms;
+    const char *json;  /* the event as a JSON object (envelope + business fields) */
+    const void *proto; /* the same, as its message of schemas/events.proto */
+    size_t proto_len;
+} sg_domain_event_t;
+
+/* Receives one event; the pointers are valid during the call only. Returns false to
+ * stop early. */
+typedef bool (*sg_event_fn)(void *arg, const sg_domain_event_t *ev);
+
 typedef struct {
     const char *name; /* operation name, e.g. "echo" */
     /* Does the work and fills res (zeroed by the caller). Runs on any worker thread,
@@ -110,12 +139,22 @@ typedef struct {
     const char *queue; /* "test", "inventory", ...: never contains '.' */
     const sg_activity_op_t *ops;
     size_t n_ops;
-    /* Opens the module's state; data_dir is where it keeps its own database (must
-     * exist). On failure writes one line to err and returns non-SG_OK; *out is then
-     * untouched. Called once per process, from the thread starting the transport. */
-    sg_err_t (*open)(const char *data_dir, sg_activity_ctx_t **out, char *err, size_t errlen);
+    /* Opens the module's state (env->data_dir must exist). On failure writes one line to
+     * err and returns non-SG_OK; *out is then untouched. Called once per process, from
+     * the thread starting the transport. */
+    sg_err_t (*open)(const sg_activity_env_t *env, sg_activity_ctx_t **out, char *err,
+                     size_t errlen);
     /* Releases ctx after every run() has returned. Same thread as open(). */
     void (*close)(sg_activity_ctx_t *ctx);
+    /* Optional (NULL: the module publishes no events). Calls fn with up to max events
+     * of the outbox, oldest first, without removing them. Any thread. */
+    sg_err_t (*events_peek)(sg_activity_ctx_t *ctx, size_t max, sg_event_fn fn, void *arg);
+    /* Removes the events up to seq (included) from the outbox: call it only once they
+     * are durable where they went. Any thread. */
+    sg_err_t (*events_ack)(sg_activity_ctx_t *ctx, int64_t upto_seq);
+    /* Optional: loads the module's part of a seed document (a JSON object, see
+     * activities/seed/shop.json) into its database, replacing what it names. */
+    sg_err_t (*seed)(sg_activity_ctx_t *ctx, const char *json, char *err, size_t errlen);
 } sg_activity_module_t;
 
 /* The module serving queue, from the one static table; NULL if unknown. Any thread. */
@@ -129,6 +168,18 @@ const sg_activity_module_t *const *sg_activity_modules(size_t *n);
  * and sets *queue_len. NULL when activity is NULL or either part is empty.
  */
 const char *sg_activity_split(const char *activity, size_t *queue_len);
+
+/*
+ * Loads a seed document (a JSON object with one section per queue, see
+ * activities/seed/shop.json) into the databases of the modules under env->data_dir:
+ * each module that has a section and a seed() gets it; keys starting with '_' are
+ * comments. A section for an unknown queue, or for a module without seed(), is an error
+ * (a typo must not be silently ignored). On failure err says which section and why.
+ * Reports each seeded queue through progress (may be NULL).
+ */
+sg_err_t sg_activity_seed_all(const sg_activity_env_t *env, const char *json, char *err,
+                              size_t errlen, void (*progress)(void *arg, const char *queue),
+                              void *arg);
 
 /* The operation named op (NUL-terminated) of module m, or NULL. */
 const sg_activity_op_t *sg_activity_module_op(const sg_activity_module_t *m, const char *op);

@@ -7,6 +7,7 @@
  */
 #include "activities/activity.h"
 
+#include <cjson/cJSON.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -15,9 +16,15 @@
 /* Defined in each module's file; declared here rather than in the public header so
  * that nothing but this table can reach a module except through its queue name. */
 extern const sg_activity_module_t sg_activity_test_module;
+extern const sg_activity_module_t sg_activity_order_module;
+extern const sg_activity_module_t sg_activity_inventory_module;
+extern const sg_activity_module_t sg_activity_payment_module;
+extern const sg_activity_module_t sg_activity_notification_module;
 
 static const sg_activity_module_t *const modules[] = {
-    &sg_activity_test_module,
+    &sg_activity_test_module,      &sg_activity_order_module,
+    &sg_activity_inventory_module, &sg_activity_payment_module,
+    &sg_activity_notification_module,
 };
 
 const sg_activity_module_t *const *sg_activity_modules(size_t *n)
@@ -142,4 +149,77 @@ const char *sg_task_result_code(const sg_task_result_t *r)
 char *sg_task_key(const char *instance_id, const char *step_id, bool compensation)
 {
     return sg_asprintf("%s/%s%s", instance_id, step_id, compensation ? "/compensate" : "");
+}
+
+/* ---- seeding ---- */
+
+static sg_err_t seed_one(const sg_activity_module_t *m, const sg_activity_env_t *env,
+                         const cJSON *section, char *err, size_t errlen)
+{
+    char merr[256] = "";
+    if (m->seed == NULL || m->open == NULL) {
+        snprintf(err, errlen, "section \"%s\": the %s service has no seed data", m->queue,
+                 m->queue);
+        return SG_ERR_INVALID;
+    }
+    char *text = cJSON_PrintUnformatted(section);
+    if (text == NULL) {
+        snprintf(err, errlen, "out of memory");
+        return SG_ERR_NOMEM;
+    }
+    sg_activity_ctx_t *ctx = NULL;
+    sg_err_t rc = m->open(env, &ctx, merr, sizeof(merr));
+    if (rc == SG_OK) {
+        rc = m->seed(ctx, text, merr, sizeof(merr));
+        if (m->close != NULL) {
+            m->close(ctx);
+        }
+    }
+    if (rc != SG_OK) {
+        snprintf(err, errlen, "section \"%s\": %s", m->queue, merr);
+    }
+    cJSON_free(text);
+    return rc;
+}
+
+sg_err_t sg_activity_seed_all(const sg_activity_env_t *env, const char *json, char *err,
+                              size_t errlen, void (*progress)(void *arg, const char *queue),
+                              void *arg)
+{
+    const char *end = NULL;
+    cJSON *doc = cJSON_ParseWithOpts(json ? json : "", &end, true);
+    if (!cJSON_IsObject(doc)) {
+        snprintf(err, errlen, "the seed must be a JSON object (error near byte %zu)",
+                 doc == NULL && end != NULL && json != NULL ? (size_t)(end - json) : (size_t)0);
+        cJSON_Delete(doc);
+        return SG_ERR_INVALID;
+    }
+    sg_err_t rc = SG_OK;
+    const cJSON *section;
+    cJSON_ArrayForEach(section, doc)
+    {
+        if (section->string[0] == '_') {
+            continue;
+        }
+        const sg_activity_module_t *m = sg_activity_module(section->string);
+        if (m == NULL || strcmp(m->queue, "test") == 0) {
+            snprintf(err, errlen, "section \"%s\": no such service", section->string);
+            rc = SG_ERR_NOT_FOUND;
+            break;
+        }
+        if (!cJSON_IsObject(section)) {
+            snprintf(err, errlen, "section \"%s\": must be an object", section->string);
+            rc = SG_ERR_INVALID;
+            break;
+        }
+        rc = seed_one(m, env, section, err, errlen);
+        if (rc != SG_OK) {
+            break;
+        }
+        if (progress != NULL) {
+            progress(arg, m->queue);
+        }
+    }
+    cJSON_Delete(doc);
+    return rc;
 }

@@ -1,11 +1,13 @@
 /*
  * gateway: the HTTP plumbing around the route table. libmicrohttpd runs one thread per
- * connection; this file reads each request (body capped at max_body), finds its route
- * (404, or 405 with Allow), calls the handler and sends what it wrote. It also owns the
- * small pool of read-only store handles the query handlers borrow.
+ * connection; this file admits each request as soon as its headers are in (header
+ * limits 431, route 404/405, credentials 401/403, rate 429, announced size 413), reads
+ * its body (capped at max_body), calls the handler and sends what it wrote. It also owns
+ * the small pool of read-only store handles the query handlers borrow.
  *
- * It must never bind to a non-loopback address (there is no authentication yet), buffer
- * more than max_body bytes of a request, or let a handler's failure become a crash.
+ * It must never bind to a non-loopback address without credentials, read a body before
+ * the request was admitted, buffer more than max_body bytes of a request, or let a
+ * handler's failure become a crash.
  */
 #include "gateway/gateway_int.h"
 #include "orchestrator/log/log.h"
@@ -15,12 +17,24 @@
 #include <microhttpd.h>
 #include <netinet/in.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 
 #define POOL_MAX 8
 #define MAX_SEGMENTS 8
+/* Request headers: more, or longer, is a 431. Requests whose headers do not even fit
+ * the connection's memory get libmicrohttpd's own 431 (or 414 for the request line). */
+#define MAX_HEADERS 100
+#define MAX_HEADER_BYTES (16 * 1024) /* names and values together */
+#define MAX_FIELD_BYTES (8 * 1024)   /* one name and value */
+#define MAX_URL_BYTES (8 * 1024)     /* path and query: past it, 414 */
+#define CONN_MEMORY ((size_t)64 * 1024)
+/* Rate buckets kept at most (callers: keys, JWT subjects, client addresses). */
+#define RL_MAX_ENTRIES 10000
+#define REALM "Bearer realm=\"sagad\""
 /* A body without Content-Length is read and dropped past max_body, so that the client
  * still gets its 413; past this many times max_body the connection is simply closed. */
 #define DISCARD_FACTOR 16
@@ -31,6 +45,10 @@ struct sg_gateway {
     size_t max_body;
     struct MHD_Daemon *mhd;
     uint16_t port;
+    sg_auth_t *auth; /* NULL: no credentials, everyone is served (loopback only) */
+    gw_ratelimit_t *rl;
+    double anon_rate, anon_burst;
+    atomic_bool stopping;
     pthread_mutex_t pool_mu;
     sg_store_t *pool[POOL_MAX];
     size_t n_pool;
@@ -41,12 +59,21 @@ typedef struct {
     sg_buf_t body;
     size_t seen;
     bool too_large;
-    bool answered; /* the 413 went out on the first call */
+    bool answered; /* refused on the first call, before any body was read */
+    char *path;    /* the URL cut into segments; params point into it */
+    const gw_route_t *route;
+    const char *params[GW_MAX_PARAMS];
+    size_t n_params;
 } conn_t;
 
 sg_driver_t *gw__driver(const sg_gateway_t *g)
 {
     return g->driver;
+}
+
+bool gw__serving(const sg_gateway_t *g)
+{
+    return !atomic_load(&g->stopping);
 }
 
 const char *gw__query(const gw_req_t *r, const char *key)
@@ -121,7 +148,7 @@ static size_t split_path(char *path, char **segs)
 }
 
 /* Matches segments against a pattern; {placeholders} take one non-empty segment. */
-static bool match(const char *pattern, char *const *segs, size_t n, gw_req_t *r)
+static bool match(const char *pattern, char *const *segs, size_t n, conn_t *c)
 {
     const char *p = pattern + 1;
     size_t np = 0;
@@ -135,7 +162,7 @@ static bool match(const char *pattern, char *const *segs, size_t n, gw_req_t *r)
             if (segs[i][0] == '\0' || np == GW_MAX_PARAMS) {
                 return false;
             }
-            r->params[np++] = segs[i];
+            c->params[np++] = segs[i];
         } else if (strlen(segs[i]) != len || memcmp(segs[i], p, len) != 0) {
             return false;
         }
@@ -144,7 +171,7 @@ static bool match(const char *pattern, char *const *segs, size_t n, gw_req_t *r)
     if (p != NULL) {
         return false;
     }
-    r->n_params = np;
+    c->n_params = np;
     return true;
 }
 
@@ -160,40 +187,159 @@ static void add_allowed(char *allow, size_t cap, const char *method)
     }
 }
 
-static void dispatch(gw_req_t *r)
+/* The route of the request, or NULL when it was answered (404, 405 with Allow). */
+static const gw_route_t *find_route(conn_t *c, gw_req_t *r)
 {
-    char *copy = sg_strdup(r->path);
-    if (copy == NULL) {
+    c->path = sg_strdup(r->path);
+    if (c->path == NULL) {
         gw__problem(r, MHD_HTTP_SERVICE_UNAVAILABLE, "unavailable", "out of memory");
-        return;
+        return NULL;
     }
     char *segs[MAX_SEGMENTS];
-    size_t n = split_path(copy, segs);
+    size_t n = split_path(c->path, segs);
     const char *method = strcmp(r->method, "HEAD") == 0 ? "GET" : r->method;
     char allow[sizeof(r->allow)] = "";
-    const gw_route_t *found = NULL;
-    for (size_t i = 0; n <= MAX_SEGMENTS && i < gw__n_routes && found == NULL; i++) {
-        if (!match(gw__routes[i].pattern, segs, n, r)) {
+    for (size_t i = 0; n <= MAX_SEGMENTS && i < gw__n_routes; i++) {
+        if (!match(gw__routes[i].pattern, segs, n, c)) {
             continue;
         }
         if (strcmp(gw__routes[i].method, method) == 0) {
-            found = &gw__routes[i];
-        } else {
-            add_allowed(allow, sizeof(allow), gw__routes[i].method);
+            return &gw__routes[i];
         }
+        add_allowed(allow, sizeof(allow), gw__routes[i].method);
     }
-    if (found != NULL) {
-        found->handler(r);
-    } else if (allow[0] != '\0') {
+    if (allow[0] != '\0') {
         gw__problem(r, MHD_HTTP_METHOD_NOT_ALLOWED, "method-not-allowed",
                     "%s is not allowed here; allowed: %s", method, allow);
         memcpy(r->allow, allow, sizeof(allow));
     } else {
         gw__problem(r, MHD_HTTP_NOT_FOUND, "not-found", "no such resource");
     }
-    /* Every handler answers; a silent one is a bug in this module. */
-    SG_ASSERT(r->status != 0);
-    sg_free(copy);
+    return NULL;
+}
+
+/* ---- admission: header limits, credentials, rate ---- */
+
+typedef struct {
+    size_t count, bytes, longest;
+} header_sum_t;
+
+static enum MHD_Result sum_header(void *cls, enum MHD_ValueKind kind, const char *key,
+                                  const char *value)
+{
+    (void)kind;
+    header_sum_t *s = cls;
+    size_t n = strlen(key) + (value != NULL ? strlen(value) : 0);
+    s->count++;
+    s->bytes += n;
+    s->longest = n > s->longest ? n : s->longest;
+    return MHD_YES;
+}
+
+static bool headers_ok(struct MHD_Connection *con, gw_req_t *r)
+{
+    if (strlen(r->path) > MAX_URL_BYTES) {
+        gw__problem(r, MHD_HTTP_URI_TOO_LONG, "uri-too-long", "the path exceeds %d bytes",
+                    MAX_URL_BYTES);
+        return false;
+    }
+    header_sum_t s = {0};
+    MHD_get_connection_values(con, MHD_HEADER_KIND, sum_header, &s);
+    if (s.count <= MAX_HEADERS && s.bytes <= MAX_HEADER_BYTES && s.longest <= MAX_FIELD_BYTES) {
+        return true;
+    }
+    gw__problem(r, MHD_HTTP_REQUEST_HEADER_FIELDS_TOO_LARGE, "headers-too-large",
+                "at most %d header fields of %d bytes each, %d bytes in all", MAX_HEADERS,
+                MAX_FIELD_BYTES, MAX_HEADER_BYTES);
+    return false;
+}
+
+static uint64_t mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+/* "ip:ADDRESS" of the client, the caller's name when nobody authenticates. */
+static void client_name(struct MHD_Connection *con, char *out, size_t outlen)
+{
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(con, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+    char ip[INET6_ADDRSTRLEN] = "?";
+    const struct sockaddr *sa = ci != NULL ? ci->client_addr : NULL;
+    if (sa != NULL && sa->sa_family == AF_INET) {
+        inet_ntop(AF_INET, &((const struct sockaddr_in *)(const void *)sa)->sin_addr, ip,
+                  sizeof(ip));
+    } else if (sa != NULL && sa->sa_family == AF_INET6) {
+        inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)(const void *)sa)->sin6_addr, ip,
+                  sizeof(ip));
+    }
+    snprintf(out, outlen, "ip:%s", ip);
+}
+
+static void unauthorized(gw_req_t *r, sg_auth_verdict_t v, const sg_auth_caller_t *who)
+{
+    gw__problem(r, MHD_HTTP_UNAUTHORIZED, "unauthorized", "%s", who->detail);
+    snprintf(r->www_auth, sizeof(r->www_auth), "%s%s", REALM,
+             v == SG_AUTH_MISSING ? "" : ", error=\"invalid_token\"");
+}
+
+static void forbidden(gw_req_t *r, unsigned need, const sg_auth_caller_t *who)
+{
+    char held[64] = "";
+    for (unsigned bit = 1; bit & SG_SCOPE_ALL; bit <<= 1) {
+        if (who->scopes & bit) {
+            size_t n = strlen(held);
+            snprintf(held + n, sizeof(held) - n, "%s%s", n ? " " : "", sg_scope_name(bit));
+        }
+    }
+    cJSON *extra = cJSON_CreateObject();
+    gw__add_str(extra, "required_scope", sg_scope_name(need));
+    gw__problem_with(r, MHD_HTTP_FORBIDDEN, "forbidden", extra,
+                     "this route needs the \"%s\" scope; %s holds: %s", sg_scope_name(need),
+                     who->principal, held[0] ? held : "none");
+    snprintf(r->www_auth, sizeof(r->www_auth), "%s, error=\"insufficient_scope\", scope=\"%s\"",
+             REALM, sg_scope_name(need));
+}
+
+/* Credentials and rate for a route; false when the request was answered (401, 403, 429). */
+static bool admit(sg_gateway_t *g, struct MHD_Connection *con, unsigned need, gw_req_t *r)
+{
+    if (need == GW_OPEN) {
+        return true; /* probes: never limited, never refused */
+    }
+    char caller[sizeof(((sg_auth_caller_t *)0)->principal)];
+    double rate = g->anon_rate, burst = g->anon_burst;
+    if (g->auth == NULL) {
+        client_name(con, caller, sizeof(caller));
+    } else {
+        sg_auth_caller_t who;
+        sg_auth_verdict_t v =
+            sg_auth_check(g->auth, gw__header(r, "Authorization"), gw__header(r, "X-API-Key"),
+                          (int64_t)(sg_now_ms() / 1000), &who);
+        if (v != SG_AUTH_OK) {
+            unauthorized(r, v, &who);
+            SG_LOG_DEBUG(NULL, "http %s %s: 401: %s", r->method, r->path, who.detail);
+            return false;
+        }
+        if (!sg_scope_allows(who.scopes, need)) {
+            forbidden(r, need, &who);
+            return false;
+        }
+        snprintf(caller, sizeof(caller), "%s", who.principal);
+        rate = who.rate;
+        burst = who.burst;
+    }
+    unsigned wait = gw__rl_take(g->rl, caller, rate, burst, mono_ms());
+    if (wait > 0) {
+        gw__problem(r, MHD_HTTP_TOO_MANY_REQUESTS, "rate-limited",
+                    "too many requests from %s: at most %g per second; retry in %u s", caller, rate,
+                    wait);
+        r->retry_after = wait;
+        return false;
+    }
+    return true;
 }
 
 /* ---- libmicrohttpd callbacks (connection threads) ---- */
@@ -218,8 +364,13 @@ static enum MHD_Result send_reply(struct MHD_Connection *con, gw_req_t *r)
     if (r->allow[0] != '\0') {
         MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW, r->allow);
     }
-    if (r->retry_after) {
-        MHD_add_response_header(resp, MHD_HTTP_HEADER_RETRY_AFTER, "1");
+    if (r->www_auth[0] != '\0') {
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_WWW_AUTHENTICATE, r->www_auth);
+    }
+    if (r->retry_after > 0) {
+        char secs[16];
+        snprintf(secs, sizeof(secs), "%u", r->retry_after);
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_RETRY_AFTER, secs);
     }
     enum MHD_Result ret = MHD_queue_response(con, r->status, resp);
     MHD_destroy_response(resp);
@@ -227,17 +378,28 @@ static enum MHD_Result send_reply(struct MHD_Connection *con, gw_req_t *r)
     return ret;
 }
 
-static enum MHD_Result reply_too_large(sg_gateway_t *g, struct MHD_Connection *con, const char *url,
-                                       const char *method)
+static void problem_too_large(sg_gateway_t *g, gw_req_t *r)
 {
-    gw_req_t r = {.gw = g, .con = con, .method = method, .path = url};
-    gw__problem(&r, MHD_HTTP_CONTENT_TOO_LARGE, "body-too-large",
+    gw__problem(r, MHD_HTTP_CONTENT_TOO_LARGE, "body-too-large",
                 "the request body exceeds %zu bytes", g->max_body);
-    return send_reply(con, &r);
 }
 
-/* First call: check the announced length. Queuing the 413 now (before any body is read)
- * makes libmicrohttpd skip "100 Continue" and close the connection after the answer. */
+/* A Content-Length over max_body is refused before the body is read. */
+static bool announced_size_ok(sg_gateway_t *g, gw_req_t *r)
+{
+    const char *cl = gw__header(r, MHD_HTTP_HEADER_CONTENT_LENGTH);
+    int64_t announced;
+    if (cl != NULL && gw__parse_i64(cl, 0, INT64_MAX, &announced) &&
+        (uint64_t)announced > g->max_body) {
+        problem_too_large(g, r);
+        return false;
+    }
+    return true;
+}
+
+/* First call, the headers are in: admit the request or answer it now. Queuing the answer
+ * before any body is read makes libmicrohttpd skip "100 Continue" and close the
+ * connection after it, so a refused client cannot make us read its body. */
 static enum MHD_Result begin_request(sg_gateway_t *g, struct MHD_Connection *con, const char *url,
                                      const char *method, void **con_cls)
 {
@@ -247,16 +409,13 @@ static enum MHD_Result begin_request(sg_gateway_t *g, struct MHD_Connection *con
     }
     sg_buf_init(&c->body);
     *con_cls = c;
-    const char *cl =
-        MHD_lookup_connection_value(con, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
-    int64_t announced;
-    if (cl != NULL && gw__parse_i64(cl, 0, INT64_MAX, &announced) &&
-        (uint64_t)announced > g->max_body) {
-        c->too_large = true;
-        c->answered = true;
-        return reply_too_large(g, con, url, method);
+    gw_req_t r = {.gw = g, .con = con, .method = method, .path = url};
+    if (headers_ok(con, &r) && (c->route = find_route(c, &r)) != NULL &&
+        admit(g, con, c->route->scope, &r) && announced_size_ok(g, &r)) {
+        return MHD_YES;
     }
-    return MHD_YES;
+    c->answered = true;
+    return send_reply(con, &r);
 }
 
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *con, const char *url,
@@ -287,14 +446,17 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *con, const c
     }
     gw_req_t r = {.gw = g, .con = con, .method = method, .path = url};
     if (c->too_large) {
-        return reply_too_large(g, con, url, method);
-    }
-    if (c->body.oom) {
+        problem_too_large(g, &r);
+    } else if (c->body.oom) {
         gw__problem(&r, MHD_HTTP_SERVICE_UNAVAILABLE, "unavailable", "out of memory");
     } else {
         r.body = c->body.data != NULL ? c->body.data : "";
         r.body_len = c->body.len;
-        dispatch(&r);
+        memcpy(r.params, c->params, sizeof(r.params));
+        r.n_params = c->n_params;
+        c->route->handler(&r);
+        /* Every handler answers; a silent one is a bug in this module. */
+        SG_ASSERT(r.status != 0);
     }
     return send_reply(con, &r);
 }
@@ -308,6 +470,7 @@ static void on_completed(void *cls, struct MHD_Connection *con, void **con_cls,
     conn_t *c = *con_cls;
     if (c != NULL) {
         sg_buf_fini(&c->body);
+        sg_free(c->path);
         sg_free(c);
         *con_cls = NULL;
     }
@@ -335,8 +498,9 @@ typedef struct {
     bool v6;
 } addr_t;
 
-/* "HOST:PORT" -> a loopback socket address, or false with the reason in err. */
-static bool parse_listen(const char *listen, addr_t *a, char *err, size_t errlen)
+/* "HOST:PORT" -> a socket address; any = credentials are configured, so the address
+ * may be other than loopback. False with the reason in err. */
+static bool parse_listen(const char *listen, bool any, addr_t *a, char *err, size_t errlen)
 {
     const char *colon = strrchr(listen, ':');
     char host[64];
@@ -351,34 +515,78 @@ static bool parse_listen(const char *listen, addr_t *a, char *err, size_t errlen
     memcpy(host, listen, hlen);
     host[hlen] = '\0';
     memset(a, 0, sizeof(*a));
+    bool numeric, loopback;
     if (host[0] == '[' && host[hlen - 1] == ']') {
         host[hlen - 1] = '\0';
         struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&a->ss;
         a->v6 = true;
         s6->sin6_family = AF_INET6;
         s6->sin6_port = htons((uint16_t)port);
-        if (inet_pton(AF_INET6, host + 1, &s6->sin6_addr) == 1 &&
-            IN6_IS_ADDR_LOOPBACK(&s6->sin6_addr)) {
-            return true;
-        }
+        numeric = inet_pton(AF_INET6, host + 1, &s6->sin6_addr) == 1;
+        loopback = numeric && IN6_IS_ADDR_LOOPBACK(&s6->sin6_addr);
     } else {
         struct sockaddr_in *s4 = (struct sockaddr_in *)&a->ss;
         s4->sin_family = AF_INET;
         s4->sin_port = htons((uint16_t)port);
         const char *ip = strcmp(host, "localhost") == 0 ? "127.0.0.1" : host;
-        if (inet_pton(AF_INET, ip, &s4->sin_addr) == 1 &&
-            (ntohl(s4->sin_addr.s_addr) >> 24) == 127) {
-            return true;
-        }
+        numeric = inet_pton(AF_INET, ip, &s4->sin_addr) == 1;
+        loopback = numeric && (ntohl(s4->sin_addr.s_addr) >> 24) == 127;
     }
-    snprintf(err, errlen,
-             "listen address \"%s\" is not a loopback address: the gateway has no "
-             "authentication yet, so it listens only on 127.0.0.0/8, localhost or [::1]",
-             listen);
+    if (loopback || (numeric && any)) {
+        return true;
+    }
+    if (!numeric && any) {
+        snprintf(err, errlen,
+                 "listen address \"%s\": HOST must be a numeric IPv4 address, [IPv6] or "
+                 "localhost",
+                 listen);
+    } else {
+        snprintf(err, errlen,
+                 "listen address \"%s\" is not a loopback address: without credentials "
+                 "(--auth) nobody is authenticated, so the gateway listens only on "
+                 "127.0.0.0/8, localhost or [::1]",
+                 listen);
+    }
     return false;
 }
 
 /* ---- lifecycle ---- */
+
+/* Credentials, rate buckets and settings from o; false with err set (rc in *rc). */
+static bool configure(sg_gateway_t *g, const sg_gateway_opts_t *o, sg_err_t *rc, char *err,
+                      size_t errlen)
+{
+    g->driver = o->driver;
+    g->db_path = sg_strdup(o->db_path);
+    g->rl = gw__rl_new(RL_MAX_ENTRIES);
+    if (g->db_path == NULL || g->rl == NULL) {
+        snprintf(err, errlen, "out of memory");
+        *rc = SG_ERR_NOMEM;
+        return false;
+    }
+    g->max_body = o->max_body != 0 ? o->max_body : SG_GATEWAY_DEFAULT_MAX_BODY;
+    g->anon_rate = o->anon_rate > 0 ? o->anon_rate : 0;
+    g->anon_burst = o->anon_burst >= 1 ? o->anon_burst : g->anon_rate * 2;
+    if (o->auth_file != NULL) {
+        *rc = sg_auth_load(o->auth_file, &g->auth, err, errlen);
+        return *rc == SG_OK;
+    }
+    return true;
+}
+
+static void log_start(const sg_gateway_t *g, const char *listen)
+{
+    sg_log(SG_LOG_INFO, NULL, "gateway listening on %s (port %u)", listen, (unsigned)g->port);
+    if (g->auth != NULL) {
+        char what[96];
+        sg_auth_describe(g->auth, what, sizeof(what));
+        sg_log(SG_LOG_INFO, NULL, "gateway: authentication on: %s", what);
+    } else {
+        sg_log(SG_LOG_WARN, NULL,
+               "gateway: no credentials configured (--auth): serving WITHOUT authentication, "
+               "on loopback only");
+    }
+}
 
 sg_err_t sg_gateway_start(const sg_gateway_opts_t *o, sg_gateway_t **out, char *err, size_t errlen)
 {
@@ -388,32 +596,33 @@ sg_err_t sg_gateway_start(const sg_gateway_opts_t *o, sg_gateway_t **out, char *
         return SG_ERR_INVALID;
     }
     const char *listen = o->listen != NULL ? o->listen : SG_GATEWAY_DEFAULT_LISTEN;
-    addr_t a;
-    if (!parse_listen(listen, &a, err, errlen)) {
-        return SG_ERR_INVALID;
-    }
     sg_gateway_t *g = sg_calloc(1, sizeof(*g));
-    char *db_path = sg_strdup(o->db_path);
-    if (g == NULL || db_path == NULL) {
-        sg_free(g);
-        sg_free(db_path);
+    if (g == NULL) {
         snprintf(err, errlen, "out of memory");
         return SG_ERR_NOMEM;
     }
-    g->driver = o->driver;
-    g->db_path = db_path;
-    g->max_body = o->max_body != 0 ? o->max_body : SG_GATEWAY_DEFAULT_MAX_BODY;
     pthread_mutex_init(&g->pool_mu, NULL);
+    sg_err_t rc = SG_ERR_INVALID;
+    addr_t a;
+    if (!configure(g, o, &rc, err, errlen) ||
+        !parse_listen(listen, g->auth != NULL, &a, err, errlen)) {
+        sg_gateway_stop(g);
+        return rc != SG_OK ? rc : SG_ERR_INVALID;
+    }
     /* One thread per connection: handlers block on the driver (a start waits for its
-     * commit), which would stall every other connection of a shared polling thread. */
+     * commit), which would stall every other connection of a shared polling thread. The
+     * connection limit bounds the threads; the idle timeout frees those slow clients hold. */
     unsigned flags = MHD_USE_POLL_INTERNAL_THREAD | MHD_USE_THREAD_PER_CONNECTION |
                      MHD_USE_ERROR_LOG | (a.v6 ? MHD_USE_IPv6 : 0);
+    unsigned timeout = o->timeout_s != 0 ? o->timeout_s : SG_GATEWAY_DEFAULT_TIMEOUT_S;
     /* The logger goes first so that messages about the other options reach it too. */
+    errno = 0;
     g->mhd = MHD_start_daemon(
         flags, 0, NULL, NULL, on_request, g, MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, g,
         MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&a.ss, MHD_OPTION_NOTIFY_COMPLETED, on_completed,
         g, MHD_OPTION_CONNECTION_LIMIT, (unsigned)(o->max_conns != 0 ? o->max_conns : 256),
-        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)30, MHD_OPTION_END);
+        MHD_OPTION_CONNECTION_TIMEOUT, timeout, MHD_OPTION_CONNECTION_MEMORY_LIMIT, CONN_MEMORY,
+        MHD_OPTION_END);
     if (g->mhd == NULL) {
         snprintf(err, errlen, "cannot listen on %s: %s", listen,
                  errno != 0 ? strerror(errno) : "libmicrohttpd refused to start");
@@ -422,7 +631,7 @@ sg_err_t sg_gateway_start(const sg_gateway_opts_t *o, sg_gateway_t **out, char *
     }
     const union MHD_DaemonInfo *info = MHD_get_daemon_info(g->mhd, MHD_DAEMON_INFO_BIND_PORT);
     g->port = info != NULL ? info->port : 0;
-    sg_log(SG_LOG_INFO, NULL, "gateway listening on %s (port %u)", listen, (unsigned)g->port);
+    log_start(g, listen);
     *out = g;
     return SG_OK;
 }
@@ -437,6 +646,7 @@ void sg_gateway_stop(sg_gateway_t *g)
     if (g == NULL) {
         return;
     }
+    atomic_store(&g->stopping, true); /* /readyz says 503 from now on */
     if (g->mhd != NULL) {
         MHD_stop_daemon(g->mhd); /* joins the connection threads */
     }
@@ -444,6 +654,8 @@ void sg_gateway_stop(sg_gateway_t *g)
         sg_store_close(g->pool[i]);
     }
     pthread_mutex_destroy(&g->pool_mu);
+    sg_auth_free(g->auth);
+    gw__rl_free(g->rl);
     sg_free(g->db_path);
     sg_free(g);
 }

@@ -1,11 +1,14 @@
 /*
- * gateway internals shared by gateway.c (HTTP plumbing, store pool), routes.c (the route
- * table and the handlers that write), query.c (the handlers that read) and json.c
- * (problem documents, times, cursors). Never included from another folder.
+ * gateway internals shared by gateway.c (HTTP plumbing, admission: limits, credentials,
+ * rate; store pool), routes.c (the route table and the handlers that write), query.c (the
+ * handlers that read), json.c (problem documents, request bodies, times, cursors) and
+ * ratelimit.c (token buckets). Never included from another folder; the gateway's tests
+ * and fuzz targets use it to reach the route table and the body check.
  */
 #ifndef SG_GATEWAY_INT_H
 #define SG_GATEWAY_INT_H
 
+#include "gateway/auth.h"
 #include "gateway/gateway.h"
 
 #include <cjson/cJSON.h>
@@ -29,30 +32,36 @@ typedef struct {
     char *resp;        /* cJSON_malloc'd text, or static when resp_static */
     size_t resp_len;
     bool resp_static;
-    char location[96]; /* "" = no Location header */
-    char allow[48];    /* "" = no Allow header */
-    bool retry_after;  /* add "Retry-After: 1" (503) */
+    char location[96];    /* "" = no Location header */
+    char allow[48];       /* "" = no Allow header */
+    char www_auth[160];   /* "" = no WWW-Authenticate header (401, 403) */
+    unsigned retry_after; /* seconds for a Retry-After header (429, 503); 0 = none */
 } gw_req_t;
 
 typedef void (*gw_handler_fn)(gw_req_t *r);
 
+/* The scope of a route that needs no credentials (/healthz, /readyz only). */
+#define GW_OPEN 0u
+
 /*
  * A route: method, path pattern with {name} placeholders for whole segments, handler,
- * and the scope a caller will need once the gateway authenticates (unused today).
+ * and the scope a caller needs (one SG_SCOPE_* bit, see auth.h, or GW_OPEN).
  */
 typedef struct {
     const char *method;
     const char *pattern;
     gw_handler_fn handler;
-    const char *scope;
+    unsigned scope;
 } gw_route_t;
 
-/* routes.c: the table, for the dispatcher in gateway.c. */
+/* routes.c: the table, for the dispatcher in gateway.c and for the tests that walk it. */
 extern const gw_route_t gw__routes[];
 extern const size_t gw__n_routes;
 
 /* gateway.c: what handlers need from the gateway. */
 sg_driver_t *gw__driver(const sg_gateway_t *g);
+/* False once sg_gateway_stop has begun (/readyz then answers 503). */
+bool gw__serving(const sg_gateway_t *g);
 /* A query-string argument or request header (decoded by MHD), NULL when absent. */
 const char *gw__query(const gw_req_t *r, const char *key);
 const char *gw__header(const gw_req_t *r, const char *key);
@@ -92,6 +101,14 @@ void gw__problem_with(gw_req_t *r, unsigned status, const char *slug, cJSON *ext
 /* The problem for a failed store call or open (503: the service, not the request). */
 void gw__store_problem(gw_req_t *r, sg_err_t rc, const char *msg);
 
+/* json.c: request bodies. The limits of a JSON body, past which it is a 400. */
+#define GW_JSON_MAX_DEPTH 32
+#define GW_JSON_MAX_VALUES 100000
+/* Checks that body[0..len) is exactly one JSON object (no NUL byte, nesting at most
+ * GW_JSON_MAX_DEPTH, at most GW_JSON_MAX_VALUES values). When it is not, writes the
+ * reason with its line and column to msg and returns false. Pure; any thread. */
+bool gw__body_check(const char *body, size_t len, char *msg, size_t msglen);
+
 /* json.c: values. */
 /* "2026-11-26T04:51:07.123Z" into out (>= 32 bytes); ms <= 0 gives "" (use null). */
 void gw__rfc3339(int64_t ms, char out[32]);
@@ -109,5 +126,18 @@ bool gw__valid_id(const char *id);
 /* The list cursor: opaque base64url of "created_ms.id". */
 void gw__cursor_encode(int64_t created_ms, const char *id, char out[96]);
 bool gw__cursor_decode(const char *token, int64_t *created_ms, char id[32]);
+
+/* ratelimit.c: token buckets by caller. */
+typedef struct gw_ratelimit gw_ratelimit_t;
+/* NULL on OOM. At most max_entries buckets are kept (see ratelimit.c). */
+gw_ratelimit_t *gw__rl_new(size_t max_entries);
+void gw__rl_free(gw_ratelimit_t *rl); /* NULL is a no-op */
+/* Takes a token from key's bucket (created full), refilled at rate per second up to
+ * burst, at now_ms (any monotonic clock). Returns 0 when the request may go on, else the
+ * whole seconds (>= 1) until a token is back. rate <= 0 means no limit. Any thread. */
+unsigned gw__rl_take(gw_ratelimit_t *rl, const char *key, double rate, double burst,
+                     uint64_t now_ms);
+/* Buckets held now (for tests). */
+size_t gw__rl_count(gw_ratelimit_t *rl);
 
 #endif

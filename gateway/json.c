@@ -1,7 +1,8 @@
 /*
- * gateway json: how responses are written (JSON documents and problem documents) and
- * how small values cross the HTTP boundary: RFC 3339 times, strict integers, instance
- * ids and the opaque page cursor.
+ * gateway json: how responses are written (JSON documents and problem documents), the
+ * check of a JSON request body (one object, bounded depth and size), and how small
+ * values cross the HTTP boundary: RFC 3339 times, strict integers, instance ids and the
+ * opaque page cursor.
  *
  * It must never trust its input: every parser here is strict and bounded, and every
  * builder degrades to a fixed 503 body when memory runs out instead of failing silently.
@@ -43,7 +44,7 @@ static void reply_oom(gw_req_t *r)
     r->resp_len = sizeof(oom_body) - 1;
     r->resp_static = true;
     r->location[0] = '\0';
-    r->retry_after = true;
+    r->retry_after = 1;
 }
 
 static bool send_doc(gw_req_t *r, unsigned status, const char *ctype, cJSON *doc)
@@ -95,7 +96,7 @@ static void problemv(gw_req_t *r, unsigned status, const char *slug, cJSON *extr
     }
     r->location[0] = '\0';
     if (send_doc(r, status, "application/problem+json", doc)) {
-        r->retry_after = status == MHD_HTTP_SERVICE_UNAVAILABLE;
+        r->retry_after = status == MHD_HTTP_SERVICE_UNAVAILABLE ? 1 : 0;
     }
 }
 
@@ -126,6 +127,103 @@ void gw__store_problem(gw_req_t *r, sg_err_t rc, const char *msg)
      * damaged. The operator finds the same text in the log. */
     gw__problem(r, MHD_HTTP_SERVICE_UNAVAILABLE, "store-unavailable",
                 "the database cannot be read: %s", msg != NULL && msg[0] ? msg : sg_strerror(rc));
+}
+
+/* ---- request bodies ---- */
+
+/* Line and column (1-based) of byte off in text, for a parse error message. */
+static void line_col(const char *text, size_t off, size_t *line, size_t *col)
+{
+    *line = 1;
+    *col = 1;
+    for (size_t i = 0; i < off; i++) {
+        if (text[i] == '\n') {
+            (*line)++;
+            *col = 1;
+        } else {
+            (*col)++;
+        }
+    }
+}
+
+/* One pass over the text before cJSON sees it: nesting and the number of values (each
+ * ',' '[' '{' outside strings starts one more). cJSON recurses per level and allocates
+ * per value, so both are bounded here; the grammar itself is cJSON's business. Returns
+ * false with the offending offset, *deep telling which limit it passed. */
+static bool json_shape_ok(const char *s, size_t len, size_t *at, bool *deep)
+{
+    size_t depth = 0, values = 1;
+    bool in_string = false;
+    for (size_t i = 0; i < len; i++) {
+        char c = s[i];
+        if (in_string) {
+            i += c == '\\';
+            in_string = c != '"';
+            continue;
+        }
+        if (c == '"') {
+            in_string = true;
+        } else if (c == '{' || c == '[') {
+            depth++;
+            values++;
+        } else if (c == '}' || c == ']') {
+            depth -= depth > 0;
+        } else if (c == ',') {
+            values++;
+        }
+        if (depth > GW_JSON_MAX_DEPTH || values > GW_JSON_MAX_VALUES) {
+            *at = i;
+            *deep = depth > GW_JSON_MAX_DEPTH;
+            return false;
+        }
+    }
+    return true;
+}
+
+bool gw__body_check(const char *body, size_t len, char *msg, size_t msglen)
+{
+    size_t off = 0, line, col;
+    bool deep = false;
+    if (len == 0) {
+        snprintf(msg, msglen,
+                 "the body must be a JSON object, the saga's input (send {} for none)");
+        return false;
+    }
+    /* cJSON strings are C strings: a NUL would silently cut a value short. */
+    if (memchr(body, '\0', len) != NULL) {
+        snprintf(msg, msglen, "the body contains a NUL byte");
+        return false;
+    }
+    if (!json_shape_ok(body, len, &off, &deep)) {
+        line_col(body, off, &line, &col);
+        snprintf(msg, msglen, "JSON %s %d %s at line %zu, column %zu",
+                 deep ? "nested deeper than" : "with more than",
+                 deep ? GW_JSON_MAX_DEPTH : GW_JSON_MAX_VALUES, deep ? "levels" : "values", line,
+                 col);
+        return false;
+    }
+    const char *end = NULL;
+    cJSON *v = cJSON_ParseWithLengthOpts(body, len, &end, false);
+    off = end != NULL && end >= body ? (size_t)(end - body) : 0;
+    if (off > len) {
+        off = len;
+    }
+    while (v != NULL && off < len && strchr(" \t\r\n", body[off]) != NULL) {
+        off++;
+    }
+    bool object = cJSON_IsObject(v);
+    cJSON_Delete(v);
+    if (v == NULL || off != len) {
+        line_col(body, off, &line, &col);
+        snprintf(msg, msglen, "%s at line %zu, column %zu",
+                 v == NULL ? "invalid JSON" : "unexpected data", line, col);
+        return false;
+    }
+    if (!object) {
+        snprintf(msg, msglen, "the body must be a JSON object, the saga's input");
+        return false;
+    }
+    return true;
 }
 
 /* ---- values ---- */

@@ -1,7 +1,8 @@
 /*
  * gateway routes: the route table and the handlers that read definitions or change
- * instances (start, cancel, retry). A new endpoint is one table line and one handler;
- * `scope` is what a caller will need once the gateway authenticates.
+ * instances (start, cancel, retry), and the probes. A new endpoint is one table line
+ * and one handler; its scope is what a caller needs (GW_OPEN for probes only: the
+ * tests walk this table and refuse any other open route).
  *
  * Handlers must never block on anything but the driver's own queue, never write to the
  * store (the driver does), and always answer: every path ends in gw__reply_json or
@@ -19,16 +20,47 @@
 #define IDEM_KEY_MAX 200
 #define INPUT_ERRORS_MAX 20
 
-/* ---- health and definitions ---- */
+/* ---- probes and definitions ---- */
 
-static void h_healthz(gw_req_t *r)
+static void reply_status(gw_req_t *r, const char *status)
 {
     cJSON *doc = cJSON_CreateObject();
-    if (doc != NULL && cJSON_AddStringToObject(doc, "status", "ok") == NULL) {
+    if (doc != NULL && cJSON_AddStringToObject(doc, "status", status) == NULL) {
         cJSON_Delete(doc);
         doc = NULL;
     }
     gw__reply_json(r, MHD_HTTP_OK, doc);
+}
+
+/* Alive: the process answers. */
+static void h_healthz(gw_req_t *r)
+{
+    reply_status(r, "ok");
+}
+
+/* Ready: the gateway is not stopping (it is stopped before the driver, so the driver
+ * runs) and the database answers a read. 503 otherwise: the one deliberate 5xx. */
+static void h_readyz(gw_req_t *r)
+{
+    if (!gw__serving(r->gw)) {
+        gw__problem(r, MHD_HTTP_SERVICE_UNAVAILABLE, "not-ready", "sagad is stopping");
+        return;
+    }
+    char err[256] = "";
+    gw_inst_row_t row;
+    sg_store_t *st = gw__store_get(r->gw, err, sizeof(err));
+    sg_err_t rc = st != NULL ? gw__inst_load(st, "readyz-probe", &row) : SG_ERR_IO;
+    if (st != NULL) {
+        gw__inst_row_fini(&row);
+        snprintf(err, sizeof(err), "%s", sg_store_errmsg(st));
+    }
+    gw__store_put(r->gw, st, rc != SG_OK && rc != SG_ERR_NOT_FOUND);
+    if (rc == SG_OK || rc == SG_ERR_NOT_FOUND) {
+        reply_status(r, "ready");
+    } else {
+        gw__problem(r, MHD_HTTP_SERVICE_UNAVAILABLE, "not-ready", "the database cannot be read: %s",
+                    err[0] ? err : sg_strerror(rc));
+    }
 }
 
 typedef struct {
@@ -210,53 +242,13 @@ static void bad_input(gw_req_t *r, const char *fmt, ...)
     gw__problem_with(r, MHD_HTTP_BAD_REQUEST, "invalid-input", extra, "%s", msg);
 }
 
-/* Line and column (1-based) of byte off in text, for a parse error message. */
-static void line_col(const char *text, size_t off, size_t *line, size_t *col)
-{
-    *line = 1;
-    *col = 1;
-    for (size_t i = 0; i < off; i++) {
-        if (text[i] == '\n') {
-            (*line)++;
-            *col = 1;
-        } else {
-            (*col)++;
-        }
-    }
-}
-
-/* Checks that the body is exactly one JSON object. Answers 400 and returns false if not. */
+/* Checks that the body is exactly one JSON object within the limits. Answers 400 and
+ * returns false if not. */
 static bool check_body(gw_req_t *r)
 {
-    if (r->body_len == 0) {
-        bad_input(r, "the body must be a JSON object, the saga's input (send {} for none)");
-        return false;
-    }
-    /* cJSON strings are C strings: a NUL would silently cut a value short. */
-    if (memchr(r->body, '\0', r->body_len) != NULL) {
-        bad_input(r, "the body contains a NUL byte");
-        return false;
-    }
-    const char *end = NULL;
-    cJSON *v = cJSON_ParseWithLengthOpts(r->body, r->body_len, &end, false);
-    size_t off = end != NULL && end >= r->body ? (size_t)(end - r->body) : 0;
-    if (off > r->body_len) {
-        off = r->body_len;
-    }
-    while (v != NULL && off < r->body_len && strchr(" \t\r\n", r->body[off]) != NULL) {
-        off++;
-    }
-    size_t line, col;
-    line_col(r->body, off, &line, &col);
-    bool object = cJSON_IsObject(v);
-    cJSON_Delete(v);
-    if (v == NULL || off != r->body_len) {
-        bad_input(r, "%s at line %zu, column %zu", v == NULL ? "invalid JSON" : "unexpected data",
-                  line, col);
-        return false;
-    }
-    if (!object) {
-        bad_input(r, "the body must be a JSON object, the saga's input");
+    char msg[200];
+    if (!gw__body_check(r->body, r->body_len, msg, sizeof(msg))) {
+        bad_input(r, "%s", msg);
         return false;
     }
     return true;
@@ -431,15 +423,16 @@ static void h_retry(gw_req_t *r)
 /* ---- the table ---- */
 
 const gw_route_t gw__routes[] = {
-    {"GET", "/healthz", h_healthz, NULL},
-    {"GET", "/v1/workflows", h_workflow_list, "workflows:read"},
-    {"GET", "/v1/workflows/{name}", h_workflow_get, "workflows:read"},
-    {"POST", "/v1/workflows/{name}/instances", h_start, "instances:start"},
-    {"GET", "/v1/instances", gw__h_instance_list, "instances:read"},
-    {"GET", "/v1/instances/{id}", gw__h_instance_get, "instances:read"},
-    {"GET", "/v1/instances/{id}/history", gw__h_instance_history, "instances:read"},
-    {"POST", "/v1/instances/{id}/cancel", h_cancel, "instances:operate"},
-    {"POST", "/v1/instances/{id}/retry", h_retry, "instances:operate"},
+    {"GET", "/healthz", h_healthz, GW_OPEN},
+    {"GET", "/readyz", h_readyz, GW_OPEN},
+    {"GET", "/v1/workflows", h_workflow_list, SG_SCOPE_READ},
+    {"GET", "/v1/workflows/{name}", h_workflow_get, SG_SCOPE_READ},
+    {"POST", "/v1/workflows/{name}/instances", h_start, SG_SCOPE_START},
+    {"GET", "/v1/instances", gw__h_instance_list, SG_SCOPE_READ},
+    {"GET", "/v1/instances/{id}", gw__h_instance_get, SG_SCOPE_READ},
+    {"GET", "/v1/instances/{id}/history", gw__h_instance_history, SG_SCOPE_READ},
+    {"POST", "/v1/instances/{id}/cancel", h_cancel, SG_SCOPE_OPERATE},
+    {"POST", "/v1/instances/{id}/retry", h_retry, SG_SCOPE_OPERATE},
 };
 
 const size_t gw__n_routes = SG_ARRAY_LEN(gw__routes);

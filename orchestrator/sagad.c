@@ -6,6 +6,8 @@
  *
  * It must never exit for anything a client sends; only bad settings stop it at start.
  */
+#include "activities/activity.h"
+#include "gateway/auth.h"
 #include "gateway/gateway.h"
 #include "orchestrator/driver/driver.h"
 #include "orchestrator/log/log.h"
@@ -22,7 +24,11 @@ typedef struct {
     const char *listen;
     const char *log_level;
     const char *sync;
+    const char *seed;
+    const char *auth;
     bool no_listen;
+    bool seed_only;
+    bool hash_key;
 } settings_t;
 
 typedef enum { OPT_STR, OPT_UINT, OPT_FLAG } opt_kind_t;
@@ -42,14 +48,26 @@ static const option_t options[] = {
     {"data-dir", OPT_STR, S(drv.data_dir),
      "folder for the activities' own databases (default: "
      "the folder of --db)"},
-    {"listen", OPT_STR, S(listen), "REST address, loopback only for now (default 127.0.0.1:8080)"},
+    {"listen", OPT_STR, S(listen),
+     "REST address (default 127.0.0.1:8080); loopback only unless --auth is set"},
     {"no-listen", OPT_FLAG, S(no_listen), "do not serve REST"},
+    {"auth", OPT_STR, S(auth),
+     "REST credentials file (JSON: API keys, JWT; see docs/rest.md); without it REST is "
+     "unauthenticated and loopback only"},
+    {"hash-key", OPT_FLAG, S(hash_key),
+     "read an API key on stdin, print its sha256 for the --auth file, exit"},
     {"sync", OPT_STR, S(sync), "durability: full (default), normal or off"},
     {"threads", OPT_UINT, S(drv.threads), "embedded worker threads (default 8)"},
     {"queue-limit", OPT_UINT, S(drv.per_queue_limit),
      "tasks of one queue at once (default: threads)"},
     {"test-activities", OPT_FLAG, S(drv.test_activities), "serve the built-in test queue"},
     {"log-level", OPT_STR, S(log_level), "debug, info (default), warn or error"},
+    {"seed", OPT_STR, S(seed),
+     "load a seed document (e.g. activities/seed/shop.json) into the services' databases "
+     "before serving"},
+    {"seed-only", OPT_FLAG, S(seed_only), "with --seed: load it and exit (needs only --data-dir)"},
+    {"chaos", OPT_STR, S(drv.chaos),
+     "fault injection, e.g. payment.error_rate=0.1,inventory.latency_ms=20 (docs/services.md)"},
 };
 #undef S
 
@@ -212,6 +230,13 @@ static int parse_args(settings_t *s, int argc, char **argv, char **config_buf)
 
 static bool check_settings(settings_t *s, char *data_dir_buf, size_t buflen)
 {
+    if (s->seed_only && (s->seed == NULL || (s->drv.db_path == NULL && s->drv.data_dir == NULL))) {
+        fprintf(stderr, "sagad: --seed-only needs --seed FILE and --data-dir DIR (or --db)\n");
+        return false;
+    }
+    if (s->seed_only && s->drv.db_path == NULL) {
+        return true;
+    }
     if (s->drv.db_path == NULL) {
         fprintf(stderr, "sagad: --db FILE is required (see sagad --help)\n");
         return false;
@@ -256,7 +281,8 @@ static int serve(settings_t *s)
     }
     sg_gateway_t *gw = NULL;
     if (!s->no_listen) {
-        sg_gateway_opts_t go = {.listen = s->listen, .db_path = s->drv.db_path, .driver = d};
+        sg_gateway_opts_t go = {
+            .listen = s->listen, .db_path = s->drv.db_path, .driver = d, .auth_file = s->auth};
         if (sg_gateway_start(&go, &gw, err, sizeof(err)) != SG_OK) {
             sg_log(SG_LOG_ERROR, NULL, "cannot serve REST on %s: %s", s->listen, err);
             sg_driver_stop(d);
@@ -285,18 +311,53 @@ static int serve(settings_t *s)
     return 0;
 }
 
+static void seeded(void *arg, const char *queue)
+{
+    (void)arg;
+    sg_log(SG_LOG_INFO, NULL, "seeded the %s service", queue);
+}
+
+/* Loads s->seed into the services' databases. */
+static bool seed(const settings_t *s)
+{
+    char *text = NULL;
+    size_t len = 0;
+    if (sg_file_read(s->seed, 16 << 20, &text, &len) != SG_OK) {
+        fprintf(stderr, "sagad: cannot read seed file %s\n", s->seed);
+        return false;
+    }
+    char err[512] = "";
+    sg_activity_env_t env = {.data_dir = s->drv.data_dir, .chaos = NULL};
+    sg_err_t rc = sg_activity_seed_all(&env, text, err, sizeof(err), seeded, NULL);
+    sg_free(text);
+    if (rc != SG_OK) {
+        fprintf(stderr, "sagad: %s: %s\n", s->seed, err);
+        return false;
+    }
+    return true;
+}
+
 int main(int argc, char **argv)
 {
     settings_t s = {.drv = {.sync = SG_SYNC_FULL}};
     char *config_buf = NULL;
     int rc = parse_args(&s, argc, argv, &config_buf);
+    if (rc == 0 && s.hash_key) {
+        sg_free(config_buf);
+        return sg_auth_hash_key_cli(stdin, stdout, stderr);
+    }
     char data_dir[4096];
     if (rc == 0 && !check_settings(&s, data_dir, sizeof(data_dir))) {
         rc = 2;
     }
-    if (rc == 0) {
+    if (rc == 0 && s.seed != NULL && !seed(&s)) {
+        rc = 3;
+    }
+    if (rc == 0 && !s.seed_only) {
         rc = serve(&s);
-    } else {
+    } else if (rc == 3) {
+        rc = 1;
+    } else if (rc != 0) {
         rc = rc == 1 ? 0 : 2;
     }
     sg_free(config_buf);

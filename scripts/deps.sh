@@ -25,6 +25,7 @@ build_pkgs=(
   "/usr/bin/make make"
   "/usr/bin/gcc gcc"
   "/usr/bin/curl curl"
+  "/usr/bin/python3 python3"
 )
 test_pkgs=(
   "/usr/include/cmocka.h libcmocka-dev"
@@ -33,8 +34,9 @@ test_pkgs=(
   "/usr/bin/clang-format clang-format"
   "/usr/bin/valgrind valgrind"
   "/usr/bin/kcat kcat"
+  "/usr/bin/java openjdk-17-jre-headless"
+  "/usr/bin/mvn maven"
   "/usr/bin/wrk wrk"
-  "/usr/bin/python3 python3"
 )
 
 wanted=("${build_pkgs[@]}")

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs the test suites and prints one closing line "N passed, N failed".
 # Usage: tests/run.sh [suite...]
-#   suites: unit asan valgrind golden schema smoke crash fuzz format
+#   suites: unit asan valgrind golden schema smoke crash e2e kafka fuzz format
 # With no argument it runs all of them (what `make test` does). Every suite runs even
 # when an earlier one failed; the exit status is 1 if anything failed.
 set -uo pipefail
@@ -166,13 +166,29 @@ suite_crash() {
     --sagas "${CRASH_SAGAS:-2000}" --kills "${CRASH_KILLS:-20}"
 }
 
+# The shop end to end: each outcome through sagad, checked in the services' databases, then
+# a conservation run of random orders under injected failures.
+suite_e2e() {
+  run_counted e2e python3 tests/e2e/orders_e2e.py --build "$BUILD" \
+    --conservation "${E2E_ORDERS:-2000}" --seed "${E2E_SEED:-$RANDOM}"
+}
+
 suite_format() {
   if make --no-print-directory format-check >"$log_dir/format.log" 2>&1; then ok
   else ko "format-check (run make format; see $log_dir/format.log)"; head -20 "$log_dir/format.log"; fi
 }
 
+# The real Kafka broker (scripts/kafka.sh): fetched once into ~/.cache/sagad, then started,
+# crashed, restarted and stopped by tests/kafka/broker_smoke.sh.
+suite_kafka() {
+  if ! scripts/kafka.sh fetch >"$log_dir/kafka-fetch.log" 2>&1; then
+    ko "kafka fetch (see $log_dir/kafka-fetch.log)"; tail -20 "$log_dir/kafka-fetch.log"; return
+  fi
+  run_counted kafka tests/kafka/broker_smoke.sh
+}
+
 suites=("$@")
-[ ${#suites[@]} -gt 0 ] || suites=(unit asan valgrind golden schema smoke crash fuzz format)
+[ ${#suites[@]} -gt 0 ] || suites=(unit asan valgrind golden schema smoke crash e2e kafka fuzz format)
 for s in "${suites[@]}"; do
   echo "### suite $s"
   "suite_$s"

@@ -470,8 +470,10 @@ static bool wal_on(sqlite3 *db)
     return on;
 }
 
-static sg_err_t test_open(const char *data_dir, sg_activity_ctx_t **out, char *err, size_t errlen)
+static sg_err_t test_open(const sg_activity_env_t *env, sg_activity_ctx_t **out, char *err,
+                          size_t errlen)
 {
+    const char *data_dir = env ? env->data_dir : NULL;
     if (data_dir == NULL) {
         snprintf(err, errlen, "the test queue needs a data directory");
         return SG_ERR_INVALID;

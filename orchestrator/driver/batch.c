@@ -90,8 +90,14 @@ static bool write_cmd(sg_driver_t *d, sg_inst_t *inst, sg_cmd_t *c, uint64_t now
         return sg_store_timer_put(st, inst->id, (int)c->timer, c->step, c->compensation, c->attempt,
                                   (int64_t)c->at_ms) == SG_OK &&
                queue_timer(d, inst->id, c->timer, c->step, c->attempt, c->compensation, c->at_ms);
-    case SG_CMD_EMIT:
-        return sg_store_event_append(st, c->name, inst->id, (int64_t)now, c->payload) == SG_OK;
+    case SG_CMD_EMIT: {
+        /* The saga's own events (a workflow's events: section) get an id like the
+         * services' events, so every event in the log can be told apart downstream. */
+        char event_id[27];
+        sg_ulid_new(now, event_id);
+        return sg_store_event_import(st, event_id, c->name, inst->id, (int64_t)now, "sagad",
+                                     c->payload, NULL) == SG_OK;
+    }
     }
     return false;
 }
@@ -460,6 +466,12 @@ void drv__run_batch(sg_driver_t *d, item_t *items, uint64_t now)
             break;
         case ITEM_RESULT:
             rc = do_result(d, it, now);
+            break;
+        case ITEM_EVENTS:
+            rc = drv__relay_import(d, it);
+            if (rc == SG_OK && !add_reply(d, it, SG_OK, NULL)) {
+                rc = SG_ERR_NOMEM;
+            }
             break;
         default:
             rc = do_control(d, it, now);

@@ -137,6 +137,23 @@ static void on_result(void *ctx, const sg_task_t *task, const sg_task_result_t *
     }
 }
 
+/*
+ * Transport thread (kafka's offset committer): returns SG_OK once every result handed to
+ * on_result before the call is durable. The queue is FIFO and batches commit in order,
+ * so an empty ITEM_EVENTS item, answered after its batch committed, is a marker behind
+ * all of them (a result dropped by a failed batch is re-dispatched by its recovery).
+ */
+static sg_err_t results_sync(void *ctx)
+{
+    item_t *it = sg_calloc(1, sizeof(*it));
+    if (it == NULL) {
+        return SG_ERR_NOMEM;
+    }
+    it->kind = ITEM_EVENTS;
+    waiter_t w;
+    return drv__wait_for(ctx, it, &w);
+}
+
 /* ---- lifecycle ---- */
 
 static void set_defaults(sg_driver_opts_t *o)
@@ -168,6 +185,7 @@ sg_err_t sg_driver_start(const sg_driver_opts_t *opts, sg_driver_t **out, char *
     pthread_mutex_init(&d->mu, NULL);
     pthread_cond_init(&d->cv, NULL);
     pthread_cond_init(&d->idle_cv, NULL);
+    pthread_cond_init(&d->relay_cv, NULL);
     drv__registry_init(&d->registry);
     sg_effects_init(&d->fx);
     sg_store_opts_t so = {.sync = d->opts.sync};
@@ -186,9 +204,12 @@ sg_err_t sg_driver_start(const sg_driver_opts_t *opts, sg_driver_t **out, char *
     drv__registry_load(&d->registry, d->store, d->opts.workflows_dir);
     sg_transport_opts_t to = {.data_dir = d->opts.data_dir,
                               .test_activities = d->opts.test_activities,
+                              .chaos = d->opts.chaos,
                               .threads = d->opts.threads,
                               .per_queue_limit = d->opts.per_queue_limit,
                               .on_result = on_result,
+                              .results_sync = results_sync,
+                              .kafka = d->opts.kafka,
                               .ctx = d};
     rc = d->tvt->start(&to, &d->transport, err, errlen);
     if (rc != SG_OK) {
@@ -206,6 +227,11 @@ sg_err_t sg_driver_start(const sg_driver_opts_t *opts, sg_driver_t **out, char *
         rc = SG_ERR_INTERNAL;
         goto fail;
     }
+    rc = drv__relay_start(d);
+    if (rc != SG_OK) {
+        snprintf(err, errlen, "cannot start the event relay thread");
+        goto fail;
+    }
     *out = d;
     return SG_OK;
 fail:
@@ -221,7 +247,11 @@ void sg_driver_stop(sg_driver_t *d)
     pthread_mutex_lock(&d->mu);
     d->stopping = true;
     pthread_cond_signal(&d->cv);
+    pthread_cond_broadcast(&d->relay_cv);
     pthread_mutex_unlock(&d->mu);
+    /* The relay first: the engine thread answers what it has queued, then it sees
+     * stopping and leaves (events not handed on wait in the outboxes for the restart). */
+    drv__relay_stop(d);
     /* The engine thread first: it finishes the work in hand and may still dispatch.
      * Then the workers: results that arrive from now on are refused, and their attempts
      * stay "running" in the database, to be dispatched again at the next start. */
@@ -248,6 +278,7 @@ void sg_driver_stop(sg_driver_t *d)
     sg_free(d->finished);
     pthread_cond_destroy(&d->cv);
     pthread_cond_destroy(&d->idle_cv);
+    pthread_cond_destroy(&d->relay_cv);
     pthread_mutex_destroy(&d->mu);
     sg_free(d);
 }
@@ -290,7 +321,7 @@ static sg_err_t make_start(sg_driver_t *d, const char *workflow, int64_t version
     return SG_OK;
 }
 
-static sg_err_t wait_for(sg_driver_t *d, item_t *it, waiter_t *w)
+sg_err_t drv__wait_for(sg_driver_t *d, item_t *it, waiter_t *w)
 {
     pthread_mutex_init(&w->mu, NULL);
     pthread_cond_init(&w->cv, NULL);
@@ -322,7 +353,7 @@ sg_err_t sg_driver_start_saga(sg_driver_t *d, const char *workflow, int64_t vers
         return rc;
     }
     waiter_t w;
-    rc = wait_for(d, it, &w);
+    rc = drv__wait_for(d, it, &w);
     if (rc == SG_OK) {
         *res = w.res;
     }
@@ -356,7 +387,7 @@ static sg_err_t control(sg_driver_t *d, const char *id, item_kind_t kind)
     it->kind = kind;
     snprintf(it->id, sizeof(it->id), "%s", id);
     waiter_t w;
-    return wait_for(d, it, &w);
+    return drv__wait_for(d, it, &w);
 }
 
 sg_err_t sg_driver_cancel(sg_driver_t *d, const char *id)

@@ -15,6 +15,7 @@
 #include "orchestrator/dsl/dsl.h"
 #include "orchestrator/jsonschema/jsonschema.h"
 #include "orchestrator/store/store.h"
+#include "orchestrator/transport/transport.h"
 
 typedef struct sg_driver sg_driver_t;
 
@@ -23,11 +24,14 @@ typedef struct {
     sg_sync_t sync;            /* SG_SYNC_FULL by default */
     const char *workflows_dir; /* loaded at start and on sg_driver_reload; NULL = none */
     const char *data_dir;      /* where activity modules keep their own databases */
-    const char *transport;     /* "embedded" (default) */
+    const char *transport;     /* "embedded" (default) or "kafka" */
     bool test_activities;      /* serve the built-in `test` queue */
+    const char *chaos;         /* fault injection for the activity modules; NULL = none */
     unsigned threads;          /* worker threads of the embedded transport (default 8) */
     unsigned per_queue_limit;  /* tasks of one queue at once (default: threads) */
     size_t max_batch;          /* work items per transaction (default 2048) */
+    /* Settings of the kafka transport (brokers, properties, ...); NULL = defaults. */
+    const sg_kafka_opts_t *kafka;
     /* Called on the engine thread once an instance's terminal status is durable:
      * status is its name ("COMPLETED", ...). For metrics, watchers and benchmarks; it must
      * return quickly and must not call back into the driver's blocking functions. */

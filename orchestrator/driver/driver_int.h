@@ -15,7 +15,13 @@
 
 /* ---- work items ---- */
 
-typedef enum { ITEM_START, ITEM_CANCEL, ITEM_RETRY, ITEM_RESULT } item_kind_t;
+typedef enum { ITEM_START, ITEM_CANCEL, ITEM_RETRY, ITEM_RESULT, ITEM_EVENTS } item_kind_t;
+
+/* A domain event copied out of a module's outbox, on its way into the event log. */
+typedef struct {
+    char *event_id, *type, *correlation_id, *source, *json;
+    int64_t ts_ms, seq;
+} relay_ev_t;
 
 /* A caller blocked until its request is durable. */
 typedef struct {
@@ -42,6 +48,9 @@ typedef struct item {
     bool compensation;
     sg_task_outcome_t outcome;
     char *output, *error_code, *error_message;
+    /* EVENTS */
+    relay_ev_t *events;
+    size_t n_events;
 } item_t;
 
 void drv__item_free(item_t *it);
@@ -124,7 +133,10 @@ struct sg_driver {
     uint64_t rng;
 
     pthread_t thread;
-    pthread_mutex_t mu; /* guards the queue and the flags below */
+    pthread_t relay_thread; /* relay.c; joined before the engine thread */
+    bool relay_running;
+    pthread_cond_t relay_cv; /* the relay waits here between rounds (with mu) */
+    pthread_mutex_t mu;      /* guards the queue and the flags below */
     pthread_cond_t cv;  /* the engine thread waits here for work */
     pthread_cond_t idle_cv;
     item_t *head, *tail;
@@ -145,6 +157,7 @@ struct sg_driver {
     /* stats */
     _Atomic uint64_t started, completed, compensated, failed, compensation_failed;
     _Atomic uint64_t batches, items, dispatched, duplicates, batch_us_total, active;
+    _Atomic uint64_t events_relayed;
 };
 
 /* batch.c: one transaction's worth of work (engine thread). */
@@ -152,6 +165,15 @@ void drv__run_batch(sg_driver_t *d, item_t *items, uint64_t now);
 /* Persists what the engine decided for inst; false when the store failed. */
 bool drv__persist(sg_driver_t *d, sg_inst_t *inst, const char *idem_key, bool created,
                   uint64_t now);
+
+/* relay.c: a thread that moves the domain events of the modules served in this process
+ * (their outboxes) into the event log, through the engine thread's batches. */
+sg_err_t drv__relay_start(sg_driver_t *d);
+void drv__relay_stop(sg_driver_t *d); /* after stopping was set; joins the thread */
+/* Imports the events of an ITEM_EVENTS item (engine thread, inside the batch). */
+sg_err_t drv__relay_import(sg_driver_t *d, const item_t *it);
+/* Enqueues it and waits until the engine thread answered it (driver.c). */
+sg_err_t drv__wait_for(sg_driver_t *d, item_t *it, waiter_t *w);
 
 /* recover.c: resume unfinished instances (engine thread, before the loop): load them,
  * arm their timers, and dispatch their in-flight attempts again (same idempotency key). */

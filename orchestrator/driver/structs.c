@@ -16,6 +16,15 @@ void drv__item_free(item_t *it)
     sg_free(it->output);
     sg_free(it->error_code);
     sg_free(it->error_message);
+    for (size_t i = 0; i < it->n_events; i++) {
+        relay_ev_t *e = &it->events[i];
+        sg_free(e->event_id);
+        sg_free(e->type);
+        sg_free(e->correlation_id);
+        sg_free(e->source);
+        sg_free(e->json);
+    }
+    sg_free(it->events);
     sg_free(it);
 }
 

@@ -60,6 +60,12 @@ static const char *const migrations[] = {
     "CREATE TABLE outbox(id INTEGER PRIMARY KEY AUTOINCREMENT, topic TEXT NOT NULL, key TEXT,"
     " payload BLOB, created_ms INTEGER);"
     "PRAGMA application_id = 1935763297;",
+    /* 2: events handed on from the services' outboxes carry their own unique id (the
+     * relay is at-least-once; the unique index makes a second copy a no-op) and the
+     * service that published them. */
+    "ALTER TABLE events ADD COLUMN event_id TEXT;"
+    "ALTER TABLE events ADD COLUMN source TEXT;"
+    "CREATE UNIQUE INDEX events_event_id ON events(event_id);",
 };
 
 _Static_assert(SG_ARRAY_LEN(migrations) == SG_STORE_SCHEMA_VERSION,
@@ -125,6 +131,10 @@ const store_query_t store__queries[STORE_Q__COUNT] = {
     [STORE_Q_EVENT_APPEND] = {"append event",
                               "INSERT INTO events(type, correlation_id, ts_ms, payload)"
                               " VALUES (?1, ?2, ?3, ?4)"},
+    [STORE_Q_EVENT_IMPORT] = {"import event",
+                              "INSERT INTO events(event_id, type, correlation_id, ts_ms, source,"
+                              " payload) VALUES (?1, ?2, ?3, ?4, ?5, ?6)"
+                              " ON CONFLICT(event_id) DO NOTHING"},
     [STORE_Q_OUTBOX_PUT] =
         {"put outbox message",
          "INSERT INTO outbox(topic, key, payload, created_ms) VALUES (?1, ?2, ?3, ?4)"},

@@ -811,6 +811,23 @@ sg_err_t sg_store_event_append(sg_store_t *st, const char *type, const char *cor
     return run_write(st, STORE_Q_EVENT_APPEND, a, SG_ARRAY_LEN(a), NULL);
 }
 
+sg_err_t sg_store_event_import(sg_store_t *st, const char *event_id, const char *type,
+                               const char *correlation_id, int64_t ts_ms, const char *source,
+                               const char *payload, bool *inserted)
+{
+    const arg_t a[] = {A_TEXT(event_id), A_TEXT(type),   A_TEXT(correlation_id),
+                       A_INT(ts_ms),     A_TEXT(source), A_TEXT(payload)};
+    if (!present(event_id) || !present(type)) {
+        return missing(st, "import event", !present(event_id) ? "event_id" : "type");
+    }
+    int changes = 0;
+    sg_err_t rc = run_write(st, STORE_Q_EVENT_IMPORT, a, SG_ARRAY_LEN(a), &changes);
+    if (inserted != NULL) {
+        *inserted = rc == SG_OK && changes > 0;
+    }
+    return rc;
+}
+
 static bool event_row(q_t *q, void *arg)
 {
     const visit_t *v = arg;

@@ -60,7 +60,7 @@ typedef struct {
 } sg_store_opts_t;
 
 /* The schema version this code creates and understands. */
-#define SG_STORE_SCHEMA_VERSION 1
+#define SG_STORE_SCHEMA_VERSION 2
 
 /* ---- handle and transactions ---- */
 
@@ -281,6 +281,13 @@ sg_err_t sg_store_timer_scan(sg_store_t *st, sg_store_timer_cb cb, void *ctx);
  * correlation_id and payload (JSON text) may be NULL. Writer only. */
 sg_err_t sg_store_event_append(sg_store_t *st, const char *type, const char *correlation_id,
                                int64_t ts_ms, const char *payload);
+
+/* Stores an event published elsewhere (a service's outbox) under its own event_id,
+ * once: a second import of the same event_id changes nothing and sets *inserted (may be
+ * NULL) to false. event_id and type are required; the rest may be NULL. Writer only. */
+sg_err_t sg_store_event_import(sg_store_t *st, const char *event_id, const char *type,
+                               const char *correlation_id, int64_t ts_ms, const char *source,
+                               const char *payload, bool *inserted);
 
 typedef bool (*sg_store_event_cb)(void *ctx, int64_t id, const char *type,
                                   const char *correlation_id, int64_t ts_ms, const char *payload);

@@ -281,7 +281,9 @@ static void close_slots(sg_transport_t *t)
 {
     for (size_t i = t->n_slots; i-- > 0;) {
         fifo_free(&t->slots[i].fifo);
-        t->slots[i].mod->close(t->slots[i].actx);
+        if (t->slots[i].mod->close != NULL) {
+            t->slots[i].mod->close(t->slots[i].actx);
+        }
     }
     t->n_slots = 0;
 }
@@ -323,8 +325,8 @@ static void emb_stop(sg_transport_t *t)
 }
 
 /* Opens module m into the next slot, unless it is there already. */
-static sg_err_t add_slot(sg_transport_t *t, const sg_activity_module_t *m, const char *data_dir,
-                         char *err, size_t errlen)
+static sg_err_t add_slot(sg_transport_t *t, const sg_activity_module_t *m,
+                         const sg_activity_env_t *env, char *err, size_t errlen)
 {
     for (size_t i = 0; i < t->n_slots; i++) {
         if (t->slots[i].mod == m) {
@@ -333,7 +335,8 @@ static sg_err_t add_slot(sg_transport_t *t, const sg_activity_module_t *m, const
     }
     char merr[256] = "";
     slot_t *sl = &t->slots[t->n_slots];
-    sg_err_t rc = m->open(data_dir, &sl->actx, merr, sizeof(merr));
+    /* A module without open() keeps no state. */
+    sg_err_t rc = m->open ? m->open(env, &sl->actx, merr, sizeof(merr)) : SG_OK;
     if (rc != SG_OK) {
         snprintf(err, errlen, "queue \"%s\": %s", m->queue, merr);
         return rc;
@@ -343,8 +346,8 @@ static sg_err_t add_slot(sg_transport_t *t, const sg_activity_module_t *m, const
     return SG_OK;
 }
 
-static sg_err_t open_listed(sg_transport_t *t, const sg_transport_opts_t *opts, char *err,
-                            size_t errlen)
+static sg_err_t open_listed(sg_transport_t *t, const sg_transport_opts_t *opts,
+                            const sg_activity_env_t *env, char *err, size_t errlen)
 {
     size_t n_mods;
     const sg_activity_module_t *const *mods = sg_activity_modules(&n_mods);
@@ -367,7 +370,7 @@ static sg_err_t open_listed(sg_transport_t *t, const sg_transport_opts_t *opts, 
             snprintf(err, errlen, "the test queue is served only with --test-activities");
             return SG_ERR_INVALID;
         }
-        sg_err_t rc = add_slot(t, m, opts->data_dir, err, errlen);
+        sg_err_t rc = add_slot(t, m, env, err, errlen);
         if (rc != SG_OK) {
             return rc;
         }
@@ -385,14 +388,15 @@ static sg_err_t open_modules(sg_transport_t *t, const sg_transport_opts_t *opts,
         snprintf(err, errlen, "out of memory");
         return SG_ERR_NOMEM;
     }
+    sg_activity_env_t env = {.data_dir = opts->data_dir, .chaos = opts->chaos};
     sg_err_t rc = SG_OK;
     if (opts->queues != NULL) {
-        rc = open_listed(t, opts, err, errlen);
+        rc = open_listed(t, opts, &env, err, errlen);
     }
     for (size_t i = 0; rc == SG_OK && i < n_mods; i++) {
         bool test = strcmp(mods[i]->queue, "test") == 0;
         if ((opts->queues == NULL && !test) || (test && opts->test_activities)) {
-            rc = add_slot(t, mods[i], opts->data_dir, err, errlen);
+            rc = add_slot(t, mods[i], &env, err, errlen);
         }
     }
     return rc;
@@ -463,9 +467,62 @@ fail:
     return rc;
 }
 
+/* ---- domain events of the modules served here ---- */
+
+typedef struct {
+    sg_transport_event_fn fn;
+    void *arg;
+    const char *queue;
+    bool stopped;
+} peek_ctx_t;
+
+static bool peek_one(void *arg, const sg_domain_event_t *ev)
+{
+    peek_ctx_t *pc = arg;
+    if (!pc->fn(pc->arg, pc->queue, ev)) {
+        pc->stopped = true;
+        return false;
+    }
+    return true;
+}
+
+/* The slots are fixed after start(), so no lock is needed to walk them. */
+static sg_err_t emb_events_peek(sg_transport_t *t, size_t max, sg_transport_event_fn fn,
+                                void *arg)
+{
+    for (size_t i = 0; i < t->n_slots; i++) {
+        const sg_activity_module_t *m = t->slots[i].mod;
+        if (m->events_peek == NULL) {
+            continue;
+        }
+        peek_ctx_t pc = {.fn = fn, .arg = arg, .queue = m->queue};
+        sg_err_t rc = m->events_peek(t->slots[i].actx, max, peek_one, &pc);
+        if (rc != SG_OK) {
+            return rc;
+        }
+        if (pc.stopped) {
+            break;
+        }
+    }
+    return SG_OK;
+}
+
+static sg_err_t emb_events_ack(sg_transport_t *t, const char *queue, int64_t upto_seq)
+{
+    for (size_t i = 0; i < t->n_slots; i++) {
+        const sg_activity_module_t *m = t->slots[i].mod;
+        if (strcmp(m->queue, queue) == 0) {
+            return m->events_ack ? m->events_ack(t->slots[i].actx, upto_seq) : SG_OK;
+        }
+    }
+    return SG_ERR_NOT_FOUND;
+}
+
 const sg_transport_vt_t sg_transport_embedded = {
     .name = "embedded",
     .start = emb_start,
     .dispatch = emb_dispatch,
     .stop = emb_stop,
+    .events_peek = emb_events_peek,
+    .events_ack = emb_events_ack,
 };

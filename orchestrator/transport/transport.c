@@ -9,9 +9,11 @@
 
 /* Defined in each transport's file; reached only through this table. */
 extern const sg_transport_vt_t sg_transport_embedded;
+extern const sg_transport_vt_t sg_transport_kafka;
 
 static const sg_transport_vt_t *const transports[] = {
     &sg_transport_embedded,
+    &sg_transport_kafka,
 };
 
 const sg_transport_vt_t *sg_transport_find(const char *name)

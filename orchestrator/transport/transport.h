@@ -1,8 +1,8 @@
 /*
  * transport: how sagad hands tasks to activity handlers and hears their results. One
  * interface, several implementations registered in the static table of transport.c:
- * "embedded" (a worker pool inside sagad) today, "kafka" (saga.tasks.<queue> topics and
- * saga-worker processes) later.
+ * "embedded" (a worker pool inside sagad) and "kafka" (saga.tasks.<queue> topics and
+ * saga-worker processes; see kafka.c).
  *
  * Delivery is at-least-once and results may arrive in any order, late, or (after a
  * restart) never: the orchestrator keeps every dispatched task durable in its outbox and
@@ -28,24 +28,54 @@ typedef struct sg_transport sg_transport_t;
 typedef void (*sg_transport_result_fn)(void *ctx, const sg_task_t *task,
                                        const sg_task_result_t *result);
 
+/* Receives one domain event of the module serving queue (see events_peek); false stops. */
+typedef bool (*sg_transport_event_fn)(void *arg, const char *queue, const sg_domain_event_t *ev);
+
 #define SG_TRANSPORT_DEFAULT_THREADS 8u
 #define SG_TRANSPORT_DEFAULT_QUEUE_CAP 1000000u
+
+/*
+ * Settings of the kafka transport (shared with saga-worker); zero fields take the
+ * defaults. The embedded transport ignores them.
+ */
+typedef struct {
+    const char *brokers;      /* bootstrap.servers (default "127.0.0.1:9092") */
+    const char *const *props; /* NULL-terminated "key=value" librdkafka properties,
+                                 applied after ours (SASL, TLS, tuning); NULL = none */
+    unsigned partitions;      /* partitions of topics created when missing (default 6) */
+    unsigned replication;     /* their replication factor (default 1) */
+    const char *group_id;     /* consumer group reading saga.results (default "sagad") */
+    const char *client_id;    /* client.id (default "sagad") */
+} sg_kafka_opts_t;
+
+/*
+ * Optional, given by the orchestrator: blocks until every result handed to on_result
+ * before the call is durable in its store, then returns SG_OK; any other value (stopping,
+ * a failed commit) means nothing may be acknowledged yet. A transport that can
+ * acknowledge results (Kafka offsets of saga.results) calls it from a thread of its own,
+ * never from on_result, and acknowledges only what it covered.
+ */
+typedef sg_err_t (*sg_transport_sync_fn)(void *ctx);
 
 typedef struct {
     const char *data_dir;      /* where activity modules keep their databases */
     const char *const *queues; /* NULL-terminated queues to serve (NULL = every registered
                                   module except "test") */
     bool test_activities;      /* also serve the test queue (sagad --test-activities) */
+    const char *chaos;         /* fault injection for the modules (sagad --chaos); NULL */
     unsigned threads;          /* worker threads in total (0 = default 8) */
     unsigned per_queue_limit;  /* max tasks of one queue running at once (0 = threads) */
     size_t queue_cap;          /* max tasks accepted but not yet started, all queues
                                   together (0 = default 1,000,000) */
     sg_transport_result_fn on_result;
-    void *ctx; /* passed to on_result */
+    void *ctx;                         /* passed to on_result and results_sync */
+    sg_transport_sync_fn results_sync; /* NULL: results count as durable once on_result
+                                          returned (recovery re-dispatches the rest) */
+    const sg_kafka_opts_t *kafka;      /* kafka transport only; NULL = defaults */
 } sg_transport_opts_t;
 
 typedef struct {
-    const char *name; /* "embedded", later "kafka" */
+    const char *name; /* "embedded", "kafka" */
     /*
      * Starts the transport: opens the activity modules it serves and its threads. On
      * failure writes one line to err and returns non-SG_OK (SG_ERR_INVALID for bad
@@ -57,7 +87,9 @@ typedef struct {
     /*
      * Queues a copy of task; never blocks for long. Any thread, including on_result.
      * Returns SG_OK when the task was accepted: on_result will then be called for it
-     * exactly once, unless stop() drops it first. An activity the transport does not
+     * exactly once, unless stop() drops it first (embedded; over Kafka a result can also
+     * come twice, or never when a worker dead-letters the task: the engine ignores
+     * duplicates and times the attempt out). An activity the transport does not
      * serve is accepted and answered with SG_TASK_FATAL "saga.unknown_activity", so the
      * engine learns of it. Otherwise on_result is never called for the task, and:
      *   SG_ERR_LIMIT    the queue cap is reached: keep the task and dispatch it later
@@ -74,6 +106,16 @@ typedef struct {
      * threads, closes the modules and frees t. t may be NULL. Never from on_result.
      */
     void (*stop)(sg_transport_t *t);
+    /*
+     * Optional (NULL when the modules' events go elsewhere, e.g. from saga-worker to
+     * Kafka). Calls fn with up to max events waiting in the outboxes of the modules served
+     * in this process, oldest first per module, without removing them; fn gets the
+     * module's queue name. Any thread, also while tasks run.
+     */
+    sg_err_t (*events_peek)(sg_transport_t *t, size_t max, sg_transport_event_fn fn, void *arg);
+    /* Removes the events of queue up to seq (included): only once they are durable where
+     * they went. */
+    sg_err_t (*events_ack)(sg_transport_t *t, const char *queue, int64_t upto_seq);
 } sg_transport_vt_t;
 
 /* The transport called name, from the one static table; NULL if unknown. Any thread. */

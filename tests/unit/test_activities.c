@@ -39,7 +39,7 @@ static uint64_t now_ms(void)
 static void h_open(h_t *h)
 {
     char err[256] = "";
-    assert_int_equal(h->mod->open(h->dir, &h->actx, err, sizeof(err)), SG_OK);
+    assert_int_equal(h->mod->open(&(sg_activity_env_t){.data_dir = h->dir}, &h->actx, err, sizeof(err)), SG_OK);
 }
 
 static int setup(void **state)
@@ -410,15 +410,15 @@ static void test_open_errors(void **state)
     h_t *h = *state;
     char err[256] = "";
     sg_activity_ctx_t *actx = NULL;
-    assert_int_equal(h->mod->open("/nonexistent/dir", &actx, err, sizeof(err)), SG_ERR_IO);
+    assert_int_equal(h->mod->open(&(sg_activity_env_t){.data_dir = "/nonexistent/dir"}, &actx, err, sizeof(err)), SG_ERR_IO);
     assert_non_null(strstr(err, "/nonexistent/dir/test-effects.db"));
     assert_null(actx);
-    assert_int_equal(h->mod->open(NULL, &actx, err, sizeof(err)), SG_ERR_INVALID);
+    assert_int_equal(h->mod->open(&(sg_activity_env_t){0}, &actx, err, sizeof(err)), SG_ERR_INVALID);
 
     /* OOM loop over open: every failure is clean (ASan checks the leaks). */
     for (size_t nth = 1;; nth++) {
         sg_alloc_fail_at(nth);
-        sg_err_t rc = h->mod->open(h->dir, &actx, err, sizeof(err));
+        sg_err_t rc = h->mod->open(&(sg_activity_env_t){.data_dir = h->dir}, &actx, err, sizeof(err));
         size_t seen = sg_alloc_fail_at(0);
         if (rc == SG_OK) {
             h->mod->close(actx);

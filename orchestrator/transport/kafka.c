@@ -1,0 +1,594 @@
+/*
+ * kafka transport: sagad's side of the Kafka topics. dispatch() produces an
+ * ActivityTask to saga.tasks.<queue>, keyed by instance id, through the producer of
+ * kafka_producer.c (idempotent, acks=all, keeps every task until its delivery report,
+ * recreated after a fatal error). A consumer thread reads saga.results in the consumer
+ * group "sagad" and hands each decoded ActivityResult to on_result; a message that
+ * cannot be decoded is counted, logged and skipped.
+ *
+ * Offsets of saga.results are committed only once the engine has made the results
+ * durable: the consumer thread records the next offset per partition after on_result
+ * returned, and a commit thread takes a snapshot of those offsets, calls results_sync
+ * (which returns once the engine committed a batch behind every result handed over so
+ * far) and only then commits the snapshot. Without results_sync the snapshot is
+ * committed as soon as on_result returned, which is safe too: recovery re-dispatches
+ * every running attempt after a restart and workers answer from their records.
+ *
+ * Tasks live only in memory here; the attempt rows in sagad's store are their durable
+ * record (re-dispatched at recovery), and workers dedupe on the idempotency key.
+ * Topics are created at start when missing (saga.results, and saga.tasks.<queue> and
+ * its .dlq for every queue served); a queue seen first in dispatch() gets its topics
+ * from the consumer thread. A broker outage is logged, never fatal.
+ *
+ * It must never touch the store or the engine, never call on_result from dispatch's
+ * thread, and never call it after stop() returned.
+ */
+#include "orchestrator/log/log.h"
+#include "orchestrator/transport/kafka.h"
+
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+#define CREATE_TIMEOUT_MS 5000
+#define CREATE_RETRY_MS 5000u
+#define COMMIT_PACE_MS 50u
+#define COMMIT_RETRY_MS 500u
+#define STOP_FLUSH_MS 2000u
+#define WARN_EVERY_MS 10000u
+
+struct sg_transport {
+    sg_kafka_opts_t ko; /* strings below are copies */
+    char *brokers, *group, *client;
+    char **props;
+    sg_kafka_producer_t *prod;
+    rd_kafka_t *consumer;
+    sg_transport_result_fn on_result;
+    sg_transport_sync_fn results_sync;
+    void *ctx;
+
+    pthread_mutex_t mu;
+    pthread_cond_t cv; /* handed changed, or stop began */
+    bool stopping;
+    pthread_t consumer_thread, commit_thread, admin_thread;
+    bool consumer_started, commit_started, admin_started;
+    /* saga.results: the next offset per partition whose results were handed over */
+    rd_kafka_topic_partition_list_t *handed;
+    bool handed_dirty;
+    /* queues whose topics exist or are queued for creation, and topics to create */
+    char **queues;
+    size_t n_queues, cap_queues;
+    char **create;
+    size_t n_create, cap_create;
+    uint64_t create_after; /* monotonic ms */
+    uint64_t last_warn;
+
+    _Atomic uint64_t dispatched, results, undecodable, commits;
+};
+
+static uint64_t mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+/* Waits on t->cv for at most ms. Caller holds mu. */
+static void wait_ms(sg_transport_t *t, uint64_t ms)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    ts.tv_sec += (time_t)(ms / 1000);
+    ts.tv_nsec += (long)(ms % 1000) * 1000000L;
+    if (ts.tv_nsec >= 1000000000L) {
+        ts.tv_sec++;
+        ts.tv_nsec -= 1000000000L;
+    }
+    pthread_cond_timedwait(&t->cv, &t->mu, &ts);
+}
+
+static bool warn_due(sg_transport_t *t)
+{
+    uint64_t now = mono_ms();
+    pthread_mutex_lock(&t->mu);
+    bool due = t->last_warn == 0 || now - t->last_warn >= WARN_EVERY_MS;
+    if (due) {
+        t->last_warn = now;
+    }
+    pthread_mutex_unlock(&t->mu);
+    return due;
+}
+
+/* ---- topics ---- */
+
+static bool push_str(char ***arr, size_t *n, size_t *cap, const char *s, size_t len)
+{
+    if (!sg_grow((void **)arr, cap, *n, sizeof(**arr))) {
+        return false;
+    }
+    char *copy = sg_strndup(s, len);
+    if (copy == NULL) {
+        return false;
+    }
+    (*arr)[(*n)++] = copy;
+    return true;
+}
+
+/*
+ * Makes sure the topics of queue are known: the first time, queues them for creation.
+ * False on OOM (nothing is queued; the producer waits for the topic, or the broker
+ * creates it). Caller holds mu.
+ */
+static bool note_queue_locked(sg_transport_t *t, const char *queue, size_t len)
+{
+    for (size_t i = 0; i < t->n_queues; i++) {
+        if (strlen(t->queues[i]) == len && memcmp(t->queues[i], queue, len) == 0) {
+            return true;
+        }
+    }
+    char topic[SG_KAFKA_TOPIC_MAX + 1], dlq[SG_KAFKA_TOPIC_MAX + 1];
+    if (!sg_kafka_task_topic(queue, len, false, topic, sizeof(topic)) ||
+        !sg_kafka_task_topic(queue, len, true, dlq, sizeof(dlq))) {
+        return false;
+    }
+    pthread_cond_broadcast(&t->cv); /* wakes the admin thread */
+    return push_str(&t->queues, &t->n_queues, &t->cap_queues, queue, len) &&
+           push_str(&t->create, &t->n_create, &t->cap_create, topic, strlen(topic)) &&
+           push_str(&t->create, &t->n_create, &t->cap_create, dlq, strlen(dlq));
+}
+
+/* Creates the queued topics (admin thread, or start()). True when none is left. */
+static bool create_topics(sg_transport_t *t, int timeout_ms)
+{
+    pthread_mutex_lock(&t->mu);
+    size_t n = t->n_create;
+    char **names = n > 0 ? sg_calloc(n, sizeof(*names)) : NULL;
+    for (size_t i = 0; names != NULL && i < n; i++) {
+        names[i] = t->create[i];
+    }
+    pthread_mutex_unlock(&t->mu);
+    if (n == 0 || names == NULL) {
+        return n == 0;
+    }
+    char err[512] = "";
+    sg_err_t rc =
+        sg_kafka_topics_create(&t->ko, (const char *const *)names, n, timeout_ms, err, sizeof(err));
+    bool results_created = false;
+    pthread_mutex_lock(&t->mu);
+    if (rc == SG_OK) {
+        /* The first n entries are those created; others may have been queued since. */
+        for (size_t i = 0; i < n; i++) {
+            results_created |= strcmp(t->create[i], SG_KAFKA_RESULTS_TOPIC) == 0;
+            sg_free(t->create[i]);
+        }
+        memmove(t->create, t->create + n, (t->n_create - n) * sizeof(*t->create));
+        t->n_create -= n;
+    } else {
+        t->create_after = mono_ms() + CREATE_RETRY_MS;
+    }
+    pthread_mutex_unlock(&t->mu);
+    sg_free(names);
+    if (rc != SG_OK) {
+        sg_log(SG_LOG_WARN, NULL, "kafka: %s; trying again in %u s", err, CREATE_RETRY_MS / 1000);
+    } else if (results_created && t->consumer != NULL && t->consumer_started) {
+        /* A consumer subscribed to a topic that did not exist yet notices it only at its
+         * next metadata refresh; subscribing again looks now. */
+        rd_kafka_topic_partition_list_t *sub = rd_kafka_topic_partition_list_new(1);
+        rd_kafka_topic_partition_list_add(sub, SG_KAFKA_RESULTS_TOPIC, RD_KAFKA_PARTITION_UA);
+        rd_kafka_subscribe(t->consumer, sub);
+        rd_kafka_topic_partition_list_destroy(sub);
+    }
+    return rc == SG_OK;
+}
+
+/* ---- results ---- */
+
+/* Records that results of partition up to offset (excluded) were handed over. */
+static void mark_handed(sg_transport_t *t, int32_t partition, int64_t next_offset)
+{
+    pthread_mutex_lock(&t->mu);
+    rd_kafka_topic_partition_t *tp =
+        rd_kafka_topic_partition_list_find(t->handed, SG_KAFKA_RESULTS_TOPIC, partition);
+    if (tp == NULL) {
+        tp = rd_kafka_topic_partition_list_add(t->handed, SG_KAFKA_RESULTS_TOPIC, partition);
+    }
+    if (next_offset > tp->offset) {
+        tp->offset = next_offset;
+        t->handed_dirty = true;
+        pthread_cond_broadcast(&t->cv);
+    }
+    pthread_mutex_unlock(&t->mu);
+}
+
+static void handle_result(sg_transport_t *t, const rd_kafka_message_t *m)
+{
+    sg_wire_result_t *w = NULL;
+    char why[256] = "";
+    if (sg_wire_result_decode(m->payload, m->len, &w, why, sizeof(why)) == SG_OK) {
+        atomic_fetch_add(&t->results, 1);
+        t->on_result(t->ctx, &w->task, &w->res);
+        sg_wire_result_free(w);
+    } else {
+        uint64_t n = atomic_fetch_add(&t->undecodable, 1) + 1;
+        sg_log(SG_LOG_WARN, NULL,
+               "kafka: %s partition %d offset %lld: %s; skipped (%llu undecodable so far)",
+               SG_KAFKA_RESULTS_TOPIC, (int)m->partition, (long long)m->offset, why,
+               (unsigned long long)n);
+    }
+    mark_handed(t, m->partition, m->offset + 1);
+}
+
+static void *consumer_main(void *arg)
+{
+    sg_transport_t *t = arg;
+    for (;;) {
+        pthread_mutex_lock(&t->mu);
+        bool stop = t->stopping;
+        pthread_mutex_unlock(&t->mu);
+        if (stop) {
+            break;
+        }
+        rd_kafka_message_t *m = rd_kafka_consumer_poll(t->consumer, 100);
+        if (m == NULL) {
+            continue;
+        }
+        if (m->err == RD_KAFKA_RESP_ERR_NO_ERROR) {
+            handle_result(t, m);
+        } else if (m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF && warn_due(t)) {
+            sg_log(SG_LOG_WARN, NULL, "kafka consumer of %s: %s", SG_KAFKA_RESULTS_TOPIC,
+                   rd_kafka_message_errstr(m));
+        }
+        rd_kafka_message_destroy(m);
+    }
+    /* Leaves the group now rather than after the session timeout. */
+    rd_kafka_consumer_close(t->consumer);
+    return NULL;
+}
+
+/* Commits what the engine has made durable (see the top of the file). */
+static void *commit_main(void *arg)
+{
+    sg_transport_t *t = arg;
+    pthread_mutex_lock(&t->mu);
+    while (!t->stopping) {
+        if (!t->handed_dirty) {
+            wait_ms(t, 500);
+            continue;
+        }
+        rd_kafka_topic_partition_list_t *snap = rd_kafka_topic_partition_list_copy(t->handed);
+        t->handed_dirty = false;
+        pthread_mutex_unlock(&t->mu);
+        sg_err_t rc = t->results_sync != NULL ? t->results_sync(t->ctx) : SG_OK;
+        rd_kafka_resp_err_t e = RD_KAFKA_RESP_ERR_NO_ERROR;
+        if (rc == SG_OK && snap != NULL) {
+            e = rd_kafka_commit(t->consumer, snap, 0);
+            if (e != RD_KAFKA_RESP_ERR_NO_ERROR && warn_due(t)) {
+                sg_log(SG_LOG_WARN, NULL, "kafka: committing offsets of %s: %s; trying again",
+                       SG_KAFKA_RESULTS_TOPIC, rd_kafka_err2str(e));
+            }
+        }
+        bool ok = rc == SG_OK && snap != NULL && e == RD_KAFKA_RESP_ERR_NO_ERROR;
+        if (snap != NULL) {
+            rd_kafka_topic_partition_list_destroy(snap);
+        }
+        pthread_mutex_lock(&t->mu);
+        if (ok) {
+            atomic_fetch_add(&t->commits, 1);
+        } else {
+            t->handed_dirty = true;
+        }
+        if (!t->stopping) {
+            /* Paces commits: one per engine batch would be wasteful. */
+            wait_ms(t, ok ? COMMIT_PACE_MS : COMMIT_RETRY_MS);
+        }
+    }
+    pthread_mutex_unlock(&t->mu);
+    return NULL;
+}
+
+/* Creates topics queued by dispatch() (and those start() could not create), so that
+ * neither the consumer nor dispatch ever waits for the admin API. */
+static void *admin_main(void *arg)
+{
+    sg_transport_t *t = arg;
+    pthread_mutex_lock(&t->mu);
+    while (!t->stopping) {
+        uint64_t now = mono_ms();
+        if (t->n_create > 0 && now >= t->create_after) {
+            pthread_mutex_unlock(&t->mu);
+            create_topics(t, CREATE_TIMEOUT_MS);
+            pthread_mutex_lock(&t->mu);
+            continue;
+        }
+        wait_ms(t, t->n_create > 0 ? t->create_after - now : 1000);
+    }
+    pthread_mutex_unlock(&t->mu);
+    return NULL;
+}
+
+/* ---- dispatch ---- */
+
+/* A task no worker can ever take (its activity is not "queue.operation" with a valid
+ * queue): answered with a fatal result through saga.results, like any other. */
+static sg_err_t answer_unknown(sg_transport_t *t, const sg_task_t *task)
+{
+    sg_task_result_t res = {0};
+    sg_task_fail(&res, SG_TASK_FATAL, "saga.unknown_activity",
+                 "activity \"%s\" is not of the form queue.operation with a queue of "
+                 "[A-Za-z0-9_-]",
+                 task->activity);
+    uint64_t now = sg_now_ms();
+    uint8_t *buf = NULL;
+    size_t len = 0;
+    sg_err_t rc = sg_wire_result_encode(task, NULL, &res, "sagad", now, now, &buf, &len);
+    sg_task_result_fini(&res);
+    if (rc != SG_OK) {
+        return rc;
+    }
+    rc = sg_kafka_producer_send(t->prod, SG_KAFKA_RESULTS_TOPIC, task->instance_id,
+                                strlen(task->instance_id), buf, len, NULL, 0, NULL);
+    sg_free(buf);
+    return rc;
+}
+
+static sg_err_t kafka_dispatch(sg_transport_t *t, const sg_task_t *task)
+{
+    if (t == NULL || task == NULL || task->activity == NULL || task->instance_id == NULL) {
+        return SG_ERR_INVALID;
+    }
+    size_t qlen = 0;
+    const char *op = sg_activity_split(task->activity, &qlen);
+    char topic[SG_KAFKA_TOPIC_MAX + 1];
+    pthread_mutex_lock(&t->mu);
+    bool stopping = t->stopping;
+    bool valid = op != NULL && sg_kafka_task_topic(task->activity, qlen, false, topic,
+                                                   sizeof(topic));
+    if (valid && !stopping) {
+        note_queue_locked(t, task->activity, qlen);
+    }
+    pthread_mutex_unlock(&t->mu);
+    if (stopping) {
+        return SG_ERR_STATE;
+    }
+    if (!valid) {
+        return answer_unknown(t, task);
+    }
+    uint8_t *buf = NULL;
+    size_t len = 0;
+    sg_err_t rc = sg_wire_task_encode(task, sg_now_ms(), &buf, &len);
+    if (rc != SG_OK) {
+        return rc;
+    }
+    rc = sg_kafka_producer_send(t->prod, topic, task->instance_id, strlen(task->instance_id), buf,
+                                len, NULL, 0, NULL);
+    sg_free(buf);
+    if (rc == SG_OK) {
+        atomic_fetch_add(&t->dispatched, 1);
+    }
+    return rc;
+}
+
+/* ---- start / stop ---- */
+
+static void kafka_free(sg_transport_t *t)
+{
+    if (t->consumer != NULL) {
+        rd_kafka_destroy(t->consumer);
+    }
+    if (t->prod != NULL) {
+        /* Tasks still pending are durable as running attempts: re-dispatched at start. */
+        if (!sg_kafka_producer_flush(t->prod, STOP_FLUSH_MS)) {
+            sg_log(SG_LOG_WARN, NULL,
+                   "kafka: %zu tasks not acknowledged by the broker at stop; they are "
+                   "dispatched again at the next start",
+                   sg_kafka_producer_pending(t->prod));
+        }
+        sg_kafka_producer_free(t->prod);
+    }
+    if (t->handed != NULL) {
+        rd_kafka_topic_partition_list_destroy(t->handed);
+    }
+    for (size_t i = 0; i < t->n_queues; i++) {
+        sg_free(t->queues[i]);
+    }
+    for (size_t i = 0; i < t->n_create; i++) {
+        sg_free(t->create[i]);
+    }
+    sg_free(t->queues);
+    sg_free(t->create);
+    sg_kafka_props_free(t->props);
+    sg_free(t->brokers);
+    sg_free(t->group);
+    sg_free(t->client);
+    pthread_cond_destroy(&t->cv);
+    pthread_mutex_destroy(&t->mu);
+    sg_free(t);
+}
+
+static void kafka_stop(sg_transport_t *t)
+{
+    if (t == NULL) {
+        return;
+    }
+    pthread_mutex_lock(&t->mu);
+    t->stopping = true;
+    pthread_cond_broadcast(&t->cv);
+    pthread_mutex_unlock(&t->mu);
+    /* Results handed over since the last sync are not known to be durable: their
+     * offsets stay uncommitted and they are read again at the next start (and ignored
+     * as duplicates if they were applied). */
+    if (t->commit_started) {
+        pthread_join(t->commit_thread, NULL);
+    }
+    if (t->consumer_started) {
+        pthread_join(t->consumer_thread, NULL);
+    }
+    if (t->admin_started) {
+        pthread_join(t->admin_thread, NULL);
+    }
+    kafka_free(t);
+}
+
+static sg_err_t copy_opts(sg_transport_t *t, const sg_kafka_opts_t *o)
+{
+    t->brokers = sg_strdup(o != NULL && o->brokers ? o->brokers : SG_KAFKA_DEFAULT_BROKERS);
+    t->group = sg_strdup(o != NULL && o->group_id ? o->group_id : "sagad");
+    t->client = sg_strdup(o != NULL && o->client_id ? o->client_id : "sagad");
+    if (t->brokers == NULL || t->group == NULL || t->client == NULL) {
+        return SG_ERR_NOMEM;
+    }
+    for (size_t i = 0; o != NULL && o->props != NULL && o->props[i] != NULL; i++) {
+        sg_err_t rc = sg_kafka_props_add(&t->props, o->props[i]);
+        if (rc != SG_OK) {
+            return rc;
+        }
+    }
+    t->ko = (sg_kafka_opts_t){.brokers = t->brokers,
+                              .props = (const char *const *)t->props,
+                              .partitions = o != NULL ? o->partitions : 0,
+                              .replication = o != NULL ? o->replication : 0,
+                              .group_id = t->group,
+                              .client_id = t->client};
+    return SG_OK;
+}
+
+static sg_err_t make_consumer(sg_transport_t *t, char *err, size_t errlen)
+{
+    char group[512];
+    snprintf(group, sizeof(group), "group.id=%s", t->group);
+    const char *const defaults[] = {group,
+                                    "auto.offset.reset=earliest",
+                                    /* librdkafka 2.0.2's cooperative-sticky has bugs */
+                                    "partition.assignment.strategy=range",
+                                    NULL};
+    rd_kafka_conf_t *conf = sg_kafka_conf_new(&t->ko, NULL, defaults, err, errlen);
+    if (conf == NULL) {
+        return SG_ERR_INVALID;
+    }
+    /* Offsets are ours to commit (commit_main); never automatically. */
+    if (!sg_kafka_conf_set(conf, "enable.auto.commit", "false", err, errlen) ||
+        !sg_kafka_conf_set(conf, "enable.auto.offset.store", "false", err, errlen)) {
+        rd_kafka_conf_destroy(conf);
+        return SG_ERR_INVALID;
+    }
+    char why[256] = "";
+    t->consumer = rd_kafka_new(RD_KAFKA_CONSUMER, conf, why, sizeof(why));
+    if (t->consumer == NULL) {
+        rd_kafka_conf_destroy(conf);
+        snprintf(err, errlen, "kafka consumer: %s", why);
+        return SG_ERR_INVALID;
+    }
+    rd_kafka_poll_set_consumer(t->consumer);
+    rd_kafka_topic_partition_list_t *sub = rd_kafka_topic_partition_list_new(1);
+    rd_kafka_topic_partition_list_add(sub, SG_KAFKA_RESULTS_TOPIC, RD_KAFKA_PARTITION_UA);
+    rd_kafka_resp_err_t e = rd_kafka_subscribe(t->consumer, sub);
+    rd_kafka_topic_partition_list_destroy(sub);
+    if (e != RD_KAFKA_RESP_ERR_NO_ERROR) {
+        snprintf(err, errlen, "kafka: subscribing to %s: %s", SG_KAFKA_RESULTS_TOPIC,
+                 rd_kafka_err2str(e));
+        return SG_ERR_INVALID;
+    }
+    return SG_OK;
+}
+
+/* The queues whose topics exist from the start: those served, as in embedded mode. */
+static sg_err_t note_start_queues(sg_transport_t *t, const sg_transport_opts_t *opts)
+{
+    bool ok = push_str(&t->create, &t->n_create, &t->cap_create, SG_KAFKA_RESULTS_TOPIC,
+                       strlen(SG_KAFKA_RESULTS_TOPIC));
+    size_t n_mods = 0;
+    const sg_activity_module_t *const *mods = sg_activity_modules(&n_mods);
+    for (size_t i = 0; ok && opts->queues != NULL && opts->queues[i] != NULL; i++) {
+        ok = note_queue_locked(t, opts->queues[i], strlen(opts->queues[i]));
+    }
+    for (size_t i = 0; ok && opts->queues == NULL && i < n_mods; i++) {
+        bool test = strcmp(mods[i]->queue, "test") == 0;
+        if (!test || opts->test_activities) {
+            ok = note_queue_locked(t, mods[i]->queue, strlen(mods[i]->queue));
+        }
+    }
+    return ok ? SG_OK : SG_ERR_NOMEM;
+}
+
+static sg_err_t start_threads(sg_transport_t *t, char *err, size_t errlen)
+{
+    /* Our threads (and librdkafka's, made earlier on this thread's mask) must not take
+     * the signals that sagad's main thread waits for. */
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    t->consumer_started = pthread_create(&t->consumer_thread, NULL, consumer_main, t) == 0;
+    t->commit_started =
+        t->consumer_started && pthread_create(&t->commit_thread, NULL, commit_main, t) == 0;
+    t->admin_started =
+        t->commit_started && pthread_create(&t->admin_thread, NULL, admin_main, t) == 0;
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    if (!t->admin_started) {
+        snprintf(err, errlen, "cannot start the kafka transport's threads");
+        return SG_ERR_NOMEM;
+    }
+    return SG_OK;
+}
+
+static sg_err_t kafka_start(const sg_transport_opts_t *opts, sg_transport_t **out, char *err,
+                            size_t errlen)
+{
+    if (opts == NULL || opts->on_result == NULL) {
+        snprintf(err, errlen, "the kafka transport needs a result callback");
+        return SG_ERR_INVALID;
+    }
+    sg_transport_t *t = sg_calloc(1, sizeof(*t));
+    if (t == NULL) {
+        snprintf(err, errlen, "out of memory");
+        return SG_ERR_NOMEM;
+    }
+    pthread_mutex_init(&t->mu, NULL);
+    pthread_cond_init(&t->cv, NULL);
+    t->on_result = opts->on_result;
+    t->results_sync = opts->results_sync;
+    t->ctx = opts->ctx;
+    t->handed = rd_kafka_topic_partition_list_new(8);
+    sg_err_t rc = t->handed != NULL ? copy_opts(t, opts->kafka) : SG_ERR_NOMEM;
+    if (rc == SG_OK) {
+        rc = note_start_queues(t, opts);
+    }
+    if (rc != SG_OK) {
+        snprintf(err, errlen, "out of memory");
+        goto fail;
+    }
+    rc = sg_kafka_producer_new(&t->ko, t->client, opts->queue_cap, NULL, NULL, &t->prod, err,
+                               errlen);
+    if (rc != SG_OK) {
+        goto fail;
+    }
+    /* Before subscribing, so the consumer finds saga.results at once; a broker that is
+     * down only delays this (the consumer thread tries again, then subscribes again). */
+    create_topics(t, CREATE_TIMEOUT_MS);
+    rc = make_consumer(t, err, errlen);
+    if (rc == SG_OK) {
+        rc = start_threads(t, err, errlen);
+    }
+    if (rc != SG_OK) {
+        goto fail;
+    }
+    sg_log(SG_LOG_INFO, NULL, "kafka transport: brokers %s, results group %s, %zu queues",
+           t->brokers, t->group, t->n_queues);
+    *out = t;
+    return SG_OK;
+fail:
+    kafka_stop(t);
+    return rc;
+}
+
+const sg_transport_vt_t sg_transport_kafka = {
+    .name = "kafka",
+    .start = kafka_start,
+    .dispatch = kafka_dispatch,
+    .stop = kafka_stop,
+    /* The modules run in saga-worker processes, which publish their events to Kafka. */
+    .events_peek = NULL,
+    .events_ack = NULL,
+};

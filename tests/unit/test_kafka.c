@@ -1,0 +1,791 @@
+/*
+ * Unit tests of the kafka transport and its kit, against librdkafka's in-process mock
+ * cluster (no broker needed): the wire messages of schemas/saga.proto (round trips and
+ * malformed input), librdkafka property files, dispatch -> a fake worker in this test ->
+ * saga.results -> on_result, an undecodable result skipped, an activity no worker can
+ * take answered fatally, offsets of saga.results committed only after results_sync
+ * said the engine made them durable, and the producer recreated after a fatal error
+ * without losing a message.
+ *
+ * The real broker, sagad and saga-workers as processes are tests/kafka/kafka_e2e.py.
+ * Every wait is bounded and on a condition, never a blind sleep.
+ */
+/* cmocka.h needs these before it. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "orchestrator/log/log.h"
+#include "orchestrator/transport/kafka.h"
+
+/* After rdkafka.h (which kafka.h includes). */
+#include <librdkafka/rdkafka_mock.h>
+
+#define WAIT_SECONDS 120
+#define PARTITIONS 2
+
+static uint64_t mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+/* ---- wire messages ---- */
+
+static void test_wire_task_roundtrip(void **state)
+{
+    (void)state;
+    sg_task_t task = {.instance_id = "01JABCDEFGHJKMNPQRSTVWXYZ0",
+                      .step_id = "charge",
+                      .step = 3,
+                      .attempt = 2,
+                      .compensation = true,
+                      .activity = "payment.refund",
+                      .input = "{\"amount\":12}",
+                      .idempotency_key = "01JABCDEFGHJKMNPQRSTVWXYZ0/charge/compensate",
+                      .deadline_ms = 1234567};
+    uint8_t *buf = NULL;
+    size_t len = 0;
+    assert_int_equal(sg_wire_task_encode(&task, 42, &buf, &len), SG_OK);
+    sg_wire_task_t *w = NULL;
+    char err[256];
+    assert_int_equal(sg_wire_task_decode(buf, len, &w, err, sizeof(err)), SG_OK);
+    assert_string_equal(w->task.instance_id, task.instance_id);
+    assert_string_equal(w->task.step_id, "charge");
+    assert_int_equal(w->task.step, 3);
+    assert_int_equal(w->task.attempt, 2);
+    assert_true(w->task.compensation);
+    assert_string_equal(w->task.activity, "payment.refund");
+    assert_string_equal(w->task.input, "{\"amount\":12}");
+    assert_string_equal(w->task.idempotency_key, task.idempotency_key);
+    assert_int_equal(w->task.deadline_ms, 1234567);
+    assert_string_equal(w->correlation_id, task.instance_id);
+    assert_int_equal(w->dispatched_ms, 42);
+    char tp[56];
+    sg_wire_traceparent(&task, tp);
+    assert_string_equal(w->traceparent, tp);
+    assert_int_equal(strlen(tp), 55);
+    assert_memory_equal(tp, "00-", 3);
+    sg_wire_task_free(w);
+    /* Every attempt of a saga shares the trace id, never the parent id. */
+    sg_task_t again = task;
+    again.attempt = 3;
+    char tp2[56];
+    sg_wire_traceparent(&again, tp2);
+    assert_memory_equal(tp, tp2, 35);
+    assert_memory_not_equal(tp + 36, tp2 + 36, 16);
+    sg_free(buf);
+}
+
+static void test_wire_result_roundtrip(void **state)
+{
+    (void)state;
+    sg_task_t task = {.instance_id = "I1",
+                      .step_id = "s",
+                      .step = 1,
+                      .attempt = 1,
+                      .activity = "test.echo",
+                      .input = "{}",
+                      .idempotency_key = "I1/s"};
+    sg_task_result_t res = {0};
+    sg_task_fail(&res, SG_TASK_RETRYABLE, "test.flaky", "attempt %d", 1);
+    uint8_t *buf = NULL;
+    size_t len = 0;
+    assert_int_equal(sg_wire_result_encode(&task, NULL, &res, "w1", 10, 20, &buf, &len), SG_OK);
+    sg_task_result_fini(&res);
+    sg_wire_result_t *w = NULL;
+    char err[256];
+    assert_int_equal(sg_wire_result_decode(buf, len, &w, err, sizeof(err)), SG_OK);
+    assert_int_equal(w->res.outcome, SG_TASK_RETRYABLE);
+    assert_string_equal(w->res.error_code, "test.flaky");
+    assert_string_equal(w->res.error_message, "attempt 1");
+    assert_null(w->res.output);
+    assert_string_equal(w->worker_id, "w1");
+    assert_int_equal(w->started_ms, 10);
+    assert_int_equal(w->finished_ms, 20);
+    assert_string_equal(w->task.idempotency_key, "I1/s");
+    assert_null(w->task.input);
+    sg_wire_result_free(w);
+    sg_free(buf);
+
+    sg_task_ok(&res, "{\"x\":1}");
+    assert_int_equal(sg_wire_result_encode(&task, "00-tp", &res, "w1", 1, 2, &buf, &len), SG_OK);
+    sg_task_result_fini(&res);
+    assert_int_equal(sg_wire_result_decode(buf, len, &w, err, sizeof(err)), SG_OK);
+    assert_int_equal(w->res.outcome, SG_TASK_OK);
+    assert_string_equal(w->res.output, "{\"x\":1}");
+    assert_string_equal(w->traceparent, "00-tp");
+    sg_wire_result_free(w);
+    sg_free(buf);
+}
+
+static void test_wire_malformed(void **state)
+{
+    (void)state;
+    char err[256];
+    sg_wire_task_t *wt = NULL;
+    sg_wire_result_t *wr = NULL;
+    static const uint8_t garbage[] = {0xff, 0xff, 0xff, 0xff, 0x0f, 0x01, 0x02};
+    assert_int_equal(sg_wire_task_decode(garbage, sizeof(garbage), &wt, err, sizeof(err)),
+                     SG_ERR_INVALID);
+    assert_int_equal(sg_wire_result_decode(garbage, sizeof(garbage), &wr, err, sizeof(err)),
+                     SG_ERR_INVALID);
+    /* An empty message decodes but has no ids. */
+    assert_int_equal(sg_wire_task_decode("", 0, &wt, err, sizeof(err)), SG_ERR_INVALID);
+    assert_non_null(strstr(err, "instance_id"));
+    /* An instance id the driver could not hold. */
+    sg_task_t task = {.instance_id = "0123456789012345678901234567890123456789",
+                      .step_id = "s",
+                      .attempt = 1,
+                      .activity = "test.echo",
+                      .input = "{}",
+                      .idempotency_key = "k"};
+    uint8_t *buf = NULL;
+    size_t len = 0;
+    assert_int_equal(sg_wire_task_encode(&task, 0, &buf, &len), SG_OK);
+    assert_int_equal(sg_wire_task_decode(buf, len, &wt, err, sizeof(err)), SG_ERR_INVALID);
+    sg_free(buf);
+    /* Attempt 0 does not exist. */
+    task.instance_id = "I";
+    task.attempt = 0;
+    assert_int_equal(sg_wire_task_encode(&task, 0, &buf, &len), SG_OK);
+    assert_int_equal(sg_wire_task_decode(buf, len, &wt, err, sizeof(err)), SG_ERR_INVALID);
+    sg_free(buf);
+    /* A task is not a result: its field 8 (input, bytes) is no outcome. */
+    task.attempt = 1;
+    assert_int_equal(sg_wire_task_encode(&task, 0, &buf, &len), SG_OK);
+    assert_int_equal(sg_wire_result_decode(buf, len, &wr, err, sizeof(err)), SG_ERR_INVALID);
+    sg_free(buf);
+    /* Every prefix of a valid message is rejected or decoded, never a crash. */
+    task.input = "{\"a\":[1,2,3]}";
+    assert_int_equal(sg_wire_task_encode(&task, 0, &buf, &len), SG_OK);
+    for (size_t i = 0; i < len; i++) {
+        if (sg_wire_task_decode(buf, i, &wt, err, sizeof(err)) == SG_OK) {
+            sg_wire_task_free(wt);
+        }
+    }
+    sg_free(buf);
+    assert_int_equal(sg_wire_task_encode(NULL, 0, &buf, &len), SG_ERR_INVALID);
+}
+
+static void test_wire_oom(void **state)
+{
+    (void)state;
+    sg_task_t task = {.instance_id = "I",
+                      .step_id = "s",
+                      .attempt = 1,
+                      .activity = "test.echo",
+                      .input = "{}",
+                      .idempotency_key = "I/s"};
+    uint8_t *buf = NULL;
+    size_t len = 0;
+    assert_int_equal(sg_wire_task_encode(&task, 0, &buf, &len), SG_OK);
+    for (size_t n = 1; n < 64; n++) {
+        sg_alloc_fail_at(n);
+        sg_wire_task_t *w = NULL;
+        char err[128];
+        sg_err_t rc = sg_wire_task_decode(buf, len, &w, err, sizeof(err));
+        sg_alloc_fail_at(0);
+        if (rc == SG_OK) {
+            sg_wire_task_free(w);
+            break;
+        }
+        assert_true(rc == SG_ERR_NOMEM || rc == SG_ERR_INVALID);
+    }
+    sg_free(buf);
+}
+
+/* ---- properties ---- */
+
+static void test_props_read(void **state)
+{
+    (void)state;
+    char path[] = "/tmp/sg_kafka_propsXXXXXX";
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    const char text[] = "# SASL\n\nsecurity.protocol = SASL_PLAINTEXT\n"
+                        "sasl.mechanism=PLAIN  # inline comment\nlinger.ms = 2\n";
+    assert_int_equal(write(fd, text, sizeof(text) - 1), (ssize_t)(sizeof(text) - 1));
+    close(fd);
+    char **props = NULL;
+    char err[256] = "";
+    assert_int_equal(sg_kafka_props_read(path, &props, err, sizeof(err)), SG_OK);
+    assert_string_equal(props[0], "security.protocol=SASL_PLAINTEXT");
+    assert_string_equal(props[1], "sasl.mechanism=PLAIN");
+    assert_string_equal(props[2], "linger.ms=2");
+    assert_null(props[3]);
+    sg_kafka_opts_t ko = {.props = (const char *const *)props};
+    rd_kafka_conf_t *conf = sg_kafka_conf_new(&ko, NULL, NULL, err, sizeof(err));
+    assert_non_null(conf);
+    char v[64];
+    size_t vlen = sizeof(v);
+    assert_int_equal(rd_kafka_conf_get(conf, "linger.ms", v, &vlen), RD_KAFKA_CONF_OK);
+    assert_string_equal(v, "2");
+    rd_kafka_conf_destroy(conf);
+    sg_kafka_props_free(props);
+    props = NULL;
+
+    fd = open(path, O_WRONLY | O_TRUNC);
+    assert_true(fd >= 0);
+    const char bad[] = "linger.ms = 2\nno equals sign here\n";
+    assert_int_equal(write(fd, bad, sizeof(bad) - 1), (ssize_t)(sizeof(bad) - 1));
+    close(fd);
+    assert_int_equal(sg_kafka_props_read(path, &props, err, sizeof(err)), SG_ERR_INVALID);
+    assert_non_null(strstr(err, ":2: expected key = value"));
+    sg_kafka_props_free(props);
+    props = NULL;
+    unlink(path);
+
+    /* An unknown librdkafka property is refused with its name. */
+    assert_int_equal(sg_kafka_props_add(&props, "no.such.property=1"), SG_OK);
+    ko.props = (const char *const *)props;
+    assert_null(sg_kafka_conf_new(&ko, NULL, NULL, err, sizeof(err)));
+    assert_non_null(strstr(err, "no.such.property"));
+    assert_int_equal(sg_kafka_props_add(&props, "novalue"), SG_ERR_INVALID);
+    sg_kafka_props_free(props);
+}
+
+static void test_topic_names(void **state)
+{
+    (void)state;
+    char buf[300];
+    assert_true(sg_kafka_task_topic("payment", 7, false, buf, sizeof(buf)));
+    assert_string_equal(buf, "saga.tasks.payment");
+    assert_true(sg_kafka_task_topic("payment.charge", 7, true, buf, sizeof(buf)));
+    assert_string_equal(buf, "saga.tasks.payment.dlq");
+    assert_false(sg_kafka_task_topic("pay ment", 8, false, buf, sizeof(buf)));
+    assert_false(sg_kafka_task_topic("", 0, false, buf, sizeof(buf)));
+    assert_false(sg_kafka_task_topic("payment", 7, false, buf, 10));
+    assert_true(sg_kafka_queue_valid("order_v2-x", 10));
+    assert_false(sg_kafka_queue_valid("a/b", 3));
+}
+
+/* ---- the mock cluster and a fake worker ---- */
+
+typedef struct {
+    rd_kafka_t *host; /* the handle the mock cluster lives in */
+    rd_kafka_mock_cluster_t *mc;
+    char brokers[256];
+} mock_t;
+
+static void mock_start(mock_t *m)
+{
+    rd_kafka_conf_t *conf = rd_kafka_conf_new();
+    char err[256];
+    assert_int_equal(rd_kafka_conf_set(conf, "log_level", "3", err, sizeof(err)),
+                     RD_KAFKA_CONF_OK);
+    m->host = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, sizeof(err));
+    assert_non_null(m->host);
+    m->mc = rd_kafka_mock_cluster_new(m->host, 1);
+    assert_non_null(m->mc);
+    snprintf(m->brokers, sizeof(m->brokers), "%s", rd_kafka_mock_cluster_bootstraps(m->mc));
+    static const char *const topics[] = {SG_KAFKA_RESULTS_TOPIC, "saga.tasks.test",
+                                         "saga.tasks.test.dlq", "fatal.test"};
+    for (size_t i = 0; i < sizeof(topics) / sizeof(topics[0]); i++) {
+        assert_int_equal(rd_kafka_mock_topic_create(m->mc, topics[i], PARTITIONS, 1),
+                         RD_KAFKA_RESP_ERR_NO_ERROR);
+    }
+}
+
+static void mock_stop(mock_t *m)
+{
+    rd_kafka_mock_cluster_destroy(m->mc);
+    rd_kafka_destroy(m->host);
+}
+
+static rd_kafka_t *client(const char *brokers, rd_kafka_type_t type, const char *group)
+{
+    rd_kafka_conf_t *conf = rd_kafka_conf_new();
+    char err[256];
+    assert_int_equal(rd_kafka_conf_set(conf, "bootstrap.servers", brokers, err, sizeof(err)),
+                     RD_KAFKA_CONF_OK);
+    rd_kafka_conf_set(conf, "log_level", "3", err, sizeof(err));
+    if (group != NULL) {
+        rd_kafka_conf_set(conf, "group.id", group, err, sizeof(err));
+        rd_kafka_conf_set(conf, "auto.offset.reset", "earliest", err, sizeof(err));
+        rd_kafka_conf_set(conf, "partition.assignment.strategy", "range", err, sizeof(err));
+    }
+    rd_kafka_t *rk = rd_kafka_new(type, conf, err, sizeof(err));
+    assert_non_null(rk);
+    if (type == RD_KAFKA_CONSUMER) {
+        rd_kafka_poll_set_consumer(rk);
+    }
+    return rk;
+}
+
+static void subscribe(rd_kafka_t *rk, const char *topic)
+{
+    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);
+    rd_kafka_topic_partition_list_add(l, topic, RD_KAFKA_PARTITION_UA);
+    assert_int_equal(rd_kafka_subscribe(rk, l), RD_KAFKA_RESP_ERR_NO_ERROR);
+    rd_kafka_topic_partition_list_destroy(l);
+}
+
+/* Answers every task of saga.tasks.test with ok(output = input), like a saga-worker. */
+typedef struct {
+    const char *brokers;
+    atomic_bool stop;
+    atomic_size_t handled;
+    pthread_t thread;
+} fake_t;
+
+static void *fake_main(void *arg)
+{
+    fake_t *f = arg;
+    rd_kafka_t *c = client(f->brokers, RD_KAFKA_CONSUMER, "fake-worker");
+    rd_kafka_t *p = client(f->brokers, RD_KAFKA_PRODUCER, NULL);
+    subscribe(c, "saga.tasks.test");
+    while (!atomic_load(&f->stop)) {
+        rd_kafka_poll(p, 0);
+        rd_kafka_message_t *m = rd_kafka_consumer_poll(c, 50);
+        if (m == NULL) {
+            continue;
+        }
+        sg_wire_task_t *w = NULL;
+        char err[256];
+        if (m->err == 0 && sg_wire_task_decode(m->payload, m->len, &w, err, sizeof(err)) == SG_OK) {
+            sg_task_result_t res = {0};
+            sg_task_ok(&res, w->task.input);
+            uint8_t *buf = NULL;
+            size_t len = 0;
+            assert_int_equal(sg_wire_result_encode(&w->task, w->traceparent, &res, "fake", 1, 2,
+                                                   &buf, &len),
+                             SG_OK);
+            rd_kafka_producev(p, RD_KAFKA_V_TOPIC(SG_KAFKA_RESULTS_TOPIC),
+                              RD_KAFKA_V_KEY(w->task.instance_id, strlen(w->task.instance_id)),
+                              RD_KAFKA_V_VALUE(buf, len), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+                              RD_KAFKA_V_END);
+            sg_free(buf);
+            sg_task_result_fini(&res);
+            sg_wire_task_free(w);
+            atomic_fetch_add(&f->handled, 1);
+        }
+        rd_kafka_message_destroy(m);
+    }
+    rd_kafka_flush(p, 10000);
+    rd_kafka_consumer_close(c);
+    rd_kafka_destroy(c);
+    rd_kafka_destroy(p);
+    return NULL;
+}
+
+/* ---- the transport against the mock ---- */
+
+typedef struct {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    size_t n_results, n_ok;
+    unsigned seen[64];
+    bool wrong_output;
+    char last_code[64];
+    bool allow_sync;
+    size_t syncs;
+} col_t;
+
+typedef struct {
+    mock_t mock;
+    fake_t fake;
+    col_t col;
+    sg_kafka_opts_t ko;
+    const sg_transport_vt_t *vt;
+    sg_transport_t *t;
+} h_t;
+
+static void on_result(void *ctx, const sg_task_t *task, const sg_task_result_t *res)
+{
+    col_t *c = ctx;
+    pthread_mutex_lock(&c->mu);
+    if (task->step < 64) {
+        c->seen[task->step]++;
+    }
+    c->n_results++;
+    if (res->outcome == SG_TASK_OK) {
+        c->n_ok++;
+        char want[64];
+        snprintf(want, sizeof(want), "{\"n\":%u}", task->step);
+        c->wrong_output |= strcmp(res->output, want) != 0;
+    } else {
+        snprintf(c->last_code, sizeof(c->last_code), "%s", sg_task_result_code(res));
+    }
+    pthread_cond_broadcast(&c->cv);
+    pthread_mutex_unlock(&c->mu);
+}
+
+static sg_err_t results_sync(void *ctx)
+{
+    col_t *c = ctx;
+    pthread_mutex_lock(&c->mu);
+    c->syncs++;
+    bool allow = c->allow_sync;
+    pthread_cond_broadcast(&c->cv);
+    pthread_mutex_unlock(&c->mu);
+    return allow ? SG_OK : SG_ERR_STATE;
+}
+
+static bool wait_results(col_t *c, size_t n)
+{
+    struct timespec until;
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_sec += WAIT_SECONDS;
+    pthread_mutex_lock(&c->mu);
+    while (c->n_results < n) {
+        if (pthread_cond_timedwait(&c->cv, &c->mu, &until) == ETIMEDOUT) {
+            break;
+        }
+    }
+    bool ok = c->n_results >= n;
+    pthread_mutex_unlock(&c->mu);
+    return ok;
+}
+
+static int setup(void **state)
+{
+    h_t *h = calloc(1, sizeof(*h));
+    pthread_mutex_init(&h->col.mu, NULL);
+    pthread_cond_init(&h->col.cv, NULL);
+    mock_start(&h->mock);
+    h->ko = (sg_kafka_opts_t){.brokers = h->mock.brokers, .partitions = PARTITIONS};
+    h->vt = sg_transport_find("kafka");
+    assert_non_null(h->vt);
+    *state = h;
+    return 0;
+}
+
+static void start_transport(h_t *h, bool with_sync)
+{
+    static const char *const queues[] = {"test", NULL};
+    sg_transport_opts_t o = {.queues = queues,
+                             .test_activities = true,
+                             .on_result = on_result,
+                             .results_sync = with_sync ? results_sync : NULL,
+                             .ctx = &h->col,
+                             .kafka = &h->ko};
+    char err[512] = "";
+    assert_int_equal(h->vt->start(&o, &h->t, err, sizeof(err)), SG_OK);
+}
+
+static void start_fake(h_t *h)
+{
+    h->fake.brokers = h->mock.brokers;
+    assert_int_equal(pthread_create(&h->fake.thread, NULL, fake_main, &h->fake), 0);
+}
+
+static int teardown(void **state)
+{
+    h_t *h = *state;
+    if (h->t != NULL) {
+        h->vt->stop(h->t);
+    }
+    if (h->fake.brokers != NULL) {
+        atomic_store(&h->fake.stop, true);
+        pthread_join(h->fake.thread, NULL);
+    }
+    mock_stop(&h->mock);
+    pthread_cond_destroy(&h->col.cv);
+    pthread_mutex_destroy(&h->col.mu);
+    free(h);
+    return 0;
+}
+
+static sg_err_t dispatch_n(h_t *h, unsigned from, unsigned n)
+{
+    for (unsigned i = from; i < from + n; i++) {
+        char id[32], key[64], input[64];
+        snprintf(id, sizeof(id), "I%03u", i);
+        snprintf(key, sizeof(key), "%s/s", id);
+        snprintf(input, sizeof(input), "{\"n\":%u}", i);
+        sg_task_t task = {.instance_id = id,
+                          .step_id = "s",
+                          .step = i,
+                          .attempt = 1,
+                          .activity = "test.echo",
+                          .input = input,
+                          .idempotency_key = key,
+                          .deadline_ms = sg_now_ms() + 60000};
+        sg_err_t rc = h->vt->dispatch(h->t, &task);
+        if (rc != SG_OK) {
+            return rc;
+        }
+    }
+    return SG_OK;
+}
+
+static void test_dispatch_to_result(void **state)
+{
+    h_t *h = *state;
+    h->col.allow_sync = true;
+    start_transport(h, true);
+    start_fake(h);
+    assert_int_equal(dispatch_n(h, 0, 20), SG_OK);
+    assert_true(wait_results(&h->col, 20));
+    pthread_mutex_lock(&h->col.mu);
+    assert_int_equal(h->col.n_ok, 20);
+    assert_false(h->col.wrong_output);
+    for (unsigned i = 0; i < 20; i++) {
+        assert_int_equal(h->col.seen[i], 1);
+    }
+    pthread_mutex_unlock(&h->col.mu);
+    /* An activity no worker can ever take is answered, through saga.results too. */
+    sg_task_t bad = {.instance_id = "IBAD",
+                     .step_id = "s",
+                     .step = 63,
+                     .attempt = 1,
+                     .activity = "nodot",
+                     .input = "{}",
+                     .idempotency_key = "IBAD/s"};
+    assert_int_equal(h->vt->dispatch(h->t, &bad), SG_OK);
+    assert_true(wait_results(&h->col, 21));
+    pthread_mutex_lock(&h->col.mu);
+    assert_string_equal(h->col.last_code, "saga.unknown_activity");
+    assert_int_equal(h->col.seen[63], 1);
+    pthread_mutex_unlock(&h->col.mu);
+    assert_int_equal(h->vt->dispatch(h->t, NULL), SG_ERR_INVALID);
+}
+
+static void test_undecodable_result_skipped(void **state)
+{
+    h_t *h = *state;
+    h->col.allow_sync = true;
+    start_transport(h, true);
+    /* Garbage, then a valid result, on the same partition (same key). */
+    rd_kafka_t *p = client(h->mock.brokers, RD_KAFKA_PRODUCER, NULL);
+    static const char garbage[] = "\xff\xff\xff\xff\x0f this is not protobuf";
+    assert_int_equal(rd_kafka_producev(p, RD_KAFKA_V_TOPIC(SG_KAFKA_RESULTS_TOPIC),
+                                       RD_KAFKA_V_KEY("I007", 4),
+                                       RD_KAFKA_V_VALUE((void *)garbage, sizeof(garbage) - 1),
+                                       RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_END),
+                     RD_KAFKA_RESP_ERR_NO_ERROR);
+    sg_task_t task = {.instance_id = "I007",
+                      .step_id = "s",
+                      .step = 7,
+                      .attempt = 1,
+                      .activity = "test.echo",
+                      .idempotency_key = "I007/s"};
+    sg_task_result_t res = {0};
+    sg_task_ok(&res, "{\"n\":7}");
+    uint8_t *buf = NULL;
+    size_t len = 0;
+    assert_int_equal(sg_wire_result_encode(&task, NULL, &res, "w", 1, 2, &buf, &len), SG_OK);
+    sg_task_result_fini(&res);
+    assert_int_equal(rd_kafka_producev(p, RD_KAFKA_V_TOPIC(SG_KAFKA_RESULTS_TOPIC),
+                                       RD_KAFKA_V_KEY("I007", 4), RD_KAFKA_V_VALUE(buf, len),
+                                       RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_END),
+                     RD_KAFKA_RESP_ERR_NO_ERROR);
+    sg_free(buf);
+    assert_int_equal(rd_kafka_flush(p, 30000), RD_KAFKA_RESP_ERR_NO_ERROR);
+    rd_kafka_destroy(p);
+    assert_true(wait_results(&h->col, 1));
+    pthread_mutex_lock(&h->col.mu);
+    assert_int_equal(h->col.n_results, 1);
+    assert_int_equal(h->col.seen[7], 1);
+    assert_false(h->col.wrong_output);
+    pthread_mutex_unlock(&h->col.mu);
+}
+
+/* The sum over saga.results' partitions of group "sagad"'s committed offsets, and of the
+ * high watermarks. */
+static void offsets(const char *brokers, int64_t *committed, int64_t *high)
+{
+    rd_kafka_t *c = client(brokers, RD_KAFKA_CONSUMER, "sagad");
+    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(PARTITIONS);
+    for (int i = 0; i < PARTITIONS; i++) {
+        rd_kafka_topic_partition_list_add(l, SG_KAFKA_RESULTS_TOPIC, i);
+    }
+    *committed = 0;
+    *high = 0;
+    if (rd_kafka_committed(c, l, 10000) == RD_KAFKA_RESP_ERR_NO_ERROR) {
+        for (int i = 0; i < l->cnt; i++) {
+            *committed += l->elems[i].offset > 0 ? l->elems[i].offset : 0;
+        }
+    } else {
+        *committed = -1;
+    }
+    for (int i = 0; i < PARTITIONS; i++) {
+        int64_t lo = 0, hi = 0;
+        if (rd_kafka_query_watermark_offsets(c, SG_KAFKA_RESULTS_TOPIC, i, &lo, &hi, 10000) == 0) {
+            *high += hi;
+        }
+    }
+    rd_kafka_topic_partition_list_destroy(l);
+    rd_kafka_destroy(c);
+}
+
+static void test_offsets_after_sync_only(void **state)
+{
+    h_t *h = *state;
+    h->col.allow_sync = false; /* the "engine" has not committed anything yet */
+    start_transport(h, true);
+    start_fake(h);
+    assert_int_equal(dispatch_n(h, 0, 10), SG_OK);
+    assert_true(wait_results(&h->col, 10));
+    /* The commit thread asked, and was told no; nothing may be committed. */
+    struct timespec until;
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_sec += WAIT_SECONDS;
+    pthread_mutex_lock(&h->col.mu);
+    size_t asked = h->col.syncs;
+    while (h->col.syncs < asked + 2) {
+        if (pthread_cond_timedwait(&h->col.cv, &h->col.mu, &until) == ETIMEDOUT) {
+            break;
+        }
+    }
+    assert_true(h->col.syncs >= asked + 2);
+    pthread_mutex_unlock(&h->col.mu);
+    int64_t committed = 0, high = 0;
+    offsets(h->mock.brokers, &committed, &high);
+    assert_int_equal(committed, 0);
+    assert_int_equal(high, 10);
+    /* Now the engine says durable: the offsets follow, up to the end. */
+    pthread_mutex_lock(&h->col.mu);
+    h->col.allow_sync = true;
+    pthread_mutex_unlock(&h->col.mu);
+    uint64_t end = mono_ms() + WAIT_SECONDS * 1000u;
+    do {
+        offsets(h->mock.brokers, &committed, &high);
+    } while (committed != high && mono_ms() < end);
+    assert_int_equal(committed, 10);
+}
+
+/* ---- the producer after a fatal error ---- */
+
+typedef struct {
+    pthread_mutex_t mu;
+    unsigned delivered[100];
+    size_t n;
+} dcol_t;
+
+static void delivered(void *arg, void *opaque, sg_err_t rc)
+{
+    dcol_t *d = arg;
+    uintptr_t i = (uintptr_t)opaque;
+    pthread_mutex_lock(&d->mu);
+    if (rc == SG_OK && i < 100) {
+        d->delivered[i]++;
+        d->n++;
+    }
+    pthread_mutex_unlock(&d->mu);
+}
+
+static void test_producer_recreated_after_fatal(void **state)
+{
+    h_t *h = *state;
+    dcol_t d = {.n = 0};
+    pthread_mutex_init(&d.mu, NULL);
+    sg_kafka_producer_t *p = NULL;
+    char err[256];
+    assert_int_equal(sg_kafka_producer_new(&h->ko, "t", 0, delivered, &d, &p, err, sizeof(err)),
+                     SG_OK);
+    for (uintptr_t i = 0; i < 100; i++) {
+        char v[16];
+        int n = snprintf(v, sizeof(v), "m%03u", (unsigned)i);
+        assert_int_equal(
+            sg_kafka_producer_send(p, "fatal.test", v, (size_t)n, v, (size_t)n, NULL, 0, (void *)i),
+            SG_OK);
+        if (i == 49) {
+            sg_kafka_producer_test_fatal(p);
+        }
+    }
+    assert_true(sg_kafka_producer_flush(p, WAIT_SECONDS * 1000u));
+    sg_kafka_producer_stats_t st;
+    sg_kafka_producer_stats(p, &st);
+    assert_true(st.recreated >= 1);
+    assert_int_equal(st.delivered, 100);
+    assert_int_equal(st.dropped, 0);
+    assert_int_equal(d.n, 100);
+    for (int i = 0; i < 100; i++) {
+        assert_int_equal(d.delivered[i], 1);
+    }
+    assert_int_equal(sg_kafka_producer_pending(p), 0);
+    sg_kafka_producer_free(p);
+    pthread_mutex_destroy(&d.mu);
+
+    /* Every message is on the topic (some maybe twice: consumers dedupe). */
+    rd_kafka_t *c = client(h->mock.brokers, RD_KAFKA_CONSUMER, "check-fatal");
+    subscribe(c, "fatal.test");
+    bool seen[100] = {false};
+    size_t distinct = 0;
+    uint64_t end = mono_ms() + WAIT_SECONDS * 1000u;
+    while (distinct < 100 && mono_ms() < end) {
+        rd_kafka_message_t *m = rd_kafka_consumer_poll(c, 100);
+        if (m == NULL) {
+            continue;
+        }
+        unsigned i = 0;
+        if (m->err == 0 && m->len == 4 && sscanf((const char *)m->payload, "m%3u", &i) == 1 &&
+            i < 100 && !seen[i]) {
+            seen[i] = true;
+            distinct++;
+        }
+        rd_kafka_message_destroy(m);
+    }
+    rd_kafka_consumer_close(c);
+    rd_kafka_destroy(c);
+    assert_int_equal(distinct, 100);
+}
+
+static void test_producer_limits(void **state)
+{
+    h_t *h = *state;
+    sg_kafka_producer_t *p = NULL;
+    char err[256];
+    assert_int_equal(sg_kafka_producer_new(&h->ko, "t", 2, NULL, NULL, &p, err, sizeof(err)),
+                     SG_OK);
+    /* Nothing is delivered while the only broker is down, so the cap holds. */
+    rd_kafka_mock_broker_set_down(h->mock.mc, 1);
+    assert_int_equal(sg_kafka_producer_send(p, "fatal.test", NULL, 0, "a", 1, NULL, 0, NULL),
+                     SG_OK);
+    sg_kafka_header_t hdr = {.name = "sagad.dlq.reason", .value = "x", .len = 1};
+    assert_int_equal(sg_kafka_producer_send(p, "fatal.test", "k", 1, "b", 1, &hdr, 1, NULL), SG_OK);
+    assert_int_equal(sg_kafka_producer_send(p, "fatal.test", NULL, 0, "c", 1, NULL, 0, NULL),
+                     SG_ERR_LIMIT);
+    assert_int_equal(sg_kafka_producer_send(p, NULL, NULL, 0, "c", 1, NULL, 0, NULL),
+                     SG_ERR_INVALID);
+    rd_kafka_mock_broker_set_up(h->mock.mc, 1);
+    assert_true(sg_kafka_producer_flush(p, WAIT_SECONDS * 1000u));
+    sg_kafka_producer_free(p);
+    sg_kafka_producer_free(NULL);
+
+    /* A bad pass-through property fails start with its name. */
+    const char *const props[] = {"no.such.thing=1", NULL};
+    sg_kafka_opts_t bad = {.brokers = h->mock.brokers, .props = props};
+    assert_int_not_equal(sg_kafka_producer_new(&bad, "t", 0, NULL, NULL, &p, err, sizeof(err)),
+                         SG_OK);
+    assert_non_null(strstr(err, "no.such.thing"));
+    sg_transport_t *t = NULL;
+    sg_transport_opts_t o = {.on_result = on_result, .ctx = &h->col, .kafka = &bad};
+    assert_int_not_equal(h->vt->start(&o, &t, err, sizeof(err)), SG_OK);
+    assert_null(t);
+}
+
+int main(void)
+{
+    sg_log_set_level(getenv("SG_TEST_LOG") ? SG_LOG_DEBUG : SG_LOG_ERROR);
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_wire_task_roundtrip),
+        cmocka_unit_test(test_wire_result_roundtrip),
+        cmocka_unit_test(test_wire_malformed),
+        cmocka_unit_test(test_wire_oom),
+        cmocka_unit_test(test_props_read),
+        cmocka_unit_test(test_topic_names),
+        cmocka_unit_test_setup_teardown(test_dispatch_to_result, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_undecodable_result_skipped, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_offsets_after_sync_only, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_producer_recreated_after_fatal, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_producer_limits, setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
