@@ -22,9 +22,8 @@ extern const sg_activity_module_t sg_activity_payment_module;
 extern const sg_activity_module_t sg_activity_notification_module;
 
 static const sg_activity_module_t *const modules[] = {
-    &sg_activity_test_module,      &sg_activity_order_module,
-    &sg_activity_inventory_module, &sg_activity_payment_module,
-    &sg_activity_notification_module,
+    &sg_activity_test_module,    &sg_activity_order_module,        &sg_activity_inventory_module,
+    &sg_activity_payment_module, &sg_activity_notification_module,
 };
 
 const sg_activity_module_t *const *sg_activity_modules(size_t *n)

@@ -33,3 +33,5 @@ if [ -x "$b/bench_engine" ]; then
   echo "== the same with the test activities' durable effects journal (an fsync per call)"
   SAGAD_TEST_EFFECTS=full run "$b/bench_engine" 5000 64 full
 fi
+echo "== REST with wrk on loopback: GET /v1/instances/{id} (issue: 20,000/s) and starts"
+run bench/rest.sh "$build"

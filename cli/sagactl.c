@@ -1,855 +1,553 @@
 /*
- * sagactl: the command-line tool for saga definitions and running sagas.
- * Offline commands work on files alone: validate, check, graph. Online commands talk to
- * sagad's REST API (--server, default $SAGAD_URL or http://127.0.0.1:8080): start, get,
- * history, list, cancel, retry, watch; human tables by default, `-o json` for the raw
- * answers.
+ * sagactl: the command-line client of sagad, for humans and scripts. Offline commands
+ * work on files alone (validate, check, graph FILE); online commands talk to sagad's REST
+ * API (start, get, list, history, cancel, retry, watch, graph --instance/--workflow,
+ * workflows, orders create/get/cancel, events). Human tables by default, `-o json` for
+ * the server's JSON as it sent it.
  *
- * Exit codes: 0 success, 1 the input is invalid, a request failed or was refused (also
- * not found; `watch`: the saga did not complete), 2 usage error, 3 cannot reach the server.
- * It must never change a file it reads; output goes to stdout, diagnostics to stderr
- * except for `validate`, whose report is its output.
+ * This file holds the command table, the argument parser and every --help text; the
+ * commands live in offline.c, instances.c and orders.c, the REST client in http.c.
+ * It must never change a file it reads; results go to stdout, diagnostics to stderr
+ * (except for `validate`, whose report is its output).
  */
-#include "orchestrator/dsl/dsl.h"
-#include "visualize/visualize.h"
+#include "cli/sagactl.h"
 
-#include <cjson/cJSON.h>
-#include <curl/curl.h>
 #include <stdarg.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
-enum { EXIT_INVALID = 1, EXIT_USAGE = 2, EXIT_CONNECT = 3 };
+#define EXIT_TEXT                                                                              \
+    "exit status: 0 ok; 1 refused or failed (a 4xx answer, an invalid file, a saga that did\n" \
+    "not complete); 2 usage error; 3 not found (404); 4 not authenticated or not allowed\n"    \
+    "(401, 403); 5 server unreachable or failing (connection, TLS, 5xx)."
 
-typedef struct {
-    const char *name;
-    int (*run)(int argc, char **argv);
-    const char *usage;
-    const char *summary;
-} command_t;
+/* ---- the command table ---- */
 
-static const command_t *find_command(const char *name);
+static const cli_opt_t no_opts[] = {{0}};
 
-static int usage_error(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static const cli_opt_t validate_opts[] = {
+    {"--jq-verify", NULL, NULL, "also compile every jq expression with libjq (slower)"}, {0}};
 
-static int usage_error(const char *cmd, const char *fmt, ...)
+static const cli_opt_t graph_opts[] = {
+    {"--instance", NULL, "ID", "draw a running or finished instance (online), coloured"},
+    {"--workflow", NULL, "NAME", "draw a workflow registered in sagad (online)"},
+    {"--version", NULL, "N", "with --workflow: that version (default the latest)"},
+    {"--format", "-f", "dot|svg", "DOT text (default) or SVG"},
+    {"--output", "-o", "FILE", "write to FILE instead of stdout"},
+    {0}};
+
+static const cli_opt_t start_opts[] = {
+    {"--input", "-i", "JSON|@FILE|@-", "the saga's input (default {}); @- reads stdin"},
+    {"--idempotency-key", NULL, "KEY", "a repeated start with KEY returns the first instance"},
+    {"--version", NULL, "N", "start that version of the workflow (default the latest)"},
+    {"--watch", "-w", NULL, "then follow it until it ends (exit status as for watch)"},
+    {0}};
+
+static const cli_opt_t list_opts[] = {
+    {"--workflow", NULL, "NAME", "only instances of this workflow"},
+    {"--status", NULL, "STATUS",
+     "RUNNING, COMPENSATING, COMPLETED, COMPENSATED, FAILED or "
+     "COMPENSATION_FAILED"},
+    {"--limit", NULL, "N", "at most N per page (1..500, default 50)"},
+    {"--page-token", NULL, "T", "the next page (printed on stderr after a full page)"},
+    {0}};
+
+static const cli_opt_t history_opts[] = {
+    {"--after", NULL, "SEQ", "only entries after sequence number SEQ (paging)"},
+    {"--limit", NULL, "N", "at most N entries (1..1000, default 1000)"},
+    {0}};
+
+static const cli_opt_t watch_opts[] = {
+    {"--interval", NULL, "MS", "poll every MS milliseconds (10..60000, default 500)"}, {0}};
+
+static const cli_opt_t workflows_opts[] = {
+    {"--version", NULL, "N", "with NAME: that version (default the latest)"}, {0}};
+
+static const cli_opt_t orders_create_opts[] = {
+    {"--input", "-i", "JSON|@FILE|@-", "the order (order_create's input); @- reads stdin"},
+    {"--idempotency-key", NULL, "KEY", "a repeated create with KEY returns the first answer"},
+    {"--watch", "-w", NULL, "then follow its saga until it ends (exit status as for watch)"},
+    {0}};
+
+static const cli_opt_t orders_cancel_opts[] = {
+    {"--reason", NULL, "R",
+     "customer_request (default), payment_problem, fraud_suspected, out_of_stock or other"},
+    {"--note", NULL, "TEXT", "free text kept with the cancellation"},
+    {"--requested-by", NULL, "WHO", "a customer id or an operator's name"},
+    {"--watch", "-w", NULL, "then follow the cancellation saga until it ends"},
+    {0}};
+
+static const cli_opt_t events_opts[] = {
+    {"--type", NULL, "T", "only events of this type, e.g. payment.failed"},
+    {"--correlation-id", NULL, "ID", "only events of this saga instance"},
+    {"--after", NULL, "N", "only events after log position N (paging)"},
+    {"--limit", NULL, "N", "at most N events (1..1000, default 100)"},
+    {0}};
+
+#define ONLINE (CLI_ONLINE | CLI_FORMAT)
+
+static const cli_cmd_t orders_subs[] = {
+    {"create", "--input JSON|@FILE|@- [--idempotency-key KEY] [--watch]",
+     "place an order: starts the order_create saga",
+     "Sends the order to POST /v1/orders and prints its id and saga. The order is\n"
+     "order_create's input: order_id, customer_id, items [{sku, qty, price}], payment\n"
+     "{card_token}, total, currency[, email, shipping_address].",
+     ONLINE, 0, 0, orders_create_opts, cli__cmd_orders_create, NULL, 0},
+    {"get", "ID", "an order: its record, lines, saga, reservation and payment",
+     "Shows GET /v1/orders/ID: the order as the order service holds it, with the status\n"
+     "of its saga and what the inventory and payment services hold for it.",
+     ONLINE, 1, 1, no_opts, cli__cmd_orders_get, NULL, 0},
+    {"cancel", "ID [--reason R] [--note TEXT] [--requested-by WHO] [--watch]",
+     "cancel a placed order: starts the order_cancel saga",
+     "Refunds the payment, releases the stock, closes the order and tells the customer\n"
+     "(POST /v1/orders/ID/cancel). An order that has shipped cannot be cancelled.",
+     ONLINE, 1, 1, orders_cancel_opts, cli__cmd_orders_cancel, NULL, 0},
+};
+
+static const cli_cmd_t commands[] = {
+    {"validate", "FILE... [--jq-verify]", "check saga definitions (offline)",
+     "Prints \"FILE: ok\" for each valid file, otherwise every error as\n"
+     "FILE:LINE:COL: error: MESSAGE (with an optional hint line). Exit status: 0 all\n"
+     "valid, 1 some invalid, 2 usage error.",
+     0, 1, CLI_MAX_POS, validate_opts, cli__cmd_validate, NULL, 0},
+    {"check", "FILE", "the failure matrix of a saga (offline)",
+     "For each step that can fail, the compensations that would run, in order. Exit\n"
+     "status: 0 ok, 1 invalid file, 2 usage error.",
+     0, 1, 1, no_opts, cli__cmd_check, NULL, 0},
+    {"graph", "FILE | --instance ID | --workflow NAME [--format dot|svg] [-o FILE]",
+     "draw a saga: a file (offline), a workflow or an instance (online)",
+     "Graphviz: forward path solid, compensations dashed, the pivot marked, parallel\n"
+     "branches as clusters. With --instance, the steps are coloured by that instance's\n"
+     "progress. SVG of a FILE needs Graphviz's `dot` program; online, sagad draws it.",
+     CLI_ONLINE, 0, 1, graph_opts, cli__cmd_graph, NULL, 0},
+    {"start", "WORKFLOW [--input JSON|@FILE|@-] [--idempotency-key KEY] [--watch]", "start a saga",
+     "Starts a saga of WORKFLOW (its latest version unless --version).", ONLINE, 1, 1, start_opts,
+     cli__cmd_start, NULL, 0},
+    {"get", "ID", "an instance: status, times, steps and attempts", NULL, ONLINE, 1, 1, no_opts,
+     cli__cmd_get, NULL, 0},
+    {"list", "[--workflow NAME] [--status S] [--limit N] [--page-token T]",
+     "list instances, oldest first",
+     "One page at a time; when there are more, the option for the next page is printed\n"
+     "on stderr.",
+     ONLINE, 0, 0, list_opts, cli__cmd_list, NULL, 0},
+    {"history", "ID [--after SEQ] [--limit N]", "the audit trail of an instance, oldest first",
+     NULL, ONLINE, 1, 1, history_opts, cli__cmd_history, NULL, 0},
+    {"cancel", "ID", "cancel a running instance: its completed steps are compensated",
+     "Only a RUNNING instance before its pivot can be cancelled (else exit status 1).", ONLINE, 1,
+     1, no_opts, cli__cmd_cancel, NULL, 0},
+    {"retry", "ID", "resume a FAILED or COMPENSATION_FAILED instance",
+     "Runs the step (or compensation) that failed again, from where it stopped.", ONLINE, 1, 1,
+     no_opts, cli__cmd_retry, NULL, 0},
+    {"watch", "ID [--interval MS]", "follow an instance until it ends",
+     "Prints each change of its status and steps. Exit status 0 when it COMPLETED, 1 when\n"
+     "it ended otherwise (COMPENSATED, FAILED, COMPENSATION_FAILED). With -o json, prints\n"
+     "only the final instance.",
+     ONLINE, 1, 1, watch_opts, cli__cmd_watch, NULL, 0},
+    {"workflows", "[NAME [--version N]]", "the registered workflows, or one with its steps", NULL,
+     ONLINE, 0, 1, workflows_opts, cli__cmd_workflows, NULL, 0},
+    {"orders", "create|get|cancel ...", "the shop's orders: create, get, cancel", NULL, ONLINE, 0,
+     0, no_opts, NULL, orders_subs, SG_ARRAY_LEN(orders_subs)},
+    {"events", "[--type T] [--correlation-id ID] [--after N] [--limit N]",
+     "the event log: domain events of the services and sagas",
+     "Oldest first; when there are more, the option for the next page is printed on\n"
+     "stderr.",
+     ONLINE, 0, 0, events_opts, cli__cmd_events, NULL, 0},
+};
+
+/* ---- help ---- */
+
+static const char common_online[] =
+    "  --server URL          sagad's REST address: http://HOST:PORT or https://HOST:PORT\n"
+    "                        (default $SAGAD_URL, else http://127.0.0.1:8080)\n"
+    "  --token TOKEN|@FILE   API key or JWT, sent as Authorization: Bearer (default\n"
+    "                        $SAGAD_TOKEN); @FILE reads it from a file\n"
+    "  --cacert FILE         CA certificate(s) to verify an https server (default\n"
+    "                        $SAGAD_CACERT, else the system's)\n"
+    "  --insecure            do not verify the server's TLS certificate (testing only)\n";
+static const char common_format[] =
+    "  -o, --output FORMAT   table (default) or json: the server's JSON as it sent it;\n"
+    "                        errors then also go to stdout as the server's problem JSON\n";
+
+#define HELP_COL 24
+#define HELP_WIDTH 80
+
+/* One option: its spelling, then its help wrapped at HELP_WIDTH from column HELP_COL. */
+static void print_opt(FILE *to, const cli_opt_t *o)
+{
+    char left[64];
+    snprintf(left, sizeof(left), "%s%s%s%s%s", o->shortname ? o->shortname : "",
+             o->shortname ? ", " : "", o->name, o->metavar ? " " : "",
+             o->metavar ? o->metavar : "");
+    int col = fprintf(to, "  %s", left);
+    const char *p = o->help;
+    while (*p) {
+        size_t word = strcspn(p, " ");
+        if (col + 1 + (int)word > HELP_WIDTH || col < HELP_COL) {
+            fprintf(to, "%s%*s", col < HELP_COL ? "" : "\n",
+                    col < HELP_COL ? HELP_COL - col : HELP_COL, "");
+            col = HELP_COL;
+        } else {
+            fputc(' ', to);
+            col++;
+        }
+        col += fprintf(to, "%.*s", (int)word, p);
+        p += word;
+        p += strspn(p, " ");
+    }
+    fputc('\n', to);
+}
+
+static void print_usage_line(FILE *to, const cli_ctx_t *c)
+{
+    fprintf(to, "usage: sagactl %s %s\n", c->cmdname, c->cmd->synopsis);
+}
+
+static void print_command_list(FILE *to, const cli_cmd_t *cmds, size_t n, const char *prefix)
+{
+    for (size_t i = 0; i < n; i++) {
+        char name[40];
+        snprintf(name, sizeof(name), "%s%s", prefix, cmds[i].name);
+        fprintf(to, "  %-15s %s\n", name, cmds[i].summary);
+    }
+}
+
+static int print_help(const cli_ctx_t *c)
+{
+    const cli_cmd_t *cmd = c->cmd;
+    print_usage_line(stdout, c);
+    /* the summary is a list entry ("start a saga"); here it opens a sentence */
+    printf("\n%c%s.\n",
+           cmd->summary[0] >= 'a' && cmd->summary[0] <= 'z' ? cmd->summary[0] - 32
+                                                            : cmd->summary[0],
+           cmd->summary + 1);
+    if (cmd->details != NULL) {
+        printf("%s\n", cmd->details);
+    }
+    if (cmd->subs != NULL) {
+        printf("\ncommands:\n");
+        print_command_list(stdout, cmd->subs, cmd->n_subs, "");
+        printf("\nRun `sagactl %s COMMAND --help` for details.\n", c->cmdname);
+    }
+    if (cmd->opts != NULL && cmd->opts[0].name != NULL) {
+        printf("\noptions:\n");
+        for (const cli_opt_t *o = cmd->opts; o->name != NULL; o++) {
+            print_opt(stdout, o);
+        }
+    }
+    printf("\n%s:\n%s%s  -h, --help            this text\n",
+           cmd->flags & CLI_ONLINE ? "common options" : "options",
+           cmd->flags & CLI_ONLINE ? common_online : "",
+           cmd->flags & CLI_FORMAT ? common_format : "");
+    if (cmd->flags & CLI_ONLINE) {
+        printf("\n" EXIT_TEXT "\n");
+    }
+    return CLI_OK;
+}
+
+static void print_main_help(FILE *to)
+{
+    fprintf(to, "usage: sagactl [COMMON OPTIONS] COMMAND [ARGS] [OPTIONS]\n\n"
+                "The client of sagad, the saga orchestrator.\n\ncommands:\n");
+    print_command_list(to, commands, SG_ARRAY_LEN(commands), "");
+    fprintf(to, "\ncommon options (before or after the command):\n%s%s", common_online,
+            common_format);
+    fprintf(to, "\n" EXIT_TEXT "\n\nRun `sagactl COMMAND --help` for details (docs/cli.md).\n");
+}
+
+/* ---- errors ---- */
+
+/* "sagactl: " before the command is known, "sagactl orders get: " after. */
+static void prefix(const cli_ctx_t *c)
+{
+    fprintf(stderr, "sagactl%s%s: ", c->cmdname[0] ? " " : "", c->cmdname);
+}
+
+void cli__err(const cli_ctx_t *c, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
-    fprintf(stderr, "sagactl %s: ", cmd);
+    prefix(c);
     vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
     va_end(ap);
-    fprintf(stderr, "\n%s\n", find_command(cmd)->usage);
-    return EXIT_USAGE;
 }
 
-static bool is_help(const char *arg)
+int cli__usage_error(const cli_ctx_t *c, const char *fmt, ...)
 {
-    return strcmp(arg, "-h") == 0 || strcmp(arg, "--help") == 0;
+    va_list ap;
+    va_start(ap, fmt);
+    prefix(c);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+    if (c->cmd == NULL) {
+        fprintf(stderr, "(sagactl --help for more)\n");
+        return CLI_USAGE;
+    }
+    print_usage_line(stderr, c);
+    fprintf(stderr, "(sagactl %s --help for more)\n", c->cmdname);
+    return CLI_USAGE;
 }
 
-static int print_help(const char *cmd)
+/* ---- parsing ---- */
+
+static int opt_index(const cli_cmd_t *cmd, const char *name)
 {
-    const command_t *c = find_command(cmd);
-    printf("%s\n\n%s\n", c->usage, c->summary);
-    return 0;
+    for (int i = 0; cmd->opts != NULL && cmd->opts[i].name != NULL; i++) {
+        if (strcmp(cmd->opts[i].name, name) == 0) {
+            return i;
+        }
+    }
+    return -1;
 }
 
-/* Loads one file; prints its diagnostics to `to`. Returns NULL when invalid. */
-static sg_def_t *load(const char *path, bool verify_jq, FILE *to)
+const char *cli__opt(const cli_ctx_t *c, const char *name)
 {
-    sg_dsl_opts_t opts = {.verify_jq = verify_jq};
-    sg_diags_t diags;
-    sg_diags_init(&diags, SG_DIAGS_DEFAULT_CAP);
-    sg_def_t *def = NULL;
-    sg_err_t rc = sg_def_load_file(path, &opts, &def, &diags);
-    if (rc == SG_ERR_NOMEM) {
-        fprintf(to, "%s: error: out of memory\n", path);
-    } else if (rc != SG_OK) {
-        sg_buf_t out;
-        sg_buf_init(&out);
-        sg_diags_format(&diags, path, &out);
-        fputs(out.data ? out.data : "", to);
-        sg_buf_fini(&out);
-    }
-    sg_diags_fini(&diags);
-    return def;
+    int i = opt_index(c->cmd, name);
+    SG_ASSERT(i >= 0); /* a command asks only for its own options */
+    return c->val[i];
 }
 
-static int cmd_validate(int argc, char **argv)
+bool cli__opt_long(cli_ctx_t *c, const char *name, long min, long max, long *out)
 {
-    bool verify = false;
-    int files = 0, bad = 0;
-    for (int i = 1; i < argc; i++) {
-        if (is_help(argv[i])) {
-            return print_help("validate");
-        }
-        if (strcmp(argv[i], "--jq-verify") == 0) {
-            verify = true;
-        } else if (argv[i][0] == '-' && argv[i][1] != '\0') {
-            return usage_error("validate", "unknown option %s", argv[i]);
-        }
-    }
-    for (int i = 1; i < argc; i++) {
-        if (argv[i][0] == '-' && argv[i][1] != '\0') {
-            continue;
-        }
-        files++;
-        sg_def_t *def = load(argv[i], verify, stdout);
-        if (def == NULL) {
-            bad++;
-        } else {
-            printf("%s: ok\n", argv[i]);
-        }
-        sg_def_free(def);
-    }
-    if (files == 0) {
-        return usage_error("validate", "%s", "no files given");
-    }
-    return bad ? EXIT_INVALID : 0;
-}
-
-static int cmd_check(int argc, char **argv)
-{
-    const char *path = NULL;
-    for (int i = 1; i < argc; i++) {
-        if (is_help(argv[i])) {
-            return print_help("check");
-        }
-        if (argv[i][0] == '-' || path != NULL) {
-            return usage_error("check", "unexpected argument %s", argv[i]);
-        }
-        path = argv[i];
-    }
-    if (path == NULL) {
-        return usage_error("check", "%s", "no file given");
-    }
-    sg_def_t *def = load(path, false, stderr);
-    if (def == NULL) {
-        return EXIT_INVALID;
-    }
-    sg_buf_t out;
-    sg_buf_init(&out);
-    sg_def_failure_matrix(def, &out);
-    fputs(out.data ? out.data : "", stdout);
-    sg_buf_fini(&out);
-    sg_def_free(def);
-    return 0;
-}
-
-static int write_output(const char *path, const char *data, size_t len)
-{
-    FILE *f = path ? fopen(path, "wb") : stdout;
-    if (f == NULL) {
-        perror(path);
-        return EXIT_INVALID;
-    }
-    size_t n = fwrite(data, 1, len, f);
-    int rc = (n == len && fflush(f) == 0) ? 0 : EXIT_INVALID;
-    if (path != NULL && fclose(f) != 0) {
-        rc = EXIT_INVALID;
-    }
-    if (rc != 0) {
-        perror(path ? path : "stdout");
-    }
-    return rc;
-}
-
-typedef struct {
-    const char *path, *format, *out;
-} graph_args_t;
-
-static int parse_graph_args(int argc, char **argv, graph_args_t *a)
-{
-    for (int i = 1; i < argc; i++) {
-        const char *arg = argv[i];
-        if (is_help(arg)) {
-            return -1;
-        }
-        if ((strcmp(arg, "--format") == 0 || strcmp(arg, "-f") == 0) && i + 1 < argc) {
-            a->format = argv[++i];
-        } else if (strncmp(arg, "--format=", 9) == 0) {
-            a->format = arg + 9;
-        } else if (strcmp(arg, "-o") == 0 && i + 1 < argc) {
-            a->out = argv[++i];
-        } else if (arg[0] == '-' || a->path != NULL) {
-            return usage_error("graph", "unexpected argument %s", arg);
-        } else {
-            a->path = arg;
-        }
-    }
-    if (a->path == NULL) {
-        return usage_error("graph", "%s", "no file given");
-    }
-    if (strcmp(a->format, "dot") != 0 && strcmp(a->format, "svg") != 0) {
-        return usage_error("graph", "unknown format %s (use dot or svg)", a->format);
-    }
-    return 0;
-}
-
-static int cmd_graph(int argc, char **argv)
-{
-    graph_args_t a = {.format = "dot"};
-    int rc = parse_graph_args(argc, argv, &a);
-    if (rc != 0) {
-        return rc < 0 ? print_help("graph") : rc;
-    }
-    sg_def_t *def = load(a.path, false, stderr);
-    if (def == NULL) {
-        return EXIT_INVALID;
-    }
-    sg_buf_t dot, svg;
-    sg_buf_init(&dot);
-    sg_buf_init(&svg);
-    sg_viz_dot(def, NULL, &dot);
-    if (strcmp(a.format, "dot") == 0) {
-        rc = write_output(a.out, dot.data, dot.len);
-    } else {
-        char err[256] = "";
-        sg_err_t e = sg_viz_svg(dot.data, dot.len, &svg, err, sizeof(err));
-        if (e == SG_OK) {
-            rc = write_output(a.out, svg.data, svg.len);
-        } else {
-            fprintf(stderr, "sagactl graph: %s%s%s\n",
-                    e == SG_ERR_NOT_FOUND ? "Graphviz `dot` is not installed" : sg_strerror(e),
-                    err[0] ? ": " : "", err);
-            rc = EXIT_INVALID;
-        }
-    }
-    sg_buf_fini(&dot);
-    sg_buf_fini(&svg);
-    sg_def_free(def);
-    return rc;
-}
-
-/* ---- online commands: the REST API over libcurl ---- */
-
-typedef struct {
-    const char *server;
-    bool json;
-    const char *arg; /* WORKFLOW or ID */
-    const char *input, *idem_key;
-    const char *workflow, *status, *limit, *page_token;
-    const char *interval;
-} online_t;
-
-/* Which options a command accepts besides --server and -o. */
-enum { TAKES_ARG = 1, TAKES_START = 2, TAKES_FILTER = 4, TAKES_INTERVAL = 8 };
-
-/* "--name VALUE" or "--name=VALUE" at argv[*i]; advances *i past a separate value. */
-static bool take_value(int argc, char **argv, int *i, const char *name, const char **out)
-{
-    size_t n = strlen(name);
-    if (strncmp(argv[*i], name, n) != 0) {
-        return false;
-    }
-    if (argv[*i][n] == '=') {
-        *out = argv[*i] + n + 1;
+    const char *v = cli__opt(c, name);
+    if (v == NULL) {
         return true;
     }
-    if (argv[*i][n] != '\0' || *i + 1 >= argc) {
+    char *end = NULL;
+    long n = strtol(v, &end, 10);
+    if (v[0] == '\0' || *end != '\0' || n < min || n > max) {
+        cli__usage_error(c, "%s must be a number from %ld to %ld, not \"%s\"", name, min, max, v);
         return false;
     }
-    *out = argv[++*i];
+    *out = n;
     return true;
 }
 
-/* Returns 0, -1 for --help, or EXIT_USAGE (after the message). */
-static int parse_online(const char *cmd, unsigned takes, int argc, char **argv, online_t *o)
+/* The option spelled by arg ("--name", "--name=v", "-x"); *inline_val is the "=v" part. */
+static bool opt_matches(const cli_opt_t *o, const char *arg, const char **inline_val)
 {
-    const char *env = getenv("SAGAD_URL");
-    const char *output = "table";
-    o->server = env != NULL && env[0] ? env : "http://127.0.0.1:8080";
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        if (is_help(a)) {
-            return -1;
-        }
-        bool ok =
-            take_value(argc, argv, &i, "--server", &o->server) ||
-            take_value(argc, argv, &i, "-o", &output) ||
-            take_value(argc, argv, &i, "--output", &output) ||
-            ((takes & TAKES_START) &&
-             (take_value(argc, argv, &i, "--input", &o->input) ||
-              take_value(argc, argv, &i, "--idempotency-key", &o->idem_key))) ||
-            ((takes & TAKES_FILTER) &&
-             (take_value(argc, argv, &i, "--workflow", &o->workflow) ||
-              take_value(argc, argv, &i, "--status", &o->status) ||
-              take_value(argc, argv, &i, "--limit", &o->limit) ||
-              take_value(argc, argv, &i, "--page-token", &o->page_token))) ||
-            ((takes & TAKES_INTERVAL) && take_value(argc, argv, &i, "--interval", &o->interval));
-        if (!ok && (a[0] == '-' || !(takes & TAKES_ARG) || o->arg != NULL)) {
-            return usage_error(cmd, "unexpected argument %s", a);
-        }
-        if (!ok) {
-            o->arg = a;
-        }
+    size_t n = strlen(o->name);
+    *inline_val = NULL;
+    if (strncmp(arg, o->name, n) == 0 && (arg[n] == '\0' || (arg[n] == '=' && o->metavar))) {
+        *inline_val = arg[n] == '=' ? arg + n + 1 : NULL;
+        return true;
     }
-    if (strcmp(output, "json") != 0 && strcmp(output, "table") != 0) {
-        return usage_error(cmd, "unknown output format %s (use table or json)", output);
+    return o->shortname != NULL && strcmp(arg, o->shortname) == 0;
+}
+
+static const cli_opt_t conn_opts[] = {{"--server", NULL, "URL", NULL},
+                                      {"--token", NULL, "TOKEN", NULL},
+                                      {"--cacert", NULL, "FILE", NULL},
+                                      {"--insecure", NULL, NULL, NULL},
+                                      {0}};
+/* Apart, because graph's -o is its output file. */
+static const cli_opt_t format_opts[] = {{"--output", "-o", "FORMAT", NULL}, {0}};
+
+/* Stores a common option's value; false after a usage message. */
+static bool set_common(cli_ctx_t *c, const cli_opt_t *o, const char *v)
+{
+    if (strcmp(o->name, "--server") == 0) {
+        c->server = v;
+    } else if (strcmp(o->name, "--token") == 0) {
+        c->token = v;
+    } else if (strcmp(o->name, "--cacert") == 0) {
+        c->cacert = v;
+    } else if (strcmp(o->name, "--insecure") == 0) {
+        c->insecure = true;
+    } else if (strcmp(v, "json") == 0 || strcmp(v, "table") == 0) {
+        c->json = v[0] == 'j';
+    } else {
+        cli__usage_error(c, "unknown output format \"%s\" (use table or json)", v);
+        return false;
     }
-    o->json = strcmp(output, "json") == 0;
-    if ((takes & TAKES_ARG) && o->arg == NULL) {
-        return usage_error(cmd, "%s", "missing argument");
+    return true;
+}
+
+/* Parses one option at argv[*i] against opts; common: those are common options.
+ * Returns 1 when it matched (and was stored), 0 when not, -1 after a usage message. */
+static int take_opt(cli_ctx_t *c, const cli_opt_t *opts, bool common, int argc, char **argv, int *i)
+{
+    for (int k = 0; opts[k].name != NULL; k++) {
+        const char *v = NULL;
+        if (!opt_matches(&opts[k], argv[*i], &v)) {
+            continue;
+        }
+        if (opts[k].metavar != NULL && v == NULL) {
+            if (*i + 1 >= argc) {
+                cli__usage_error(c, "%s needs a value (%s)", opts[k].name, opts[k].metavar);
+                return -1;
+            }
+            v = argv[++*i];
+        }
+        if (common) {
+            return set_common(c, &opts[k], v != NULL ? v : "") ? 1 : -1;
+        }
+        c->val[k] = v != NULL ? v : "";
+        return 1;
     }
     return 0;
 }
 
-typedef struct {
-    long status;
-    sg_buf_t body;
-} http_resp_t;
-
-static size_t on_body(char *data, size_t size, size_t n, void *ctx)
+static bool is_help(const char *a)
 {
-    sg_buf_append(ctx, data, size * n);
-    return size * n;
+    return strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0;
 }
 
-/* Sends one request to the server; path must already be escaped. Returns 0 with resp
- * filled (any HTTP status), or EXIT_CONNECT after printing why. */
-static int http(const char *cmd, const online_t *o, const char *method, const char *path,
-                const char *body, http_resp_t *resp)
+/* Parses a command's arguments into c. Returns -1 to go on, else the exit status. */
+static int parse(cli_ctx_t *c, int argc, char **argv)
 {
-    static bool inited;
-    if (!inited) {
-        curl_global_init(CURL_GLOBAL_DEFAULT);
-        inited = true;
-    }
-    size_t slen = strlen(o->server);
-    while (slen > 0 && o->server[slen - 1] == '/') {
-        slen--;
-    }
-    char *url = sg_asprintf("%.*s%s", (int)slen, o->server, path);
-    CURL *c = curl_easy_init();
-    struct curl_slist *hdrs = curl_slist_append(NULL, "Accept: application/json");
-    char *idem = o->idem_key != NULL ? sg_asprintf("Idempotency-Key: %s", o->idem_key) : NULL;
-    sg_buf_init(&resp->body);
-    if (url == NULL || c == NULL || hdrs == NULL || (o->idem_key != NULL && idem == NULL)) {
-        fprintf(stderr, "sagactl %s: out of memory\n", cmd);
-        return EXIT_INVALID;
-    }
-    if (body != NULL) {
-        hdrs = curl_slist_append(hdrs, "Content-Type: application/json");
-        curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
-    }
-    if (idem != NULL) {
-        hdrs = curl_slist_append(hdrs, idem);
-    }
-    curl_easy_setopt(c, CURLOPT_URL, url);
-    curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
-    curl_easy_setopt(c, CURLOPT_HTTPHEADER, hdrs);
-    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
-    curl_easy_setopt(c, CURLOPT_WRITEDATA, &resp->body);
-    curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, 5000L);
-    curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, 60000L);
-    curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
-    CURLcode cc = curl_easy_perform(c);
-    curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &resp->status);
-    curl_easy_cleanup(c);
-    curl_slist_free_all(hdrs);
-    sg_free(idem);
-    int rc = 0;
-    if (cc != CURLE_OK) {
-        fprintf(stderr, "sagactl %s: cannot reach %s: %s\n", cmd, url, curl_easy_strerror(cc));
-        rc = EXIT_CONNECT;
-    }
-    sg_free(url);
-    return rc;
-}
-
-/* A path segment or query value, percent-encoded (owned). */
-static char *esc(const char *s)
-{
-    char *e = curl_easy_escape(NULL, s, 0);
-    char *copy = e != NULL ? sg_strdup(e) : NULL;
-    curl_free(e);
-    return copy;
-}
-
-static const char *jstr(const cJSON *o, const char *key)
-{
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
-    return cJSON_IsString(v) ? v->valuestring : "-";
-}
-
-/* A member as text for a table cell: strings as is, null as "-", others as JSON. */
-static void jcell(const cJSON *o, const char *key, char *buf, size_t n)
-{
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
-    if (cJSON_IsString(v)) {
-        snprintf(buf, n, "%s", v->valuestring);
-    } else if (cJSON_IsNumber(v)) {
-        snprintf(buf, n, "%.17g", v->valuedouble);
-    } else if (v == NULL || cJSON_IsNull(v)) {
-        snprintf(buf, n, "-");
-    } else {
-        char *t = cJSON_PrintUnformatted(v);
-        snprintf(buf, n, "%s", t != NULL ? t : "?");
-        cJSON_free(t);
-    }
-}
-
-/* Prints an error answer (problem+json when it is one) and returns the exit status. */
-static int report_failure(const char *cmd, const online_t *o, const http_resp_t *resp)
-{
-    if (o->json) {
-        printf("%s\n", resp->body.data ? resp->body.data : "");
-    }
-    cJSON *p = cJSON_Parse(resp->body.data ? resp->body.data : "");
-    const cJSON *detail = cJSON_GetObjectItemCaseSensitive(p, "detail");
-    fprintf(stderr, "sagactl %s: HTTP %ld: %s\n", cmd, resp->status,
-            cJSON_IsString(detail) ? detail->valuestring : "unexpected answer");
-    const cJSON *e;
-    cJSON_ArrayForEach(e, cJSON_GetObjectItemCaseSensitive(p, "errors"))
-    {
-        fprintf(stderr, "  %s: %s\n", jstr(e, "path")[0] ? jstr(e, "path") : "(input)",
-                jstr(e, "message"));
-    }
-    cJSON_Delete(p);
-    return EXIT_INVALID;
-}
-
-/* Runs one request; on a 2xx answer *doc is the parsed body (json mode prints it). */
-static int call(const char *cmd, const online_t *o, const char *method, const char *path,
-                const char *body, cJSON **doc)
-{
-    http_resp_t resp;
-    int rc = http(cmd, o, method, path, body, &resp);
-    *doc = NULL;
-    if (rc == 0 && (resp.status < 200 || resp.status > 299)) {
-        rc = report_failure(cmd, o, &resp);
-    } else if (rc == 0) {
-        *doc = cJSON_Parse(resp.body.data ? resp.body.data : "");
-        if (*doc == NULL) {
-            fprintf(stderr, "sagactl %s: the server's answer is not JSON\n", cmd);
-            rc = EXIT_INVALID;
+    const cli_cmd_t *cmd = c->cmd;
+    bool only_pos = false;
+    for (int i = 0; i < argc; i++) {
+        const char *a = argv[i];
+        if (!only_pos && is_help(a)) {
+            return print_help(c);
         }
-    }
-    sg_buf_fini(&resp.body);
-    return rc;
-}
-
-static void print_json(const cJSON *doc)
-{
-    char *t = cJSON_PrintUnformatted(doc);
-    printf("%s\n", t != NULL ? t : "");
-    cJSON_free(t);
-}
-
-/* ---- a tiny table printer: columns as wide as their widest cell ---- */
-
-#define TABLE_MAX_COLS 7
-
-typedef struct {
-    size_t ncols, nrows, cap;
-    char **cells;
-} table_t;
-
-static void table_row(table_t *t, const char *const *cells)
-{
-    if (t->nrows == t->cap) {
-        size_t cap = t->cap ? t->cap * 2 : 16;
-        char **grown = sg_realloc(t->cells, cap * t->ncols * sizeof(*grown));
-        if (grown == NULL) {
-            return;
+        if (!only_pos && strcmp(a, "--") == 0) {
+            only_pos = true;
+            continue;
         }
-        t->cells = grown;
-        t->cap = cap;
-    }
-    for (size_t c = 0; c < t->ncols; c++) {
-        t->cells[t->nrows * t->ncols + c] = sg_strdup(cells[c] != NULL ? cells[c] : "-");
-    }
-    t->nrows++;
-}
-
-static void table_print(table_t *t)
-{
-    size_t w[TABLE_MAX_COLS] = {0};
-    for (size_t i = 0; i < t->nrows * t->ncols; i++) {
-        size_t len = t->cells[i] != NULL ? strlen(t->cells[i]) : 0;
-        w[i % t->ncols] = len > w[i % t->ncols] ? len : w[i % t->ncols];
-    }
-    for (size_t r = 0; r < t->nrows; r++) {
-        for (size_t c = 0; c < t->ncols; c++) {
-            const char *s = t->cells[r * t->ncols + c];
-            if (c + 1 < t->ncols) {
-                printf("%-*s  ", (int)w[c], s != NULL ? s : "?");
-            } else {
-                printf("%s\n", s != NULL ? s : "?");
+        if (only_pos || a[0] != '-' || a[1] == '\0') {
+            if (c->n_pos == cmd->max_pos || c->n_pos == CLI_MAX_POS) {
+                return cli__usage_error(c, "unexpected argument \"%s\"", a);
             }
+            c->pos[c->n_pos++] = a;
+            continue;
+        }
+        int r = cmd->opts != NULL ? take_opt(c, cmd->opts, false, argc, argv, &i) : 0;
+        if (r == 0 && (cmd->flags & CLI_ONLINE)) {
+            r = take_opt(c, conn_opts, true, argc, argv, &i);
+        }
+        if (r == 0 && (cmd->flags & CLI_FORMAT)) {
+            r = take_opt(c, format_opts, true, argc, argv, &i);
+        }
+        if (r < 0) {
+            return CLI_USAGE;
+        }
+        if (r == 0) {
+            return cli__usage_error(c, "unknown option %s", a);
         }
     }
-    for (size_t i = 0; i < t->nrows * t->ncols; i++) {
-        sg_free(t->cells[i]);
+    if (c->n_pos < cmd->min_pos) {
+        return cli__usage_error(c, "%s",
+                                cmd->min_pos == 1 ? "missing argument" : "too few arguments");
     }
-    sg_free(t->cells);
+    return -1;
 }
 
-/* ---- the commands ---- */
-
-static char *read_input(const char *cmd, const char *spec)
+static const cli_cmd_t *find(const cli_cmd_t *cmds, size_t n, const char *name)
 {
-    if (spec == NULL) {
-        return sg_strdup("{}");
-    }
-    if (spec[0] != '@') {
-        return sg_strdup(spec);
-    }
-    char *text = NULL;
-    size_t len = 0;
-    sg_err_t rc =
-        sg_file_read(strcmp(spec, "@-") == 0 ? "/dev/stdin" : spec + 1, 64u << 20, &text, &len);
-    if (rc != SG_OK) {
-        fprintf(stderr, "sagactl %s: cannot read %s: %s\n", cmd, spec + 1, sg_strerror(rc));
-    }
-    return text;
-}
-
-static int cmd_start(int argc, char **argv)
-{
-    online_t o = {0};
-    int rc = parse_online("start", TAKES_ARG | TAKES_START, argc, argv, &o);
-    if (rc != 0) {
-        return rc < 0 ? print_help("start") : rc;
-    }
-    char *input = read_input("start", o.input);
-    char *name = esc(o.arg);
-    char *path = name != NULL ? sg_asprintf("/v1/workflows/%s/instances", name) : NULL;
-    cJSON *doc = NULL;
-    rc =
-        input == NULL || path == NULL ? EXIT_INVALID : call("start", &o, "POST", path, input, &doc);
-    if (rc == 0 && o.json) {
-        print_json(doc);
-    } else if (rc == 0) {
-        bool created = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(doc, "created"));
-        printf("%s %s (%s)\n", created ? "started" : "already started:", jstr(doc, "id"),
-               jstr(doc, "status"));
-    }
-    cJSON_Delete(doc);
-    sg_free(input);
-    sg_free(name);
-    sg_free(path);
-    return rc;
-}
-
-/* GET /v1/instances/ID[suffix], printing JSON in -o json mode; *doc is the answer for the
- * table printer. */
-static int get_doc(const char *cmd, const online_t *o, const char *id, const char *suffix,
-                   cJSON **doc)
-{
-    char *e = esc(id);
-    char *path = e != NULL ? sg_asprintf("/v1/instances/%s%s", e, suffix) : NULL;
-    int rc = path != NULL ? call(cmd, o, "GET", path, NULL, doc) : EXIT_INVALID;
-    if (rc == 0 && o->json) {
-        print_json(*doc);
-    }
-    sg_free(e);
-    sg_free(path);
-    return rc;
-}
-
-static void print_instance(const cJSON *doc)
-{
-    char cell[2][256];
-    const cJSON *reason = cJSON_GetObjectItemCaseSensitive(doc, "reason");
-    jcell(doc, "version", cell[0], sizeof(cell[0]));
-    if (cJSON_IsString(reason)) {
-        snprintf(cell[1], sizeof(cell[1]), " (%s)", reason->valuestring);
-    } else {
-        cell[1][0] = '\0';
-    }
-    printf("id:       %s\nworkflow: %s v%s\nstatus:   %s%s\ncreated:  %s\nupdated:  %s\n\n",
-           jstr(doc, "id"), jstr(doc, "workflow"), cell[0], jstr(doc, "status"), cell[1],
-           jstr(doc, "created_at"), jstr(doc, "updated_at"));
-    table_t t = {.ncols = 6};
-    table_row(&t, (const char *[]){"STEP", "KIND", "STATUS", "ATTEMPT", "COMPENSATION", "ERROR"});
-    const cJSON *s;
-    cJSON_ArrayForEach(s, cJSON_GetObjectItemCaseSensitive(doc, "steps"))
-    {
-        const cJSON *err = cJSON_GetObjectItemCaseSensitive(s, "error");
-        jcell(s, "attempt", cell[0], sizeof(cell[0]));
-        snprintf(cell[1], sizeof(cell[1]), "%s%s%s", cJSON_IsObject(err) ? jstr(err, "code") : "-",
-                 cJSON_IsObject(err) ? ": " : "", cJSON_IsObject(err) ? jstr(err, "message") : "");
-        table_row(&t, (const char *[]){jstr(s, "id"), jstr(s, "kind"), jstr(s, "status"), cell[0],
-                                       jstr(s, "compensation"), cell[1]});
-    }
-    table_print(&t);
-}
-
-static int cmd_get(int argc, char **argv)
-{
-    online_t o = {0};
-    int rc = parse_online("get", TAKES_ARG, argc, argv, &o);
-    if (rc != 0) {
-        return rc < 0 ? print_help("get") : rc;
-    }
-    cJSON *doc = NULL;
-    rc = get_doc("get", &o, o.arg, "", &doc);
-    if (rc == 0 && !o.json) {
-        print_instance(doc);
-    }
-    cJSON_Delete(doc);
-    return rc;
-}
-
-static int cmd_history(int argc, char **argv)
-{
-    online_t o = {0};
-    int rc = parse_online("history", TAKES_ARG, argc, argv, &o);
-    if (rc != 0) {
-        return rc < 0 ? print_help("history") : rc;
-    }
-    cJSON *doc = NULL;
-    rc = get_doc("history", &o, o.arg, "/history", &doc);
-    if (rc == 0 && !o.json) {
-        table_t t = {.ncols = 6};
-        table_row(&t, (const char *[]){"SEQ", "TIME", "TYPE", "STEP", "ATTEMPT", "DETAIL"});
-        const cJSON *h;
-        cJSON_ArrayForEach(h, cJSON_GetObjectItemCaseSensitive(doc, "items"))
-        {
-            char c[4][120];
-            jcell(h, "seq", c[0], sizeof(c[0]));
-            jcell(h, "step", c[1], sizeof(c[1]));
-            jcell(h, "attempt", c[2], sizeof(c[2]));
-            jcell(h, "detail", c[3], sizeof(c[3])); /* truncated: -o json has it all */
-            table_row(&t,
-                      (const char *[]){c[0], jstr(h, "time"), jstr(h, "type"), c[1], c[2], c[3]});
-        }
-        table_print(&t);
-    }
-    cJSON_Delete(doc);
-    return rc;
-}
-
-static void add_query(sg_buf_t *q, const char *key, const char *value)
-{
-    if (value == NULL) {
-        return;
-    }
-    char *e = esc(value);
-    sg_buf_printf(q, "%s%s=%s", q->len ? "&" : "?", key, e != NULL ? e : "");
-    sg_free(e);
-}
-
-static int cmd_list(int argc, char **argv)
-{
-    online_t o = {0};
-    int rc = parse_online("list", TAKES_FILTER, argc, argv, &o);
-    if (rc != 0) {
-        return rc < 0 ? print_help("list") : rc;
-    }
-    sg_buf_t path;
-    sg_buf_init(&path);
-    sg_buf_puts(&path, "/v1/instances");
-    sg_buf_t q;
-    sg_buf_init(&q);
-    add_query(&q, "workflow", o.workflow);
-    add_query(&q, "status", o.status);
-    add_query(&q, "limit", o.limit);
-    add_query(&q, "page_token", o.page_token);
-    sg_buf_puts(&path, q.data != NULL ? q.data : "");
-    cJSON *doc = NULL;
-    rc = path.oom || q.oom ? EXIT_INVALID : call("list", &o, "GET", path.data, NULL, &doc);
-    if (rc == 0 && o.json) {
-        print_json(doc);
-    } else if (rc == 0) {
-        table_t t = {.ncols = 5};
-        table_row(&t, (const char *[]){"ID", "WORKFLOW", "VERSION", "STATUS", "CREATED"});
-        const cJSON *i;
-        cJSON_ArrayForEach(i, cJSON_GetObjectItemCaseSensitive(doc, "items"))
-        {
-            char v[32];
-            jcell(i, "version", v, sizeof(v));
-            table_row(&t, (const char *[]){jstr(i, "id"), jstr(i, "workflow"), v, jstr(i, "status"),
-                                           jstr(i, "created_at")});
-        }
-        table_print(&t);
-        const cJSON *next = cJSON_GetObjectItemCaseSensitive(doc, "next_page_token");
-        if (cJSON_IsString(next)) {
-            fprintf(stderr, "more: add --page-token %s\n", next->valuestring);
-        }
-    }
-    cJSON_Delete(doc);
-    sg_buf_fini(&path);
-    sg_buf_fini(&q);
-    return rc;
-}
-
-static int control(const char *cmd, int argc, char **argv)
-{
-    online_t o = {0};
-    int rc = parse_online(cmd, TAKES_ARG, argc, argv, &o);
-    if (rc != 0) {
-        return rc < 0 ? print_help(cmd) : rc;
-    }
-    char *e = esc(o.arg);
-    char *path = e != NULL ? sg_asprintf("/v1/instances/%s/%s", e, cmd) : NULL;
-    cJSON *doc = NULL;
-    rc = path != NULL ? call(cmd, &o, "POST", path, "", &doc) : EXIT_INVALID;
-    if (rc == 0 && o.json) {
-        print_json(doc);
-    } else if (rc == 0) {
-        printf("%s: %s accepted (%s)\n", jstr(doc, "id"), cmd, jstr(doc, "status"));
-    }
-    cJSON_Delete(doc);
-    sg_free(e);
-    sg_free(path);
-    return rc;
-}
-
-static int cmd_cancel(int argc, char **argv)
-{
-    return control("cancel", argc, argv);
-}
-
-static int cmd_retry(int argc, char **argv)
-{
-    return control("retry", argc, argv);
-}
-
-static bool terminal_status(const char *s)
-{
-    return strcmp(s, "COMPLETED") == 0 || strcmp(s, "COMPENSATED") == 0 ||
-           strcmp(s, "FAILED") == 0 || strcmp(s, "COMPENSATION_FAILED") == 0;
-}
-
-/* Prints the instance status and every step whose status changed since prev. */
-static void print_changes(const cJSON *prev, const cJSON *doc)
-{
-    if (prev == NULL || strcmp(jstr(prev, "status"), jstr(doc, "status")) != 0) {
-        printf("%s  %s\n", jstr(doc, "updated_at"), jstr(doc, "status"));
-    }
-    const cJSON *old_steps = prev != NULL ? cJSON_GetObjectItemCaseSensitive(prev, "steps") : NULL;
-    const cJSON *s;
-    int i = 0;
-    cJSON_ArrayForEach(s, cJSON_GetObjectItemCaseSensitive(doc, "steps"))
-    {
-        const cJSON *old = cJSON_GetArrayItem(old_steps, i++);
-        bool same = old != NULL && strcmp(jstr(old, "status"), jstr(s, "status")) == 0 &&
-                    strcmp(jstr(old, "compensation"), jstr(s, "compensation")) == 0;
-        if (!same && (strcmp(jstr(s, "status"), "pending") != 0 || old != NULL)) {
-            printf("  %s: %s%s%s\n", jstr(s, "id"), jstr(s, "status"),
-                   strcmp(jstr(s, "compensation"), "none") != 0 ? ", " : "",
-                   strcmp(jstr(s, "compensation"), "none") != 0 ? jstr(s, "compensation") : "");
-        }
-    }
-    fflush(stdout);
-}
-
-static int cmd_watch(int argc, char **argv)
-{
-    online_t o = {0};
-    int rc = parse_online("watch", TAKES_ARG | TAKES_INTERVAL, argc, argv, &o);
-    if (rc != 0) {
-        return rc < 0 ? print_help("watch") : rc;
-    }
-    char *endp = NULL;
-    long interval = o.interval != NULL ? strtol(o.interval, &endp, 10) : 500;
-    if (o.interval != NULL && (*endp != '\0' || interval < 10 || interval > 60000)) {
-        return usage_error("watch", "--interval must be 10..60000 milliseconds");
-    }
-    online_t quiet = o;
-    quiet.json = false; /* print only the final document in -o json mode */
-    cJSON *prev = NULL, *doc = NULL;
-    for (;;) {
-        rc = get_doc("watch", &quiet, o.arg, "", &doc);
-        if (rc != 0) {
-            break;
-        }
-        if (!o.json) {
-            print_changes(prev, doc);
-        }
-        cJSON_Delete(prev);
-        prev = doc;
-        if (terminal_status(jstr(doc, "status"))) {
-            rc = strcmp(jstr(doc, "status"), "COMPLETED") == 0 ? 0 : EXIT_INVALID;
-            if (o.json) {
-                print_json(doc);
-            }
-            break;
-        }
-        struct timespec ts = {.tv_sec = interval / 1000, .tv_nsec = (interval % 1000) * 1000000L};
-        nanosleep(&ts, NULL);
-    }
-    cJSON_Delete(prev);
-    return rc;
-}
-
-static const command_t commands[] = {
-    {"validate", cmd_validate, "usage: sagactl validate [--jq-verify] FILE...",
-     "Checks saga definitions. Prints \"FILE: ok\" for each valid file, otherwise every\n"
-     "error as FILE:LINE:COL: error: MESSAGE (with an optional hint line).\n"
-     "  --jq-verify   also compile every jq expression with libjq (slower)\n"
-     "Exit status: 0 all valid, 1 some invalid, 2 usage error."},
-    {"check", cmd_check, "usage: sagactl check FILE",
-     "Prints the failure matrix of a valid saga: for each step that can fail, the\n"
-     "compensations that would run, in order. Exit status: 0 ok, 1 invalid, 2 usage."},
-    {"graph", cmd_graph, "usage: sagactl graph FILE [--format dot|svg] [-o OUT]",
-     "Draws the saga with Graphviz: DOT by default, SVG through the `dot` program.\n"
-     "Forward path solid, compensations dashed, pivot marked, branches as clusters."},
-#define ONLINE_OPTS                                                                         \
-    "  --server URL   sagad's REST address (default $SAGAD_URL or http://127.0.0.1:8080)\n" \
-    "  -o json        print the server's JSON answer instead of a table\n"                  \
-    "Exit status: 0 ok, 1 refused or not found, 2 usage, 3 cannot reach the server."
-    {"start", cmd_start,
-     "usage: sagactl start WORKFLOW [--input JSON|@FILE|@-] [--idempotency-key KEY]",
-     "Starts a saga of the latest version of WORKFLOW with the given input (default {}).\n"
-     "A repeated start with the same idempotency key returns the first instance.\n" ONLINE_OPTS},
-    {"get", cmd_get, "usage: sagactl get ID",
-     "Shows an instance: status, reason, times and the state of every step.\n" ONLINE_OPTS},
-    {"history", cmd_history, "usage: sagactl history ID",
-     "Shows the audit trail of an instance, oldest first.\n" ONLINE_OPTS},
-    {"list", cmd_list,
-     "usage: sagactl list [--workflow W] [--status S] [--limit N] [--page-token T]",
-     "Lists instances, oldest first, one page at a time (the next page's token goes to\n"
-     "stderr).\n" ONLINE_OPTS},
-    {"cancel", cmd_cancel, "usage: sagactl cancel ID",
-     "Cancels a running instance: its completed steps are compensated.\n" ONLINE_OPTS},
-    {"retry", cmd_retry, "usage: sagactl retry ID",
-     "Retries a FAILED or COMPENSATION_FAILED instance from where it stopped.\n" ONLINE_OPTS},
-    {"watch", cmd_watch, "usage: sagactl watch ID [--interval MS]",
-     "Polls an instance until it finishes, printing each change of its status and steps.\n"
-     "Exits 0 when it COMPLETED, 1 when it ended otherwise.\n" ONLINE_OPTS},
-#undef ONLINE_OPTS
-};
-
-static const command_t *find_command(const char *name)
-{
-    for (size_t i = 0; i < SG_ARRAY_LEN(commands); i++) {
-        if (strcmp(commands[i].name, name) == 0) {
-            return &commands[i];
+    for (size_t i = 0; i < n; i++) {
+        if (strcmp(cmds[i].name, name) == 0) {
+            return &cmds[i];
         }
     }
     return NULL;
 }
 
-static void usage(FILE *to)
+static int unknown_command(const cli_cmd_t *cmds, size_t n, const char *prefix, const char *name)
 {
-    fprintf(to, "usage: sagactl COMMAND [ARGS]\n\ncommands:\n");
-    for (size_t i = 0; i < SG_ARRAY_LEN(commands); i++) {
-        fprintf(to, "  %-10s %s\n", commands[i].name, commands[i].usage + 15);
+    const char *names[32];
+    size_t k = 0;
+    for (size_t i = 0; i < n && k < SG_ARRAY_LEN(names); i++) {
+        names[k++] = cmds[i].name;
     }
-    fprintf(to, "\nRun `sagactl COMMAND --help` for details.\n");
+    const char *close = sg_closest(name, names, k);
+    const char *sep = prefix[0] ? " " : "";
+    fprintf(stderr, "sagactl: unknown command \"%s%s%s\"%s%s%s\n", prefix, sep, name,
+            close ? " (did you mean \"" : "", close ? close : "", close ? "\"?)" : "");
+    fprintf(stderr, "Run `sagactl %s%s--help` for the list.\n", prefix, sep);
+    return CLI_USAGE;
+}
+
+/* Settings from the environment: SAGAD_URL, SAGAD_TOKEN, SAGAD_CACERT. */
+static void from_env(cli_ctx_t *c)
+{
+    const char *url = getenv("SAGAD_URL"), *token = getenv("SAGAD_TOKEN");
+    const char *ca = getenv("SAGAD_CACERT");
+    c->server = url != NULL && url[0] ? url : "http://127.0.0.1:8080";
+    c->token = token != NULL && token[0] ? token : NULL;
+    c->cacert = ca != NULL && ca[0] ? ca : NULL;
+}
+
+/* Common options before the command. Returns the index of the command, or -(status+1). */
+static int leading_options(cli_ctx_t *c, int argc, char **argv)
+{
+    int i = 1;
+    snprintf(c->cmdname, sizeof(c->cmdname), "%s", "");
+    for (; i < argc && argv[i][0] == '-'; i++) {
+        if (is_help(argv[i])) {
+            print_main_help(stdout);
+            return -(CLI_OK + 1);
+        }
+        int r = take_opt(c, conn_opts, true, argc, argv, &i);
+        if (r == 0) {
+            r = take_opt(c, format_opts, true, argc, argv, &i);
+        }
+        if (r == 0) {
+            fprintf(stderr, "sagactl: unknown option %s before the command\n", argv[i]);
+        }
+        if (r <= 0) {
+            return -(CLI_USAGE + 1);
+        }
+    }
+    return i;
+}
+
+static int dispatch(cli_ctx_t *c, const cli_cmd_t *cmds, size_t n, int argc, char **argv)
+{
+    const cli_cmd_t *cmd = find(cmds, n, argv[0]);
+    if (cmd == NULL) {
+        return unknown_command(cmds, n, c->cmdname, argv[0]);
+    }
+    c->cmd = cmd;
+    size_t len = strlen(c->cmdname);
+    snprintf(c->cmdname + len, sizeof(c->cmdname) - len, "%s%s", len ? " " : "", cmd->name);
+    if (cmd->subs != NULL) {
+        if (argc < 2 || is_help(argv[1])) {
+            if (argc < 2) {
+                return cli__usage_error(c, "%s", "which one?");
+            }
+            return print_help(c);
+        }
+        if (argv[1][0] == '-') {
+            return cli__usage_error(c, "unexpected %s before the subcommand", argv[1]);
+        }
+        return dispatch(c, cmd->subs, cmd->n_subs, argc - 1, argv + 1);
+    }
+    int rc = parse(c, argc - 1, argv + 1);
+    return rc >= 0 ? rc : cmd->run(c);
 }
 
 int main(int argc, char **argv)
 {
-    if (argc < 2) {
-        usage(stderr);
-        return EXIT_USAGE;
+    cli_ctx_t c = {0};
+    from_env(&c);
+    int i = leading_options(&c, argc, argv);
+    if (i < 0) {
+        return -i - 1;
     }
-    if (is_help(argv[1]) || strcmp(argv[1], "help") == 0) {
-        usage(stdout);
-        return 0;
+    if (i >= argc) {
+        print_main_help(stderr);
+        return CLI_USAGE;
     }
-    const command_t *c = find_command(argv[1]);
-    if (c == NULL) {
-        fprintf(stderr, "sagactl: unknown command \"%s\"\n", argv[1]);
-        usage(stderr);
-        return EXIT_USAGE;
+    if (strcmp(argv[i], "help") == 0) {
+        /* `sagactl help [COMMAND [SUB]]` is `sagactl COMMAND [SUB] --help` */
+        if (i + 1 >= argc) {
+            print_main_help(stdout);
+            return CLI_OK;
+        }
+        char *args[4] = {argv[i + 1], i + 2 < argc ? argv[i + 2] : "--help", "--help", NULL};
+        int n = i + 2 < argc ? 3 : 2;
+        return dispatch(&c, commands, SG_ARRAY_LEN(commands), n, args);
     }
-    return c->run(argc - 1, argv + 1);
+    int rc = dispatch(&c, commands, SG_ARRAY_LEN(commands), argc - i, argv + i);
+    cli__ctx_fini(&c);
+    fflush(stdout);
+    if (ferror(stdout)) {
+        fprintf(stderr, "sagactl: cannot write the output\n");
+        return rc == CLI_OK ? CLI_FAILED : rc;
+    }
+    return rc;
 }

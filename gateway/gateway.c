@@ -23,7 +23,13 @@
 #include <sys/socket.h>
 #include <time.h>
 
-#define POOL_MAX 8
+/* Read-only store handles kept open. When that many are out, a request waits up to
+ * POOL_WAIT_MS for one to come back before it opens one of its own: opening costs a
+ * schema read and fresh prepared statements, far more than a short wait (under 64
+ * connections this kept GETs from opening and closing a handle per request), while a
+ * handler that holds one handle and asks for another can never wait for ever. */
+#define POOL_MAX 16
+#define POOL_WAIT_MS 20
 #define MAX_SEGMENTS 8
 /* Request headers: more, or longer, is a 431. Requests whose headers do not even fit
  * the connection's memory get libmicrohttpd's own 431 (or 414 for the request line). */
@@ -42,6 +48,9 @@
 struct sg_gateway {
     sg_driver_t *driver;
     char *db_path;
+    char *data_dir; /* NULL: no services' databases to read (orders) */
+    /* PEM texts while serving HTTPS; NULL: plain HTTP */
+    char *tls_cert, *tls_key;
     size_t max_body;
     struct MHD_Daemon *mhd;
     uint16_t port;
@@ -50,8 +59,11 @@ struct sg_gateway {
     double anon_rate, anon_burst;
     atomic_bool stopping;
     pthread_mutex_t pool_mu;
+    pthread_cond_t pool_cv; /* a handle came back */
     sg_store_t *pool[POOL_MAX];
     size_t n_pool;
+    size_t n_out;          /* handles handed out and not yet back */
+    gw_metrics_t *metrics; /* NULL: requests are not counted */
 };
 
 /* Per-request state kept by libmicrohttpd between calls of on_request. */
@@ -64,11 +76,17 @@ typedef struct {
     const gw_route_t *route;
     const char *params[GW_MAX_PARAMS];
     size_t n_params;
+    uint64_t t0_us; /* when the headers were in */
 } conn_t;
 
 sg_driver_t *gw__driver(const sg_gateway_t *g)
 {
     return g->driver;
+}
+
+const char *gw__data_dir(const sg_gateway_t *g)
+{
+    return g->data_dir;
 }
 
 bool gw__serving(const sg_gateway_t *g)
@@ -92,9 +110,21 @@ sg_store_t *gw__store_get(sg_gateway_t *g, char *err, size_t errlen)
 {
     sg_store_t *st = NULL;
     pthread_mutex_lock(&g->pool_mu);
+    if (g->n_pool == 0 && g->n_out >= POOL_MAX) {
+        struct timespec until;
+        clock_gettime(CLOCK_REALTIME, &until);
+        until.tv_nsec += POOL_WAIT_MS * 1000000L;
+        if (until.tv_nsec >= 1000000000L) {
+            until.tv_sec++;
+            until.tv_nsec -= 1000000000L;
+        }
+        while (g->n_pool == 0 && pthread_cond_timedwait(&g->pool_cv, &g->pool_mu, &until) == 0) {
+        }
+    }
     if (g->n_pool > 0) {
         st = g->pool[--g->n_pool];
     }
+    g->n_out++;
     pthread_mutex_unlock(&g->pool_mu);
     if (st != NULL) {
         return st;
@@ -102,6 +132,10 @@ sg_store_t *gw__store_get(sg_gateway_t *g, char *err, size_t errlen)
     sg_store_opts_t o = {.readonly = true};
     if (sg_store_open(g->db_path, &o, &st, err, errlen) != SG_OK) {
         sg_log(SG_LOG_ERROR, NULL, "gateway: cannot open %s read-only: %s", g->db_path, err);
+        pthread_mutex_lock(&g->pool_mu);
+        g->n_out--;
+        pthread_cond_signal(&g->pool_cv);
+        pthread_mutex_unlock(&g->pool_mu);
         return NULL;
     }
     return st;
@@ -114,14 +148,14 @@ void gw__store_put(sg_gateway_t *g, sg_store_t *st, bool broken)
     }
     /* A handler that returned early may have left its snapshot open. */
     sg_store_rollback(st);
-    if (!broken) {
-        pthread_mutex_lock(&g->pool_mu);
-        if (g->n_pool < POOL_MAX) {
-            g->pool[g->n_pool++] = st;
-            st = NULL;
-        }
-        pthread_mutex_unlock(&g->pool_mu);
+    pthread_mutex_lock(&g->pool_mu);
+    g->n_out--;
+    if (!broken && g->n_pool < POOL_MAX) {
+        g->pool[g->n_pool++] = st;
+        st = NULL;
     }
+    pthread_cond_signal(&g->pool_cv);
+    pthread_mutex_unlock(&g->pool_mu);
     sg_store_close(st);
 }
 
@@ -409,12 +443,14 @@ static enum MHD_Result begin_request(sg_gateway_t *g, struct MHD_Connection *con
     }
     sg_buf_init(&c->body);
     *con_cls = c;
+    c->t0_us = gw__mono_us();
     gw_req_t r = {.gw = g, .con = con, .method = method, .path = url};
     if (headers_ok(con, &r) && (c->route = find_route(c, &r)) != NULL &&
         admit(g, con, c->route->scope, &r) && announced_size_ok(g, &r)) {
         return MHD_YES;
     }
     c->answered = true;
+    gw__metrics_request(g->metrics, c->route, method, r.status, c->t0_us);
     return send_reply(con, &r);
 }
 
@@ -458,6 +494,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *con, const c
         /* Every handler answers; a silent one is a bug in this module. */
         SG_ASSERT(r.status != 0);
     }
+    gw__metrics_request(g->metrics, c->route, method, r.status, c->t0_us);
     return send_reply(con, &r);
 }
 
@@ -559,7 +596,8 @@ static bool configure(sg_gateway_t *g, const sg_gateway_opts_t *o, sg_err_t *rc,
     g->driver = o->driver;
     g->db_path = sg_strdup(o->db_path);
     g->rl = gw__rl_new(RL_MAX_ENTRIES);
-    if (g->db_path == NULL || g->rl == NULL) {
+    g->data_dir = o->data_dir != NULL ? sg_strdup(o->data_dir) : NULL;
+    if (g->db_path == NULL || g->rl == NULL || (o->data_dir != NULL && g->data_dir == NULL)) {
         snprintf(err, errlen, "out of memory");
         *rc = SG_ERR_NOMEM;
         return false;
@@ -576,7 +614,8 @@ static bool configure(sg_gateway_t *g, const sg_gateway_opts_t *o, sg_err_t *rc,
 
 static void log_start(const sg_gateway_t *g, const char *listen)
 {
-    sg_log(SG_LOG_INFO, NULL, "gateway listening on %s (port %u)", listen, (unsigned)g->port);
+    sg_log(SG_LOG_INFO, NULL, "gateway listening on %s (port %u, %s)", listen, (unsigned)g->port,
+           g->tls_cert != NULL ? "https" : "http");
     if (g->auth != NULL) {
         char what[96];
         sg_auth_describe(g->auth, what, sizeof(what));
@@ -602,10 +641,13 @@ sg_err_t sg_gateway_start(const sg_gateway_opts_t *o, sg_gateway_t **out, char *
         return SG_ERR_NOMEM;
     }
     pthread_mutex_init(&g->pool_mu, NULL);
+    pthread_cond_init(&g->pool_cv, NULL);
+    g->metrics = gw__metrics_new(sg_driver_metrics(o->driver));
     sg_err_t rc = SG_ERR_INVALID;
     addr_t a;
     if (!configure(g, o, &rc, err, errlen) ||
-        !parse_listen(listen, g->auth != NULL, &a, err, errlen)) {
+        !parse_listen(listen, g->auth != NULL, &a, err, errlen) ||
+        !gw__tls_load(o, &g->tls_cert, &g->tls_key, &rc, err, errlen)) {
         sg_gateway_stop(g);
         return rc != SG_OK ? rc : SG_ERR_INVALID;
     }
@@ -613,7 +655,11 @@ sg_err_t sg_gateway_start(const sg_gateway_opts_t *o, sg_gateway_t **out, char *
      * commit), which would stall every other connection of a shared polling thread. The
      * connection limit bounds the threads; the idle timeout frees those slow clients hold. */
     unsigned flags = MHD_USE_POLL_INTERNAL_THREAD | MHD_USE_THREAD_PER_CONNECTION |
-                     MHD_USE_ERROR_LOG | (a.v6 ? MHD_USE_IPv6 : 0);
+                     MHD_USE_ERROR_LOG | (a.v6 ? MHD_USE_IPv6 : 0) |
+                     (g->tls_cert != NULL ? MHD_USE_TLS : 0);
+    struct MHD_OptionItem tls[] = {{MHD_OPTION_HTTPS_MEM_CERT, 0, g->tls_cert},
+                                   {MHD_OPTION_HTTPS_MEM_KEY, 0, g->tls_key},
+                                   {MHD_OPTION_END, 0, NULL}};
     unsigned timeout = o->timeout_s != 0 ? o->timeout_s : SG_GATEWAY_DEFAULT_TIMEOUT_S;
     /* The logger goes first so that messages about the other options reach it too. */
     errno = 0;
@@ -622,10 +668,11 @@ sg_err_t sg_gateway_start(const sg_gateway_opts_t *o, sg_gateway_t **out, char *
         MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&a.ss, MHD_OPTION_NOTIFY_COMPLETED, on_completed,
         g, MHD_OPTION_CONNECTION_LIMIT, (unsigned)(o->max_conns != 0 ? o->max_conns : 256),
         MHD_OPTION_CONNECTION_TIMEOUT, timeout, MHD_OPTION_CONNECTION_MEMORY_LIMIT, CONN_MEMORY,
-        MHD_OPTION_END);
+        MHD_OPTION_ARRAY, g->tls_cert != NULL ? tls : tls + 2, MHD_OPTION_END);
     if (g->mhd == NULL) {
-        snprintf(err, errlen, "cannot listen on %s: %s", listen,
-                 errno != 0 ? strerror(errno) : "libmicrohttpd refused to start");
+        snprintf(err, errlen, "cannot listen on %s: %s%s", listen,
+                 errno != 0 ? strerror(errno) : "libmicrohttpd refused to start",
+                 g->tls_cert != NULL ? " (TLS: does the key match the certificate?)" : "");
         sg_gateway_stop(g);
         return SG_ERR_IO;
     }
@@ -654,8 +701,12 @@ void sg_gateway_stop(sg_gateway_t *g)
         sg_store_close(g->pool[i]);
     }
     pthread_mutex_destroy(&g->pool_mu);
+    pthread_cond_destroy(&g->pool_cv);
     sg_auth_free(g->auth);
     gw__rl_free(g->rl);
+    gw__metrics_free(g->metrics);
     sg_free(g->db_path);
+    sg_free(g->data_dir);
+    gw__tls_free(g->tls_cert, g->tls_key);
     sg_free(g);
 }

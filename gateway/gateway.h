@@ -11,6 +11,12 @@
  *   GET  /v1/instances[?workflow=&status=&limit=&page_token=]    read
  *   GET  /v1/instances/{id}, /v1/instances/{id}/history          read
  *   POST /v1/instances/{id}/cancel, /v1/instances/{id}/retry     operate
+ *   POST /v1/workflows/validate (YAML body)                      read
+ *   GET  /v1/workflows/{name}/graph, /v1/instances/{id}/graph    read
+ *   GET  /v1/events[?type=&correlation_id=&after=&limit=]        read
+ *   POST /v1/orders; GET /v1/orders/{id}                         start; read
+ *   POST /v1/orders/{id}/cancel                                  operate
+ *   GET  /metrics (Prometheus text), /v1/openapi.json            read
  *
  * Authentication (gateway/auth.h): with a credentials file (opts.auth_file) every route
  * but /healthz and /readyz needs an API key or a JWT holding its scope (admin implies
@@ -53,6 +59,14 @@ typedef struct {
      * 0 meaning twice the rate); 0 means no limit. With it, the file sets the limits. */
     double anon_rate;
     double anon_burst;
+    /* The services' databases (<data_dir>/order.db, inventory.db, payment.db), read
+     * by GET /v1/orders/{id}; NULL: the /v1/orders routes know no order (404). */
+    const char *data_dir;
+    /* HTTPS: PEM files of the server's certificate (chain) and its unencrypted private
+     * key, read at start; both or neither. NULL: plain HTTP. The loopback rule above
+     * holds with TLS too: TLS encrypts, only auth_file authenticates. */
+    const char *tls_cert_file;
+    const char *tls_key_file;
 } sg_gateway_opts_t;
 
 #define SG_GATEWAY_DEFAULT_LISTEN "127.0.0.1:8080"
@@ -63,9 +77,10 @@ typedef struct {
  * Starts serving on its own threads (one per connection). The options are copied and
  * the credentials file is read now. Returns SG_OK with *out set, SG_ERR_INVALID for a
  * malformed listen address, a non-loopback one without auth_file, a malformed
- * credentials file or missing db_path/driver, SG_ERR_IO when the socket cannot be bound
- * or the credentials file read, SG_ERR_NOMEM; then *out is NULL and err (errlen bytes)
- * says why. Any thread.
+ * credentials file or missing db_path/driver, only one of the TLS files, TLS files that
+ * are not PEM or a libmicrohttpd built without TLS, SG_ERR_IO when the socket cannot be
+ * bound or a file read, SG_ERR_NOMEM; then *out is NULL and err (errlen bytes) says why.
+ * Any thread.
  */
 sg_err_t sg_gateway_start(const sg_gateway_opts_t *o, sg_gateway_t **out, char *err, size_t errlen);
 

@@ -58,8 +58,19 @@ typedef struct {
 extern const gw_route_t gw__routes[];
 extern const size_t gw__n_routes;
 
+/* tls.c: for opts.tls_cert_file and tls_key_file, their PEM texts into *cert and *key
+ * (free both with gw__tls_free), or both NULL when TLS is off. False with the reason in
+ * err and *rc: SG_ERR_INVALID (one file of the two, not PEM, libmicrohttpd without TLS),
+ * SG_ERR_IO (unreadable) or SG_ERR_NOMEM. */
+bool gw__tls_load(const sg_gateway_opts_t *o, char **cert, char **key, sg_err_t *rc, char *err,
+                  size_t errlen);
+/* Frees what gw__tls_load gave, wiping the key first. NULLs are no-ops. */
+void gw__tls_free(char *cert, char *key);
+
 /* gateway.c: what handlers need from the gateway. */
 sg_driver_t *gw__driver(const sg_gateway_t *g);
+/* opts.data_dir: the services' databases; NULL when none was given. */
+const char *gw__data_dir(const sg_gateway_t *g);
 /* False once sg_gateway_stop has begun (/readyz then answers 503). */
 bool gw__serving(const sg_gateway_t *g);
 /* A query-string argument or request header (decoded by MHD), NULL when absent. */
@@ -88,10 +99,64 @@ void gw__inst_row_fini(gw_inst_row_t *row);
 void gw__h_instance_get(gw_req_t *r);
 void gw__h_instance_history(gw_req_t *r);
 void gw__h_instance_list(gw_req_t *r);
+/* query.c: an instance as GET /v1/instances/{id} shows it, without the attempts list
+ * (def may be NULL: steps then lose their ids). NULL on OOM. */
+cJSON *gw__instance_doc(const gw_inst_row_t *row, const sg_def_t *def);
+/* Opens a snapshot and loads the {id} instance (params[0]) into row; *rc says how that
+ * went, and when it failed the 404/503 is answered. End with gw__store_put and
+ * gw__inst_row_fini whatever happened. */
+sg_store_t *gw__open_instance(gw_req_t *r, gw_inst_row_t *row, sg_err_t *rc);
+
+/* routes.c: pieces shared by the handlers that start sagas (routes.c, orders.c). */
+/* The Idempotency-Key header into *key (NULL when absent); answers 400 and returns
+ * false when it is not 1..200 visible ASCII characters. */
+bool gw__idem_key_arg(gw_req_t *r, const char **key);
+/* Whether the body is exactly one JSON object within the limits; answers 400 (with the
+ * errors[] list of schema errors, so clients need one code path) when not. */
+bool gw__check_body(gw_req_t *r);
+/* The 400 invalid-input problem with one {path: "", message} error. */
+void gw__bad_input(gw_req_t *r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Answers a start of workflow that sg_driver_start_saga refused with rc: 400 with the
+ * schema errors of errs, 404 unknown workflow, 503 stopping or unavailable. */
+void gw__start_failed(gw_req_t *r, sg_err_t rc, const sg_jsonschema_errors_t *errs,
+                      const char *workflow);
+/* ?version=N into *version (0 when absent); answers 400 and returns false when it is
+ * not a positive integer. */
+bool gw__version_arg(gw_req_t *r, int64_t *version);
+/* The definition named by params[0] at version (0 = latest); answers 404 and returns
+ * NULL when there is none. */
+const sg_def_t *gw__find_def(gw_req_t *r, int64_t version);
+
+/* graph.c, events.c, orders.c: definitions tooling, the event log, the shop's orders. */
+void gw__h_validate(gw_req_t *r);
+void gw__h_workflow_graph(gw_req_t *r);
+void gw__h_instance_graph(gw_req_t *r);
+void gw__h_events(gw_req_t *r);
+void gw__h_order_create(gw_req_t *r);
+void gw__h_order_get(gw_req_t *r);
+void gw__h_order_cancel(gw_req_t *r);
+
+/* metrics.c: HTTP metrics in the driver's registry, and GET /metrics. */
+typedef struct gw_metrics gw_metrics_t;
+/* Registers the HTTP series in reg; NULL (requests go uncounted) when reg is NULL or on
+ * OOM. gw__metrics_free(NULL) is a no-op. */
+gw_metrics_t *gw__metrics_new(sg_metrics_t *reg);
+void gw__metrics_free(gw_metrics_t *m);
+/* Monotonic microseconds, for request latency. */
+uint64_t gw__mono_us(void);
+/* Counts one answered request: route NULL when none matched (404, 405, 414, 431), method
+ * as sent, t0_us when its headers were in. Any connection thread. */
+void gw__metrics_request(gw_metrics_t *m, const gw_route_t *route, const char *method,
+                         unsigned status, uint64_t t0_us);
+void gw__h_metrics(gw_req_t *r);
+/* openapi.c: GET /v1/openapi.json, the document gateway/openapi.json built in. */
+void gw__h_openapi(gw_req_t *r);
 
 /* json.c: responses. Each replaces any response already set. */
 /* Sends doc as application/json and deletes it; NULL doc (OOM) becomes a 503. */
 void gw__reply_json(gw_req_t *r, unsigned status, cJSON *doc);
+/* Sends a copy of text[0..len) with content type ctype (a static string). */
+void gw__reply_text(gw_req_t *r, unsigned status, const char *ctype, const char *text, size_t len);
 /* Sends a problem document {type, title, status, detail}; slug names the type. */
 void gw__problem(gw_req_t *r, unsigned status, const char *slug, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));

@@ -68,6 +68,23 @@ void gw__reply_json(gw_req_t *r, unsigned status, cJSON *doc)
     send_doc(r, status, "application/json", doc);
 }
 
+void gw__reply_text(gw_req_t *r, unsigned status, const char *ctype, const char *text, size_t len)
+{
+    /* The response is freed with cJSON_free (gateway.c), so it is allocated the same way. */
+    char *copy = cJSON_malloc(len + 1);
+    if (copy == NULL) {
+        reply_oom(r);
+        return;
+    }
+    memcpy(copy, text, len);
+    copy[len] = '\0';
+    clear_resp(r);
+    r->status = status;
+    r->ctype = ctype;
+    r->resp = copy;
+    r->resp_len = len;
+}
+
 static void problemv(gw_req_t *r, unsigned status, const char *slug, cJSON *extra, const char *fmt,
                      va_list ap) __attribute__((format(printf, 5, 0)));
 

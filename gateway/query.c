@@ -193,7 +193,29 @@ static bool on_attempt(void *ctx, const sg_store_attempt_t *a)
     return true;
 }
 
-static cJSON *instance_doc(const gw_inst_row_t *row, const sg_def_t *def)
+static bool is_one_of(const char *s, const char *a, const char *b, const char *c)
+{
+    return s != NULL && (strcmp(s, a) == 0 || strcmp(s, b) == 0 || (c && strcmp(s, c) == 0));
+}
+
+/* The step whose task or compensation is in flight or waiting for its retry (the first
+ * in document order; a parallel group gives way to its branches' steps), or NULL. */
+static const char *current_step(const cJSON *steps)
+{
+    const cJSON *st;
+    cJSON_ArrayForEach(st, steps)
+    {
+        const char *kind = state_str(st, "kind");
+        if (kind != NULL && strcmp(kind, "parallel") != 0 &&
+            (is_one_of(state_str(st, "status"), "running", "retrying", "waiting") ||
+             is_one_of(state_str(st, "compensation"), "running", "retrying", NULL))) {
+            return state_str(st, "id");
+        }
+    }
+    return NULL;
+}
+
+cJSON *gw__instance_doc(const gw_inst_row_t *row, const sg_def_t *def)
 {
     cJSON *doc = cJSON_CreateObject();
     cJSON *input = gw__json_value(row->input);
@@ -209,6 +231,8 @@ static cJSON *instance_doc(const gw_inst_row_t *row, const sg_def_t *def)
     ok = ok && gw__add_time(doc, "created_at", row->created_ms) &&
          gw__add_time(doc, "updated_at", row->updated_ms) &&
          gw__add_time(doc, "deadline_at", row->deadline_ms) && add_steps(doc, def, row->state);
+    ok = ok && gw__add_str(doc, "current_step",
+                           current_step(cJSON_GetObjectItemCaseSensitive(doc, "steps")));
     if (!ok) {
         cJSON_Delete(doc);
         return NULL;
@@ -216,9 +240,7 @@ static cJSON *instance_doc(const gw_inst_row_t *row, const sg_def_t *def)
     return doc;
 }
 
-/* Opens a snapshot and loads the {id} instance; answers 404/503 and returns NULL when
- * that fails. The caller ends with gw__store_put. */
-static sg_store_t *open_instance(gw_req_t *r, gw_inst_row_t *row, sg_err_t *rc)
+sg_store_t *gw__open_instance(gw_req_t *r, gw_inst_row_t *row, sg_err_t *rc)
 {
     char err[256] = "";
     memset(row, 0, sizeof(*row));
@@ -255,11 +277,11 @@ void gw__h_instance_get(gw_req_t *r)
 {
     gw_inst_row_t row;
     sg_err_t rc;
-    sg_store_t *st = open_instance(r, &row, &rc);
+    sg_store_t *st = gw__open_instance(r, &row, &rc);
     if (rc == SG_OK) {
         /* NULL only if the definition vanished from the registry: steps lose their ids. */
         const sg_def_t *def = sg_driver_def(gw__driver(r->gw), row.workflow, row.version);
-        cJSON *doc = instance_doc(&row, def);
+        cJSON *doc = gw__instance_doc(&row, def);
         attempts_ctx_t ac = {.list = doc != NULL ? cJSON_AddArrayToObject(doc, "attempts") : NULL,
                              .def = def};
         rc = ac.list != NULL ? sg_store_attempts_of(st, row.id, on_attempt, &ac) : SG_ERR_NOMEM;
@@ -325,7 +347,7 @@ void gw__h_instance_history(gw_req_t *r)
     }
     gw_inst_row_t row;
     sg_err_t rc;
-    sg_store_t *st = open_instance(r, &row, &rc);
+    sg_store_t *st = gw__open_instance(r, &row, &rc);
     if (rc == SG_OK) {
         cJSON *doc = cJSON_CreateObject();
         hist_ctx_t h = {.items = doc != NULL ? cJSON_AddArrayToObject(doc, "items") : NULL,

@@ -1,8 +1,9 @@
 /*
  * gateway routes: the route table and the handlers that read definitions or change
- * instances (start, cancel, retry), and the probes. A new endpoint is one table line
- * and one handler; its scope is what a caller needs (GW_OPEN for probes only: the
- * tests walk this table and refuse any other open route).
+ * instances (start, cancel, retry), and the probes, plus what every start shares
+ * (Idempotency-Key, body check, the answers to a refused start; orders.c uses them). A
+ * new endpoint is one table line and one handler; its scope is what a caller needs
+ * (GW_OPEN for probes only: the tests walk this table and refuse any other open route).
  *
  * Handlers must never block on anything but the driver's own queue, never write to the
  * store (the driver does), and always answer: every path ends in gw__reply_json or
@@ -147,9 +148,7 @@ static cJSON *step_doc(const sg_step_t *st)
     return o;
 }
 
-/* Reads ?version=N into *version (0 when absent); answers 400 and returns false when
- * it is not a positive integer. */
-static bool version_arg(gw_req_t *r, int64_t *version)
+bool gw__version_arg(gw_req_t *r, int64_t *version)
 {
     const char *v = gw__query(r, "version");
     *version = 0;
@@ -160,7 +159,7 @@ static bool version_arg(gw_req_t *r, int64_t *version)
     return true;
 }
 
-static const sg_def_t *find_def(gw_req_t *r, int64_t version)
+const sg_def_t *gw__find_def(gw_req_t *r, int64_t version)
 {
     const char *name = r->params[0];
     const sg_def_t *def = sg_driver_def(gw__driver(r->gw), name, version);
@@ -176,7 +175,7 @@ static const sg_def_t *find_def(gw_req_t *r, int64_t version)
 static void h_workflow_get(gw_req_t *r)
 {
     int64_t version;
-    const sg_def_t *def = version_arg(r, &version) ? find_def(r, version) : NULL;
+    const sg_def_t *def = gw__version_arg(r, &version) ? gw__find_def(r, version) : NULL;
     if (def == NULL) {
         return;
     }
@@ -219,11 +218,20 @@ static bool valid_idem_key(const char *k)
     return n > 0 && n <= IDEM_KEY_MAX;
 }
 
+bool gw__idem_key_arg(gw_req_t *r, const char **key)
+{
+    *key = gw__header(r, "Idempotency-Key");
+    if (*key != NULL && !valid_idem_key(*key)) {
+        gw__problem(r, MHD_HTTP_BAD_REQUEST, "bad-header",
+                    "Idempotency-Key must be 1 to %d visible ASCII characters", IDEM_KEY_MAX);
+        return false;
+    }
+    return true;
+}
+
 /* The 400 for a body that is not a JSON object, with the same errors[] shape as schema
  * violations so clients need one code path. */
-static void bad_input(gw_req_t *r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-
-static void bad_input(gw_req_t *r, const char *fmt, ...)
+void gw__bad_input(gw_req_t *r, const char *fmt, ...)
 {
     char msg[256];
     va_list ap;
@@ -242,13 +250,11 @@ static void bad_input(gw_req_t *r, const char *fmt, ...)
     gw__problem_with(r, MHD_HTTP_BAD_REQUEST, "invalid-input", extra, "%s", msg);
 }
 
-/* Checks that the body is exactly one JSON object within the limits. Answers 400 and
- * returns false if not. */
-static bool check_body(gw_req_t *r)
+bool gw__check_body(gw_req_t *r)
 {
     char msg[200];
     if (!gw__body_check(r->body, r->body_len, msg, sizeof(msg))) {
-        bad_input(r, "%s", msg);
+        gw__bad_input(r, "%s", msg);
         return false;
     }
     return true;
@@ -277,6 +283,31 @@ static void schema_errors(gw_req_t *r, const sg_jsonschema_errors_t *errs)
     gw__problem_with(r, MHD_HTTP_BAD_REQUEST, "invalid-input", extra,
                      "the input does not match the workflow's input schema (%zu error%s)",
                      errs->count + errs->dropped, errs->count + errs->dropped == 1 ? "" : "s");
+}
+
+void gw__start_failed(gw_req_t *r, sg_err_t rc, const sg_jsonschema_errors_t *errs,
+                      const char *workflow)
+{
+    switch (rc) {
+    case SG_ERR_INVALID:
+        if (errs->count + errs->dropped > 0) {
+            schema_errors(r, errs);
+        } else {
+            gw__bad_input(r, "the body must be a JSON object, the saga's input");
+        }
+        break;
+    case SG_ERR_NOT_FOUND:
+        gw__problem(r, MHD_HTTP_NOT_FOUND, "workflow-not-found", "no workflow \"%.128s\"",
+                    workflow);
+        break;
+    case SG_ERR_STATE:
+        gw__problem(r, MHD_HTTP_SERVICE_UNAVAILABLE, "stopping",
+                    "sagad is stopping; the saga was not started");
+        break;
+    default:
+        gw__problem(r, MHD_HTTP_SERVICE_UNAVAILABLE, "unavailable",
+                    "the saga could not be started: %s", sg_strerror(rc));
+    }
 }
 
 /* The answer to a start: the new instance (201) or the one the key named (200). */
@@ -316,17 +347,12 @@ static void started(gw_req_t *r, const sg_def_t *def, const sg_start_result_t *r
 static void h_start(gw_req_t *r)
 {
     int64_t version;
-    const sg_def_t *def = version_arg(r, &version) ? find_def(r, version) : NULL;
+    const sg_def_t *def = gw__version_arg(r, &version) ? gw__find_def(r, version) : NULL;
     if (def == NULL) {
         return;
     }
-    const char *key = gw__header(r, "Idempotency-Key");
-    if (key != NULL && !valid_idem_key(key)) {
-        gw__problem(r, MHD_HTTP_BAD_REQUEST, "bad-header",
-                    "Idempotency-Key must be 1 to %d visible ASCII characters", IDEM_KEY_MAX);
-        return;
-    }
-    if (!check_body(r)) {
+    const char *key;
+    if (!gw__idem_key_arg(r, &key) || !gw__check_body(r)) {
         return;
     }
     sg_jsonschema_errors_t errs;
@@ -334,28 +360,10 @@ static void h_start(gw_req_t *r)
     sg_start_result_t res = {.created = false};
     sg_err_t rc =
         sg_driver_start_saga(gw__driver(r->gw), def->name, def->version, r->body, key, &res, &errs);
-    switch (rc) {
-    case SG_OK:
+    if (rc == SG_OK) {
         started(r, def, &res);
-        break;
-    case SG_ERR_INVALID:
-        if (errs.count + errs.dropped > 0) {
-            schema_errors(r, &errs);
-        } else {
-            bad_input(r, "the body must be a JSON object, the saga's input");
-        }
-        break;
-    case SG_ERR_NOT_FOUND:
-        gw__problem(r, MHD_HTTP_NOT_FOUND, "workflow-not-found", "no workflow \"%.128s\"",
-                    def->name);
-        break;
-    case SG_ERR_STATE:
-        gw__problem(r, MHD_HTTP_SERVICE_UNAVAILABLE, "stopping",
-                    "sagad is stopping; the saga was not started");
-        break;
-    default:
-        gw__problem(r, MHD_HTTP_SERVICE_UNAVAILABLE, "unavailable",
-                    "the saga could not be started: %s", sg_strerror(rc));
+    } else {
+        gw__start_failed(r, rc, &errs, def->name);
     }
     sg_jsonschema_errors_fini(&errs);
 }
@@ -433,6 +441,15 @@ const gw_route_t gw__routes[] = {
     {"GET", "/v1/instances/{id}/history", gw__h_instance_history, SG_SCOPE_READ},
     {"POST", "/v1/instances/{id}/cancel", h_cancel, SG_SCOPE_OPERATE},
     {"POST", "/v1/instances/{id}/retry", h_retry, SG_SCOPE_OPERATE},
+    {"POST", "/v1/workflows/validate", gw__h_validate, SG_SCOPE_READ},
+    {"GET", "/v1/workflows/{name}/graph", gw__h_workflow_graph, SG_SCOPE_READ},
+    {"GET", "/v1/instances/{id}/graph", gw__h_instance_graph, SG_SCOPE_READ},
+    {"GET", "/v1/events", gw__h_events, SG_SCOPE_READ},
+    {"POST", "/v1/orders", gw__h_order_create, SG_SCOPE_START},
+    {"GET", "/v1/orders/{id}", gw__h_order_get, SG_SCOPE_READ},
+    {"POST", "/v1/orders/{id}/cancel", gw__h_order_cancel, SG_SCOPE_OPERATE},
+    {"GET", "/metrics", gw__h_metrics, SG_SCOPE_READ},
+    {"GET", "/v1/openapi.json", gw__h_openapi, SG_SCOPE_READ},
 };
 
 const size_t gw__n_routes = SG_ARRAY_LEN(gw__routes);

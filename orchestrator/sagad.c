@@ -11,6 +11,7 @@
 #include "gateway/gateway.h"
 #include "orchestrator/driver/driver.h"
 #include "orchestrator/log/log.h"
+#include "orchestrator/transport/kafka.h"
 
 #include <errno.h>
 #include <signal.h>
@@ -26,6 +27,11 @@ typedef struct {
     const char *sync;
     const char *seed;
     const char *auth;
+    const char *tls_cert, *tls_key;
+    unsigned anon_rate; /* requests/s per client IP without --auth; 0 = no limit */
+    const char *kafka_config;
+    sg_kafka_opts_t kafka;
+    char **kafka_props; /* from --kafka-config */
     bool no_listen;
     bool seed_only;
     bool hash_key;
@@ -54,6 +60,11 @@ static const option_t options[] = {
     {"auth", OPT_STR, S(auth),
      "REST credentials file (JSON: API keys, JWT; see docs/rest.md); without it REST is "
      "unauthenticated and loopback only"},
+    {"anon-rate", OPT_UINT, S(anon_rate),
+     "without --auth: requests per second per client IP (burst twice that); default no limit"},
+    {"tls-cert", OPT_STR, S(tls_cert),
+     "serve REST over HTTPS with this PEM certificate (chain); needs --tls-key"},
+    {"tls-key", OPT_STR, S(tls_key), "the PEM private key of --tls-cert (unencrypted)"},
     {"hash-key", OPT_FLAG, S(hash_key),
      "read an API key on stdin, print its sha256 for the --auth file, exit"},
     {"sync", OPT_STR, S(sync), "durability: full (default), normal or off"},
@@ -61,6 +72,13 @@ static const option_t options[] = {
     {"queue-limit", OPT_UINT, S(drv.per_queue_limit),
      "tasks of one queue at once (default: threads)"},
     {"test-activities", OPT_FLAG, S(drv.test_activities), "serve the built-in test queue"},
+    {"transport", OPT_STR, S(drv.transport),
+     "embedded (default: handlers run in sagad) or kafka (saga-worker processes)"},
+    {"brokers", OPT_STR, S(kafka.brokers), "Kafka bootstrap brokers (default 127.0.0.1:9092)"},
+    {"kafka-config", OPT_STR, S(kafka_config),
+     "file of librdkafka properties (key = value): SASL, TLS, tuning"},
+    {"kafka-partitions", OPT_UINT, S(kafka.partitions),
+     "partitions of the Kafka topics sagad creates when missing (default 6)"},
     {"log-level", OPT_STR, S(log_level), "debug, info (default), warn or error"},
     {"seed", OPT_STR, S(seed),
      "load a seed document (e.g. activities/seed/shop.json) into the services' databases "
@@ -228,6 +246,20 @@ static int parse_args(settings_t *s, int argc, char **argv, char **config_buf)
     return 0;
 }
 
+/* Reads --kafka-config and hands the kafka settings to the driver. */
+static bool load_kafka(settings_t *s)
+{
+    char err[512] = "";
+    if (s->kafka_config != NULL &&
+        sg_kafka_props_read(s->kafka_config, &s->kafka_props, err, sizeof(err)) != SG_OK) {
+        fprintf(stderr, "sagad: --kafka-config: %s\n", err);
+        return false;
+    }
+    s->kafka.props = (const char *const *)s->kafka_props;
+    s->drv.kafka = &s->kafka;
+    return true;
+}
+
 static bool check_settings(settings_t *s, char *data_dir_buf, size_t buflen)
 {
     if (s->seed_only && (s->seed == NULL || (s->drv.db_path == NULL && s->drv.data_dir == NULL))) {
@@ -260,7 +292,11 @@ static bool check_settings(settings_t *s, char *data_dir_buf, size_t buflen)
     if (s->listen == NULL) {
         s->listen = "127.0.0.1:8080";
     }
-    return true;
+    if ((s->tls_cert == NULL) != (s->tls_key == NULL)) {
+        fprintf(stderr, "sagad: --tls-cert and --tls-key go together\n");
+        return false;
+    }
+    return load_kafka(s);
 }
 
 static int serve(settings_t *s)
@@ -281,8 +317,14 @@ static int serve(settings_t *s)
     }
     sg_gateway_t *gw = NULL;
     if (!s->no_listen) {
-        sg_gateway_opts_t go = {
-            .listen = s->listen, .db_path = s->drv.db_path, .driver = d, .auth_file = s->auth};
+        sg_gateway_opts_t go = {.listen = s->listen,
+                                .db_path = s->drv.db_path,
+                                .driver = d,
+                                .auth_file = s->auth,
+                                .anon_rate = s->anon_rate,
+                                .data_dir = s->drv.data_dir,
+                                .tls_cert_file = s->tls_cert,
+                                .tls_key_file = s->tls_key};
         if (sg_gateway_start(&go, &gw, err, sizeof(err)) != SG_OK) {
             sg_log(SG_LOG_ERROR, NULL, "cannot serve REST on %s: %s", s->listen, err);
             sg_driver_stop(d);
@@ -360,6 +402,7 @@ int main(int argc, char **argv)
     } else if (rc != 0) {
         rc = rc == 1 ? 0 : 2;
     }
+    sg_kafka_props_free(s.kafka_props);
     sg_free(config_buf);
     return rc;
 }

@@ -142,12 +142,10 @@ def main():
         problems = books(out, placed, done, cancels, cdone)
         comp = next((i for k, o, i in placed if done[i]["status"] == "COMPENSATED"), None)
         if comp is not None:
-            status, _ = shop.http("GET", "%s/v1/instances/%s/graph?format=svg" % (sagad.base, comp))
-            if status == 200:
-                svg = os.path.join(out, "compensated-%s.svg" % comp)
-                with open(svg, "wb") as f:
-                    f.write(shop.fetch_raw("%s/v1/instances/%s/graph?format=svg" % (sagad.base, comp)))
-                print("graph of compensated saga %s: %s" % (comp, svg))
+            svg = os.path.join(out, "compensated-%s.svg" % comp)
+            with open(svg, "wb") as f:
+                f.write(shop.fetch_raw("%s/v1/instances/%s/graph?format=svg" % (sagad.base, comp)))
+            print("graph of compensated saga %s: %s" % (comp, svg))
         status, body = shop.http("GET", "%s/v1/events?limit=1000" % sagad.base)
         if status == 200:
             types = {}

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what sagad needs to build and test, and nothing that is already there.
 # Debian packages through apt-get (as root, or via sudo), Python test tools through pip.
-# Usage: scripts/deps.sh [build|test]   (test also installs the test-only tools)
+# Usage: scripts/deps.sh [build|test|bench]   (test also installs the test-only tools,
+# bench the load generator of `make bench`)
 set -euo pipefail
 
 mode=${1:-build}
@@ -42,6 +43,8 @@ test_pkgs=(
 wanted=("${build_pkgs[@]}")
 if [ "$mode" = test ]; then
   wanted+=("${test_pkgs[@]}")
+elif [ "$mode" = bench ]; then
+  wanted+=("/usr/bin/wrk wrk")
 fi
 
 missing=()
@@ -50,6 +53,11 @@ for entry in "${wanted[@]}"; do
   pkg=${entry##* }
   [ -e "$path" ] || missing+=("$pkg")
 done
+
+# The OpenAPI conformance test's virtualenv needs venv and ensurepip (python3-venv).
+if [ "$mode" = test ] && ! python3 -c 'import venv, ensurepip' 2>/dev/null; then
+  missing+=(python3-venv)
+fi
 
 if [ ${#missing[@]} -gt 0 ]; then
   echo "deps: installing ${missing[*]}"
@@ -69,5 +77,14 @@ if [ "$mode" = test ]; then
     echo "deps: installing Python packages jsonschema, PyYAML"
     python3 -m pip install --quiet --disable-pip-version-check 'jsonschema==4.23.0' 'PyYAML==6.0.2' ||
       python3 -m pip install --quiet --break-system-packages 'jsonschema==4.23.0' 'PyYAML==6.0.2'
+  fi
+  # schemathesis drives the OpenAPI conformance test (tests/openapi); pinned, in a
+  # virtualenv of its own so that its many dependencies never meet the system's.
+  st_version=4.32.5
+  st_venv=${SAGAD_SCHEMATHESIS_VENV:-$HOME/.cache/sagad/schemathesis-venv}
+  if ! "$st_venv/bin/schemathesis" --version 2>/dev/null | grep -qF "$st_version"; then
+    echo "deps: installing schemathesis $st_version into $st_venv"
+    python3 -m venv "$st_venv"
+    "$st_venv/bin/pip" install --quiet --disable-pip-version-check "schemathesis==$st_version"
   fi
 fi

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs the test suites and prints one closing line "N passed, N failed".
 # Usage: tests/run.sh [suite...]
-#   suites: unit asan valgrind golden schema smoke crash e2e kafka fuzz format
+#   suites: unit asan valgrind golden schema smoke cli crash e2e openapi kafka fuzz format
 # With no argument it runs all of them (what `make test` does). Every suite runs even
 # when an earlier one failed; the exit status is 1 if anything failed.
 set -uo pipefail
@@ -160,10 +160,28 @@ run_counted() {
 # The real binaries over a real socket: REST, sagactl, SIGHUP reload, restart.
 suite_smoke() { BUILD=$BUILD run_counted smoke tests/integration/sagad_smoke.sh; }
 
+# sagactl against real sagad processes (open, --auth, TLS): every command, both output
+# modes, exit statuses; again on the ASan build, and under valgrind with CLI_VALGRIND=1.
+suite_cli() {
+  BUILD=$BUILD run_counted cli tests/integration/sagactl_test.sh
+  ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+    BUILD=$ASAN_BUILD run_counted cli-asan tests/integration/sagactl_test.sh
+  if [ "${CLI_VALGRIND:-0}" = 1 ]; then
+    BUILD=$BUILD CTL_WRAPPER="valgrind -q --error-exitcode=99 --suppressions=tests/valgrind.supp --leak-check=full --errors-for-leak-kinds=definite,indirect --show-leak-kinds=definite,indirect" \
+      run_counted cli-valgrind tests/integration/sagactl_test.sh
+  fi
+}
+
 # kill -9 at random moments; every saga must end once, effects exactly as the saga says.
 suite_crash() {
   run_counted crash python3 tests/crash/crash_test.py --sagad "$BUILD/bin/sagad" \
     --sagas "${CRASH_SAGAS:-2000}" --kills "${CRASH_KILLS:-20}"
+}
+
+# The REST API against gateway/openapi.json: schemathesis drives a real sagad.
+suite_openapi() {
+  run_counted openapi python3 tests/openapi/conformance.py --build "$BUILD" \
+    --examples "${OPENAPI_EXAMPLES:-50}"
 }
 
 # The shop end to end: each outcome through sagad, checked in the services' databases, then
@@ -185,10 +203,12 @@ suite_kafka() {
     ko "kafka fetch (see $log_dir/kafka-fetch.log)"; tail -20 "$log_dir/kafka-fetch.log"; return
   fi
   run_counted kafka tests/kafka/broker_smoke.sh
+  # sagad --transport kafka and saga-workers as processes: kill -9, broker crash, replay, DLQ.
+  run_counted kafka-e2e python3 tests/kafka/kafka_e2e.py --build "$BUILD"
 }
 
 suites=("$@")
-[ ${#suites[@]} -gt 0 ] || suites=(unit asan valgrind golden schema smoke crash e2e kafka fuzz format)
+[ ${#suites[@]} -gt 0 ] || suites=(unit asan valgrind golden schema smoke cli crash e2e openapi kafka fuzz format)
 for s in "${suites[@]}"; do
   echo "### suite $s"
   "suite_$s"

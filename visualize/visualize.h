@@ -43,6 +43,7 @@
 
 #include "orchestrator/base/base.h"
 #include "orchestrator/dsl/dsl.h"
+#include "orchestrator/engine/engine.h"
 
 /* Per-step live state of an instance, for drawing its progress. */
 typedef enum {
@@ -67,6 +68,17 @@ typedef struct {
 
 /* Name of a state ("PENDING", ...); never NULL. Any thread. */
 const char *sg_viz_state_name(sg_viz_state_t state);
+
+/*
+ * The live state of every step of inst (visualize/live.c): out must hold
+ * inst->def->n_steps entries, indexed like def->all_steps. Forward states come from the
+ * step's status (waiting counts as running; a retry backoff is RETRYING with the attempt
+ * that comes next); once a step's compensation is pending, running, done or failed it
+ * shows COMPENSATING, COMPENSATED or COMPENSATION_FAILED with the compensation's
+ * attempts. Attempts count from the last operator retry, as the retry policy does;
+ * max_attempts is the policy's (0 = unlimited). Pure; any thread that may read inst.
+ */
+void sg_viz_live(const sg_inst_t *inst, sg_viz_step_t *out);
 
 /*
  * Appends def drawn as Graphviz DOT to out. steps: NULL to draw the definition alone, or

@@ -35,10 +35,10 @@ static const event_kind_t kinds[] = {
 };
 
 static const char *const type_names[] = {
-    "order.created",       "order.updated",      "order.cancelled",    "order.completed",
-    "order.cancel_rejected", "inventory.reserved", "inventory.released", "inventory.updated",
-    "inventory.low_stock", "payment.processed",  "payment.failed",     "payment.refunded",
-    "notification.sent",   "notification.failed",
+    "order.created",         "order.updated",       "order.cancelled",    "order.completed",
+    "order.cancel_rejected", "inventory.reserved",  "inventory.released", "inventory.updated",
+    "inventory.low_stock",   "payment.processed",   "payment.failed",     "payment.refunded",
+    "notification.sent",     "notification.failed",
 };
 
 _Static_assert(SG_ARRAY_LEN(kinds) == SG_ARRAY_LEN(type_names), "one name per event kind");
@@ -144,8 +144,8 @@ static sg_err_t fill(const ProtobufCMessageDescriptor *d, const cJSON *obj, Prot
     const cJSON *v;
     cJSON_ArrayForEach(v, obj)
     {
-        const ProtobufCFieldDescriptor *f = protobuf_c_message_descriptor_get_field_by_name(
-            d, v->string);
+        const ProtobufCFieldDescriptor *f =
+            protobuf_c_message_descriptor_get_field_by_name(d, v->string);
         if (f == NULL) {
             snprintf(err, errlen, "%s: no field \"%s\" in message %s", path, v->string,
                      d->short_name);
@@ -182,8 +182,7 @@ static sg_err_t fill(const ProtobufCMessageDescriptor *d, const cJSON *obj, Prot
             sg_err_t rc = set_scalar(f, item, arr + *count * slot_size(f), path, err, errlen);
             if (rc != SG_OK) {
                 /* A message half made is still counted so free_unpacked releases it. */
-                if (f->type == PROTOBUF_C_TYPE_MESSAGE &&
-                    ((void **)arr)[*count] != NULL) {
+                if (f->type == PROTOBUF_C_TYPE_MESSAGE && ((void **)arr)[*count] != NULL) {
                     (*count)++;
                 }
                 return rc;
@@ -194,8 +193,8 @@ static sg_err_t fill(const ProtobufCMessageDescriptor *d, const cJSON *obj, Prot
     return SG_OK;
 }
 
-sg_err_t sg_event_encode(const char *type, const cJSON *ev, uint8_t **out, size_t *len,
-                         char *err, size_t errlen)
+sg_err_t sg_event_encode(const char *type, const cJSON *ev, uint8_t **out, size_t *len, char *err,
+                         size_t errlen)
 {
     const ProtobufCMessageDescriptor *d = find_desc(type);
     if (d == NULL) {

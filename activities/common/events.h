@@ -28,8 +28,8 @@ const char *const *sg_event_types(size_t *n);
  * sg_free) and *len on success. SG_ERR_INVALID (with err saying which field) when type
  * is unknown or ev does not fit the message; SG_ERR_NOMEM.
  */
-sg_err_t sg_event_encode(const char *type, const cJSON *ev, uint8_t **out, size_t *len,
-                         char *err, size_t errlen);
+sg_err_t sg_event_encode(const char *type, const cJSON *ev, uint8_t **out, size_t *len, char *err,
+                         size_t errlen);
 
 /* Decodes bytes of type's message back to JSON (for kcat-like tools and tests); NULL on
  * unknown type or malformed bytes. Fields at their default value (0, "") are left out. */

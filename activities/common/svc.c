@@ -62,9 +62,8 @@ void sg_svc_close(sg_svc_t *svc)
     if (svc == NULL) {
         return;
     }
-    sqlite3_stmt *stmts[] = {svc->begin,    svc->commit,     svc->rollback,
-                             svc->idem_get, svc->idem_put,   svc->outbox_put,
-                             svc->outbox_peek, svc->outbox_ack};
+    sqlite3_stmt *stmts[] = {svc->begin,    svc->commit,     svc->rollback,    svc->idem_get,
+                             svc->idem_put, svc->outbox_put, svc->outbox_peek, svc->outbox_ack};
     for (size_t i = 0; i < SG_ARRAY_LEN(stmts); i++) {
         sqlite3_finalize(stmts[i]);
     }
@@ -99,9 +98,8 @@ sg_err_t sg_svc_open(const sg_activity_env_t *env, const char *name, const char 
     svc->lost_reply_rate = sg_chaos_value(svc->chaos, name, "lost_reply_rate", 0);
     svc->latency_ms = sg_chaos_value(svc->chaos, name, "latency_ms", 0);
 
-    int rc = sqlite3_open_v2(path, &svc->db,
-                             SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
-                             NULL);
+    int rc = sqlite3_open_v2(
+        path, &svc->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL);
     if (rc != SQLITE_OK) {
         snprintf(err, errlen, "%s: %s", path,
                  svc->db ? sqlite3_errmsg(svc->db) : sqlite3_errstr(rc));
@@ -206,8 +204,7 @@ bool sg_svc_str_opt(sg_svc_tx_t *tx, const cJSON *obj, const char *field, size_t
         return true;
     }
     if (!cJSON_IsString(v) || v->valuestring[0] == '\0' || strlen(v->valuestring) > max_len) {
-        sg_svc_invalid(tx, res, "field \"%s\" must be a string of 1 to %zu bytes", field,
-                       max_len);
+        sg_svc_invalid(tx, res, "field \"%s\" must be a string of 1 to %zu bytes", field, max_len);
         return false;
     }
     *out = v->valuestring;
@@ -354,8 +351,7 @@ static int idem_load(sg_svc_t *svc, const char *key, sg_task_result_t *res)
         } else {
             const char *code = (const char *)sqlite3_column_text(s, 2);
             const char *msg = (const char *)sqlite3_column_text(s, 3);
-            sg_task_fail(res, SG_TASK_FATAL, code ? code : "saga.unknown", "%s",
-                         msg ? msg : "");
+            sg_task_fail(res, SG_TASK_FATAL, code ? code : "saga.unknown", "%s", msg ? msg : "");
         }
     }
     sqlite3_reset(s);
@@ -576,8 +572,7 @@ static sg_err_t emit_now_fn(sg_svc_tx_t *tx, void *arg)
     return emit(tx->svc, e->type, e->correlation_id, f);
 }
 
-sg_err_t sg_svc_emit_now(sg_svc_t *svc, const char *type, const char *correlation_id,
-                         cJSON *fields)
+sg_err_t sg_svc_emit_now(sg_svc_t *svc, const char *type, const char *correlation_id, cJSON *fields)
 {
     emit_now_t e = {.type = type, .correlation_id = correlation_id, .fields = fields};
     sg_err_t rc = sg_svc_exec(svc, emit_now_fn, &e);

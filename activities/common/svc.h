@@ -57,8 +57,8 @@ const char *sg_svc_name(const sg_svc_t *svc);
  *   sg_task_fail RETRYABLE  rolled back: no effect, no events, nothing recorded
  * A SQL error should be reported with sg_svc_db_fail (retryable).
  */
-typedef void (*sg_svc_op_fn)(sg_svc_tx_t *tx, const sg_task_t *task, const cJSON *input,
-                             void *arg, sg_task_result_t *res);
+typedef void (*sg_svc_op_fn)(sg_svc_tx_t *tx, const sg_task_t *task, const cJSON *input, void *arg,
+                             sg_task_result_t *res);
 
 /*
  * Runs op for task, exactly once per idempotency key:

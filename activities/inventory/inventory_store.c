@@ -8,6 +8,7 @@
  * where supplied counts what reached the shelf (seeded stock plus restocks). The view
  * inventory_levels shows the three numbers side by side for checkers and demos.
  */
+#include "activities/inventory/inventory.h"
 #include "activities/inventory/inventory_int.h"
 
 #include <stdio.h>
@@ -295,4 +296,70 @@ int inv__reservation_release(sqlite3 *db, const char *id, cJSON *items)
         return -1;
     }
     return lines_to_json(db, id, items) ? 1 : -1;
+}
+
+/* ---- the read-only view (inventory.h) ---- */
+
+/* The reservation document of order_id into *out; 1 found, 0 none, -1 error. */
+static int reservation_json(sqlite3 *db, const char *order_id, char **out)
+{
+    /* The held reservation first (there is at most one), else the latest. */
+    sqlite3_stmt *s = prep(db, "SELECT reservation_id, order_id, status, created_ms, released_ms"
+                               " FROM reservations WHERE order_id = ?1"
+                               " ORDER BY status = 'held' DESC, created_ms DESC, rowid DESC"
+                               " LIMIT 1");
+    if (s == NULL) {
+        return -1;
+    }
+    sqlite3_bind_text(s, 1, order_id, -1, SQLITE_STATIC);
+    int rc = step_row(s);
+    cJSON *doc = rc == 1 ? cJSON_CreateObject() : NULL;
+    cJSON *items = doc != NULL ? cJSON_CreateArray() : NULL;
+    if (rc == 1) {
+        const char *id = (const char *)sqlite3_column_text(s, 0);
+        bool ok =
+            items != NULL && id != NULL && cJSON_AddStringToObject(doc, "reservation_id", id) &&
+            cJSON_AddStringToObject(doc, "order_id", (const char *)sqlite3_column_text(s, 1)) &&
+            cJSON_AddStringToObject(doc, "status", (const char *)sqlite3_column_text(s, 2)) &&
+            cJSON_AddNumberToObject(doc, "created_ms", (double)sqlite3_column_int64(s, 3)) &&
+            (sqlite3_column_type(s, 4) == SQLITE_NULL
+                 ? cJSON_AddNullToObject(doc, "released_ms") != NULL
+                 : cJSON_AddNumberToObject(doc, "released_ms",
+                                           (double)sqlite3_column_int64(s, 4)) != NULL) &&
+            lines_to_json(db, id, items) && cJSON_AddItemToObject(doc, "items", items);
+        items = ok ? NULL : items;
+        char *text = ok ? cJSON_PrintUnformatted(doc) : NULL;
+        *out = text != NULL ? sg_strdup(text) : NULL;
+        cJSON_free(text);
+        rc = *out != NULL ? 1 : -1;
+    }
+    cJSON_Delete(items);
+    cJSON_Delete(doc);
+    sqlite3_finalize(s);
+    return rc;
+}
+
+char *sg_inventory_reservation_json(const char *data_dir, const char *order_id)
+{
+    if (data_dir == NULL || order_id == NULL) {
+        return NULL;
+    }
+    char *path = sg_asprintf("%s/inventory.db", data_dir);
+    sqlite3 *db = NULL;
+    char *out = NULL;
+    if (path != NULL &&
+        sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX, NULL) == SQLITE_OK) {
+        sqlite3_busy_timeout(db, 5000);
+        /* One read transaction: the reservation and its lines from one snapshot. */
+        if (sqlite3_exec(db, "BEGIN", NULL, NULL, NULL) == SQLITE_OK) {
+            if (reservation_json(db, order_id, &out) != 1) {
+                sg_free(out);
+                out = NULL;
+            }
+            sqlite3_exec(db, "COMMIT", NULL, NULL, NULL);
+        }
+    }
+    sqlite3_close(db);
+    sg_free(path);
+    return out;
 }

@@ -6,8 +6,10 @@
  * It must never check a money invariant in C: the conditions are part of the SQL (see
  * payment_int.h), so that concurrent processes cannot slip between a read and a write.
  */
+#include "activities/payment/payment.h"
 #include "activities/payment/payment_int.h"
 
+#include <cjson/cJSON.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -270,4 +272,121 @@ bool payment__card_upsert(sqlite3 *db, const char *token, const char *customer_i
     sqlite3_bind_int64(s, 5, limit);
     sqlite3_bind_int(s, 6, blocked ? 1 : 0);
     return write_done(db, s) == 1;
+}
+
+/* ---- the read-only view (payment.h) ---- */
+
+/* Adds column col as a number, or null when it is NULL. */
+static bool add_int_col(cJSON *o, const char *key, sqlite3_stmt *s, int col)
+{
+    return (sqlite3_column_type(s, col) == SQLITE_NULL
+                ? cJSON_AddNullToObject(o, key)
+                : cJSON_AddNumberToObject(o, key, (double)sqlite3_column_int64(s, col))) != NULL;
+}
+
+static bool add_text_col(cJSON *o, const char *key, sqlite3_stmt *s, int col)
+{
+    const char *t = (const char *)sqlite3_column_text(s, col);
+    return (t != NULL ? cJSON_AddStringToObject(o, key, t) : cJSON_AddNullToObject(o, key)) != NULL;
+}
+
+/* The ledger rows of order_id into doc: charge, refund, declines. Returns the number of
+ * rows read, -1 on error. */
+static int ledger_json(sqlite3 *db, const char *order_id, cJSON *doc)
+{
+    /* The card joins for its last digits only: the token itself stays in the service. */
+    sqlite3_stmt *s = prep(db, "SELECT l.kind, l.id, l.amount, l.currency, l.customer_id,"
+                               " c.last4, l.reason, l.ts_ms FROM ledger l"
+                               " LEFT JOIN cards c ON c.token = l.card_token"
+                               " WHERE l.order_id = ?1 ORDER BY l.seq");
+    if (s == NULL) {
+        return -1;
+    }
+    sqlite3_bind_text(s, 1, order_id, -1, SQLITE_STATIC);
+    cJSON *declines = cJSON_AddArrayToObject(doc, "declines");
+    int n = 0, rc = declines != NULL ? SQLITE_ROW : SQLITE_NOMEM;
+    while (rc == SQLITE_ROW && (rc = sqlite3_step(s)) == SQLITE_ROW) {
+        const char *kind = (const char *)sqlite3_column_text(s, 0);
+        bool charge = kind != NULL && strcmp(kind, "charge") == 0;
+        bool refund = kind != NULL && strcmp(kind, "refund") == 0;
+        cJSON *o = cJSON_CreateObject();
+        bool ok = o != NULL &&
+                  add_text_col(o,
+                               charge   ? "payment_id"
+                               : refund ? "refund_id"
+                                        : "id",
+                               s, 1) &&
+                  add_int_col(o, "amount", s, 2) && add_text_col(o, "currency", s, 3) &&
+                  (!charge ||
+                   (add_text_col(o, "customer_id", s, 4) && add_text_col(o, "card_last4", s, 5))) &&
+                  (charge || refund || add_text_col(o, "reason", s, 6)) &&
+                  add_int_col(o, "ts_ms", s, 7);
+        if (ok && (charge || refund)) {
+            /* Fills the null placeholder: one charge per order and one refund per charge
+             * (unique indexes). */
+            ok = cJSON_ReplaceItemInObjectCaseSensitive(doc, charge ? "charge" : "refund", o);
+        } else if (ok) {
+            ok = cJSON_AddItemToArray(declines, o);
+        }
+        if (!ok) {
+            cJSON_Delete(o);
+            rc = SQLITE_NOMEM;
+        }
+        n++;
+    }
+    sqlite3_finalize(s);
+    return rc == SQLITE_DONE ? n : -1;
+}
+
+/* The payment document of order_id into *out; 1 found, 0 nothing, -1 error. */
+static int order_payment_json(sqlite3 *db, const char *order_id, char **out)
+{
+    cJSON *doc = cJSON_CreateObject();
+    bool ok = doc != NULL && cJSON_AddStringToObject(doc, "order_id", order_id) != NULL &&
+              cJSON_AddNullToObject(doc, "status") != NULL &&
+              cJSON_AddNullToObject(doc, "charge") != NULL &&
+              cJSON_AddNullToObject(doc, "refund") != NULL;
+    int n = ok ? ledger_json(db, order_id, doc) : -1;
+    if (n > 0) {
+        bool charged = cJSON_IsObject(cJSON_GetObjectItemCaseSensitive(doc, "charge"));
+        bool refunded = cJSON_IsObject(cJSON_GetObjectItemCaseSensitive(doc, "refund"));
+        cJSON *status = cJSON_CreateString(refunded  ? "refunded"
+                                           : charged ? "charged"
+                                                     : "declined");
+        if (status != NULL && !cJSON_ReplaceItemInObjectCaseSensitive(doc, "status", status)) {
+            cJSON_Delete(status);
+            status = NULL;
+        }
+        char *text = status != NULL ? cJSON_PrintUnformatted(doc) : NULL;
+        *out = text != NULL ? sg_strdup(text) : NULL;
+        cJSON_free(text);
+        n = *out != NULL ? 1 : -1;
+    }
+    cJSON_Delete(doc);
+    return n;
+}
+
+char *sg_payment_order_json(const char *data_dir, const char *order_id)
+{
+    if (data_dir == NULL || order_id == NULL) {
+        return NULL;
+    }
+    char *path = sg_asprintf("%s/payment.db", data_dir);
+    sqlite3 *db = NULL;
+    char *out = NULL;
+    if (path != NULL &&
+        sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX, NULL) == SQLITE_OK) {
+        sqlite3_busy_timeout(db, 5000);
+        /* One read transaction: the whole ledger of the order from one snapshot. */
+        if (sqlite3_exec(db, "BEGIN", NULL, NULL, NULL) == SQLITE_OK) {
+            if (order_payment_json(db, order_id, &out) != 1) {
+                sg_free(out);
+                out = NULL;
+            }
+            sqlite3_exec(db, "COMMIT", NULL, NULL, NULL);
+        }
+    }
+    sqlite3_close(db);
+    sg_free(path);
+    return out;
 }

@@ -267,6 +267,7 @@ static sg_err_t do_result(sg_driver_t *d, item_t *it, uint64_t now)
     if (rc != SG_OK) {
         return SG_ERR_IO;
     }
+    drv__metrics_result(d, it);
     sg_inst_t *inst = drv__table_get(&d->live, it->id);
     if (inst == NULL) {
         return SG_OK; /* finished meanwhile: the attempt row says what happened */
@@ -327,6 +328,7 @@ static sg_err_t do_timer(sg_driver_t *d, const tmr_t *t, uint64_t now)
         if (rc != SG_OK) {
             return SG_ERR_IO;
         }
+        drv__metrics_timeout(d, t);
     } else if (sg_store_timer_delete(d->store, t->id, (int)t->kind, t->step, t->compensation,
                                      t->attempt) != SG_OK) {
         return SG_ERR_IO;
@@ -386,6 +388,7 @@ static void sweep_timers(sg_driver_t *d)
 
 static void after_commit(sg_driver_t *d)
 {
+    drv__metrics_committed(d);
     for (size_t i = 0; i < d->n_new_timers; i++) {
         if (!drv__heap_push(&d->timers, &d->new_timers[i])) {
             sg_log(SG_LOG_ERROR, NULL, "out of memory arming a timer; it fires after restart");
@@ -492,7 +495,9 @@ void drv__run_batch(sg_driver_t *d, item_t *items, uint64_t now)
     clear_batch(d);
     atomic_fetch_add(&d->batches, 1);
     atomic_fetch_add(&d->items, n);
-    atomic_fetch_add(&d->batch_us_total, mono_us() - t0);
+    uint64_t us = mono_us() - t0;
+    atomic_fetch_add(&d->batch_us_total, us);
+    drv__metrics_batch(d, n, us);
 done:
     while (items != NULL) {
         item_t *next = items->next;

@@ -215,6 +215,7 @@ sg_err_t sg_driver_start(const sg_driver_opts_t *opts, sg_driver_t **out, char *
     if (rc != SG_OK) {
         goto fail;
     }
+    drv__metrics_init(d);
     rc = drv__recover(d, sg_now_ms());
     if (rc != SG_OK) {
         snprintf(err, errlen, "recovery failed: %s", sg_store_errmsg(d->store));
@@ -267,6 +268,7 @@ void sg_driver_stop(sg_driver_t *d)
         d->head = next;
     }
     sg_store_close(d->store);
+    drv__metrics_fini(d);
     sg_jqrt_free(d->jq);
     drv__table_fini(&d->live);
     drv__heap_fini(&d->timers);

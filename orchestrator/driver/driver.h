@@ -14,6 +14,7 @@
 
 #include "orchestrator/dsl/dsl.h"
 #include "orchestrator/jsonschema/jsonschema.h"
+#include "orchestrator/metrics/metrics.h"
 #include "orchestrator/store/store.h"
 #include "orchestrator/transport/transport.h"
 
@@ -96,6 +97,11 @@ typedef struct {
 } sg_driver_stats_t;
 
 void sg_driver_stats(sg_driver_t *d, sg_driver_stats_t *out);
+
+/* The driver's metrics registry (sagas per workflow, attempts per activity, batches,
+ * queue depths), where the gateway adds its own series for GET /metrics. Valid until
+ * sg_driver_stop; NULL if it could not be allocated. Any thread. */
+sg_metrics_t *sg_driver_metrics(sg_driver_t *d);
 
 /* Waits until no instance is active and the queue is empty, or timeout_ms passes.
  * Returns true when idle. For tools, tests and benchmarks. */

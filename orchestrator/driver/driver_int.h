@@ -137,7 +137,7 @@ struct sg_driver {
     bool relay_running;
     pthread_cond_t relay_cv; /* the relay waits here between rounds (with mu) */
     pthread_mutex_t mu;      /* guards the queue and the flags below */
-    pthread_cond_t cv;  /* the engine thread waits here for work */
+    pthread_cond_t cv;       /* the engine thread waits here for work */
     pthread_cond_t idle_cv;
     item_t *head, *tail;
     size_t queued;
@@ -158,6 +158,7 @@ struct sg_driver {
     _Atomic uint64_t started, completed, compensated, failed, compensation_failed;
     _Atomic uint64_t batches, items, dispatched, duplicates, batch_us_total, active;
     _Atomic uint64_t events_relayed;
+    struct drv_metrics *metrics; /* instrument.c; NULL when it could not be allocated */
 };
 
 /* batch.c: one transaction's worth of work (engine thread). */
@@ -182,5 +183,20 @@ sg_err_t drv__recover(sg_driver_t *d, uint64_t now);
 void drv__reload_all(sg_driver_t *d);
 /* Loads a finished (FAILED, COMPENSATION_FAILED) instance for an operator retry. */
 sg_err_t drv__revive(sg_driver_t *d, const char *id, sg_inst_t **out);
+
+/* instrument.c: the driver's metrics (see sg_driver_metrics). Engine thread, except init
+ * and fini (sg_driver_start/stop). Every call is a no-op when metrics are off. */
+void drv__metrics_init(sg_driver_t *d); /* before recovery */
+void drv__metrics_fini(sg_driver_t *d);
+/* After a batch committed, before acting on it: its starts, finishes and dispatches. */
+void drv__metrics_committed(sg_driver_t *d);
+/* An attempt dispatched again by recovery. */
+void drv__metrics_redispatch(sg_driver_t *d, const sg_inst_t *inst, uint32_t step, uint32_t attempt,
+                             bool compensation);
+/* An attempt ended by a result (applied, not a duplicate) or by its timeout. */
+void drv__metrics_result(sg_driver_t *d, const item_t *it);
+void drv__metrics_timeout(sg_driver_t *d, const tmr_t *t);
+/* A committed batch of items work items that took us microseconds. */
+void drv__metrics_batch(sg_driver_t *d, size_t items, uint64_t us);
 
 #endif

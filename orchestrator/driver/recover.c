@@ -118,6 +118,7 @@ static bool on_attempt(void *ctx, const sg_store_attempt_t *a)
                       .deadline_ms = deadline};
     if (d->tvt->dispatch(d->transport, &task) == SG_OK) {
         r->redispatched++;
+        drv__metrics_redispatch(d, inst, task.step, task.attempt, task.compensation);
     }
     sg_free(key);
     return true;

@@ -82,8 +82,7 @@ static size_t relay_round(sg_driver_t *d)
     sg_err_t rc = d->tvt->events_peek(d->transport, RELAY_PAGE, copy_event, &r);
     if (rc != SG_OK || r.nomem || r.it->n_events == 0) {
         if (rc != SG_OK) {
-            sg_log(SG_LOG_WARN, NULL, "event relay: cannot read an outbox: %s",
-                   sg_strerror(rc));
+            sg_log(SG_LOG_WARN, NULL, "event relay: cannot read an outbox: %s", sg_strerror(rc));
         }
         drv__item_free(r.it);
         return 0;
@@ -98,8 +97,8 @@ static size_t relay_round(sg_driver_t *d)
         sg_err_t ack = d->tvt->events_ack(d->transport, r.queues[q], r.upto[q]);
         if (ack != SG_OK) {
             /* Harmless: they are handed on again and deduplicated. */
-            sg_log(SG_LOG_WARN, NULL, "event relay: cannot clear the %s outbox: %s",
-                   r.queues[q], sg_strerror(ack));
+            sg_log(SG_LOG_WARN, NULL, "event relay: cannot clear the %s outbox: %s", r.queues[q],
+                   sg_strerror(ack));
         }
     }
     atomic_fetch_add(&d->events_relayed, n);

@@ -89,9 +89,9 @@ _Static_assert(STORE_APPLICATION_ID == 1935763297, "migration 1 stamps STORE_APP
 /* Spelling out the active statuses lets the planner use the partial index instances_active
  * for a status that is bound only at run time. */
 #define ACTIVE "status IN ('RUNNING', 'COMPENSATING')"
-#define EVENT_LIST_SQL(filter)                                                         \
-    "SELECT id, type, correlation_id, ts_ms, payload FROM events WHERE id > ?1" filter \
-    " ORDER BY id LIMIT ?4"
+#define EVENT_LIST_SQL(filter)                                                      \
+    "SELECT id, type, correlation_id, ts_ms, payload, event_id, source FROM events" \
+    " WHERE id > ?1" filter " ORDER BY id LIMIT ?4"
 
 const store_query_t store__queries[STORE_Q__COUNT] = {
     [STORE_Q_BEGIN_WRITE] = {"begin", "BEGIN IMMEDIATE"},

@@ -831,12 +831,14 @@ sg_err_t sg_store_event_import(sg_store_t *st, const char *event_id, const char 
 static bool event_row(q_t *q, void *arg)
 {
     const visit_t *v = arg;
-    int64_t id = col_int(q, 0, true);
-    const char *type = col_text(q, 1, true);
-    const char *corr = col_text(q, 2, false);
-    int64_t ts = col_int(q, 3, false);
-    const char *payload = col_text(q, 4, false);
-    return q->err == SG_OK && v->cb.event(v->ctx, id, type, corr, ts, payload);
+    sg_store_event_t ev = {.id = col_int(q, 0, true),
+                           .type = col_text(q, 1, true),
+                           .correlation_id = col_text(q, 2, false),
+                           .ts_ms = col_int(q, 3, false),
+                           .payload = col_text(q, 4, false),
+                           .event_id = col_text(q, 5, false),
+                           .source = col_text(q, 6, false)};
+    return q->err == SG_OK && v->cb.event(v->ctx, &ev);
 }
 
 sg_err_t sg_store_event_list(sg_store_t *st, const char *type, const char *correlation_id,

@@ -289,11 +289,21 @@ sg_err_t sg_store_event_import(sg_store_t *st, const char *event_id, const char 
                                const char *correlation_id, int64_t ts_ms, const char *source,
                                const char *payload, bool *inserted);
 
-typedef bool (*sg_store_event_cb)(void *ctx, int64_t id, const char *type,
-                                  const char *correlation_id, int64_t ts_ms, const char *payload);
+/* One event of the log, as a scan hands it over. */
+typedef struct {
+    int64_t id;                 /* position in the log: increasing, never reused */
+    const char *event_id;       /* the event's own id (imported events); NULL if appended */
+    const char *type;           /* never NULL */
+    const char *correlation_id; /* may be NULL */
+    int64_t ts_ms;
+    const char *source;  /* who published it (imported events); may be NULL */
+    const char *payload; /* JSON text; may be NULL */
+} sg_store_event_t;
+
+typedef bool (*sg_store_event_cb)(void *ctx, const sg_store_event_t *ev);
 
 /* Events with id > after_id matching type and correlation_id (each NULL: any), by id, at
- * most limit (0: no limit). correlation_id and payload may be NULL in the callback. */
+ * most limit (0: no limit). */
 sg_err_t sg_store_event_list(sg_store_t *st, const char *type, const char *correlation_id,
                              int64_t after_id, size_t limit, sg_store_event_cb cb, void *ctx);
 

@@ -487,8 +487,7 @@ static bool peek_one(void *arg, const sg_domain_event_t *ev)
 }
 
 /* The slots are fixed after start(), so no lock is needed to walk them. */
-static sg_err_t emb_events_peek(sg_transport_t *t, size_t max, sg_transport_event_fn fn,
-                                void *arg)
+static sg_err_t emb_events_peek(sg_transport_t *t, size_t max, sg_transport_event_fn fn, void *arg)
 {
     for (size_t i = 0; i < t->n_slots; i++) {
         const sg_activity_module_t *m = t->slots[i].mod;
@@ -518,6 +517,15 @@ static sg_err_t emb_events_ack(sg_transport_t *t, const char *queue, int64_t upt
     return SG_ERR_NOT_FOUND;
 }
 
+/* Tasks accepted and not yet taken by a worker (the /metrics gauge). */
+static size_t emb_queued(sg_transport_t *t)
+{
+    pthread_mutex_lock(&t->mu);
+    size_t n = t->queued;
+    pthread_mutex_unlock(&t->mu);
+    return n;
+}
+
 const sg_transport_vt_t sg_transport_embedded = {
     .name = "embedded",
     .start = emb_start,
@@ -525,4 +533,5 @@ const sg_transport_vt_t sg_transport_embedded = {
     .stop = emb_stop,
     .events_peek = emb_events_peek,
     .events_ack = emb_events_ack,
+    .queued = emb_queued,
 };

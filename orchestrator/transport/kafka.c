@@ -344,8 +344,8 @@ static sg_err_t kafka_dispatch(sg_transport_t *t, const sg_task_t *task)
     char topic[SG_KAFKA_TOPIC_MAX + 1];
     pthread_mutex_lock(&t->mu);
     bool stopping = t->stopping;
-    bool valid = op != NULL && sg_kafka_task_topic(task->activity, qlen, false, topic,
-                                                   sizeof(topic));
+    bool valid =
+        op != NULL && sg_kafka_task_topic(task->activity, qlen, false, topic, sizeof(topic));
     if (valid && !stopping) {
         note_queue_locked(t, task->activity, qlen);
     }
@@ -459,11 +459,16 @@ static sg_err_t make_consumer(sg_transport_t *t, char *err, size_t errlen)
 {
     char group[512];
     snprintf(group, sizeof(group), "group.id=%s", t->group);
-    const char *const defaults[] = {group,
-                                    "auto.offset.reset=earliest",
-                                    /* librdkafka 2.0.2's cooperative-sticky has bugs */
-                                    "partition.assignment.strategy=range",
-                                    NULL};
+    const char *const defaults[] = {
+        group,
+        "auto.offset.reset=earliest",
+        /* librdkafka 2.0.2's cooperative-sticky has bugs */
+        "partition.assignment.strategy=range",
+        /* after a crash the restarted sagad gets saga.results back within 10 s, not 45 */
+        "session.timeout.ms=10000",
+        "heartbeat.interval.ms=1000",
+        NULL,
+    };
     rd_kafka_conf_t *conf = sg_kafka_conf_new(&t->ko, NULL, defaults, err, errlen);
     if (conf == NULL) {
         return SG_ERR_INVALID;
@@ -583,6 +588,13 @@ fail:
     return rc;
 }
 
+/* Tasks not yet acknowledged by the broker: what this process holds (workers' backlogs
+ * are theirs to report). */
+static size_t kafka_queued(sg_transport_t *t)
+{
+    return sg_kafka_producer_pending(t->prod);
+}
+
 const sg_transport_vt_t sg_transport_kafka = {
     .name = "kafka",
     .start = kafka_start,
@@ -591,4 +603,5 @@ const sg_transport_vt_t sg_transport_kafka = {
     /* The modules run in saga-worker processes, which publish their events to Kafka. */
     .events_peek = NULL,
     .events_ack = NULL,
+    .queued = kafka_queued,
 };

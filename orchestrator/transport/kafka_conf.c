@@ -281,7 +281,8 @@ sg_err_t sg_kafka_topics_create(const sg_kafka_opts_t *o, const char *const *nam
         snprintf(err, errlen, "kafka admin client: %s", why);
         return SG_ERR_INVALID;
     }
-    int partitions = (int)(o != NULL && o->partitions ? o->partitions : SG_KAFKA_DEFAULT_PARTITIONS);
+    int partitions =
+        (int)(o != NULL && o->partitions ? o->partitions : SG_KAFKA_DEFAULT_PARTITIONS);
     int replication = (int)(o != NULL && o->replication ? o->replication : 1);
     sg_err_t rc = SG_ERR_NOMEM;
     rd_kafka_NewTopic_t **nt = sg_calloc(n, sizeof(*nt));

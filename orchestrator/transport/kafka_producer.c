@@ -134,10 +134,10 @@ static void warn_limited(sg_kafka_producer_t *p, const char *what, const char *w
 static rd_kafka_resp_err_t produce_locked(sg_kafka_producer_t *p, rec_t *r)
 {
     rd_kafka_headers_t *h = r->hdrs != NULL ? rd_kafka_headers_copy(r->hdrs) : NULL;
-    rd_kafka_resp_err_t e = rd_kafka_producev(
-        p->rk, RD_KAFKA_V_TOPIC(r->topic), RD_KAFKA_V_KEY(r->key, r->key_len),
-        RD_KAFKA_V_VALUE((void *)r->value, r->value_len), RD_KAFKA_V_MSGFLAGS(0),
-        RD_KAFKA_V_HEADERS(h), RD_KAFKA_V_OPAQUE(r), RD_KAFKA_V_END);
+    rd_kafka_resp_err_t e =
+        rd_kafka_producev(p->rk, RD_KAFKA_V_TOPIC(r->topic), RD_KAFKA_V_KEY(r->key, r->key_len),
+                          RD_KAFKA_V_VALUE((void *)r->value, r->value_len), RD_KAFKA_V_MSGFLAGS(0),
+                          RD_KAFKA_V_HEADERS(h), RD_KAFKA_V_OPAQUE(r), RD_KAFKA_V_END);
     if (e != RD_KAFKA_RESP_ERR_NO_ERROR) {
         if (h != NULL) {
             rd_kafka_headers_destroy(h); /* only taken over on success */
@@ -190,8 +190,10 @@ static void report_dropped(sg_kafka_producer_t *p, rec_t *dropped)
         rec_t *r = dropped;
         dropped = r->bnext;
         atomic_fetch_add(&p->dropped, 1);
-        sg_log(SG_LOG_ERROR, NULL, "kafka producer: a %zu-byte message to %s can never be "
-               "delivered; dropped", r->value_len, r->topic);
+        sg_log(SG_LOG_ERROR, NULL,
+               "kafka producer: a %zu-byte message to %s can never be "
+               "delivered; dropped",
+               r->value_len, r->topic);
         if (p->fn != NULL) {
             p->fn(p->arg, r->opaque, SG_ERR_INVALID);
         }

@@ -28,7 +28,8 @@ static void pb_free(void *data, void *ptr)
     sg_free(ptr);
 }
 
-static ProtobufCAllocator pb_allocator = {.alloc = pb_alloc, .free = pb_free, .allocator_data = NULL};
+static ProtobufCAllocator pb_allocator = {
+    .alloc = pb_alloc, .free = pb_free, .allocator_data = NULL};
 
 /* protobuf-c packs proto3 strings from non-NULL pointers only. */
 static char *str_or_empty(const char *s)

@@ -116,6 +116,9 @@ typedef struct {
     /* Removes the events of queue up to seq (included): only once they are durable where
      * they went. */
     sg_err_t (*events_ack)(sg_transport_t *t, const char *queue, int64_t upto_seq);
+    /* Optional (NULL: not known): tasks accepted but not yet started, for /metrics.
+     * Any thread, until stop(). */
+    size_t (*queued)(sg_transport_t *t);
 } sg_transport_vt_t;
 
 /* The transport called name, from the one static table; NULL if unknown. Any thread. */

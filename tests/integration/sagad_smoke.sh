@@ -66,7 +66,7 @@ id1=$(echo "$out" | sed -n 's/.*"id":"\([^"]*\)".*/\1/p')
 check "start returns an id" test -n "$id1"
 again=$("$ctl" start smoke -o json --input '{}' --idempotency-key k1 | sed -n 's/.*"id":"\([^"]*\)".*/\1/p')
 check "same idempotency key, same instance" test "$id1" = "$again"
-check "unknown workflow exits 1" bash -c "'$ctl' start nope --input '{}' >/dev/null 2>&1; [ \$? -eq 1 ]"
+check "unknown workflow exits 3 (not found)" bash -c "'$ctl' start nope --input '{}' >/dev/null 2>&1; [ \$? -eq 3 ]"
 
 # Version 2 registers beside version 1 on SIGHUP; the running saga keeps version 1.
 write_saga 2 0s

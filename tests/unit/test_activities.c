@@ -12,137 +12,43 @@
 
 #include <cmocka.h>
 
-#include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
-#include <unistd.h>
 
 #include "activities/activity.h"
+#include "tests/support/module_harness.h"
 
 /* ---- harness ---- */
 
-typedef struct {
-    char dir[256];
-    const sg_activity_module_t *mod;
-    sg_activity_ctx_t *actx;
-} h_t;
-
-static uint64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
-
-static void h_open(h_t *h)
-{
-    char err[256] = "";
-    assert_int_equal(h->mod->open(&(sg_activity_env_t){.data_dir = h->dir}, &h->actx, err, sizeof(err)), SG_OK);
-}
-
+/* The module "test" in a directory of the test's own; its database is test-effects.db. */
 static int setup(void **state)
 {
-    h_t *h = calloc(1, sizeof(*h));
-    const char *tmp = getenv("TMPDIR");
-    snprintf(h->dir, sizeof(h->dir), "%s/sg-test-activities-XXXXXX", tmp ? tmp : "/tmp");
-    if (mkdtemp(h->dir) == NULL) {
-        return -1;
-    }
-    h->mod = sg_activity_module("test");
-    h_open(h);
-    *state = h;
-    return 0;
-}
-
-static void remove_db(const char *dir)
-{
-    static const char *const suffixes[] = {"", "-wal", "-shm"};
-    char path[512];
-    for (size_t i = 0; i < SG_ARRAY_LEN(suffixes); i++) {
-        snprintf(path, sizeof(path), "%s/test-effects.db%s", dir, suffixes[i]);
-        unlink(path);
-    }
-}
-
-static int teardown(void **state)
-{
-    h_t *h = *state;
-    h->mod->close(h->actx);
-    remove_db(h->dir);
-    rmdir(h->dir);
-    free(h);
+    *state = mh_new("test", "test-effects.db", NULL);
     return 0;
 }
 
 /* Runs queue operation op on a task of instance "i1", step sid. */
-static void call(h_t *h, const char *op, const char *sid, bool comp, uint32_t attempt,
+static void call(mh_t *h, const char *op, const char *sid, bool comp, uint32_t attempt,
                  const char *input, uint64_t deadline_ms, sg_task_result_t *res)
 {
-    char key[128], act[64];
-    snprintf(key, sizeof(key), "i1/%s%s", sid, comp ? "/compensate" : "");
-    snprintf(act, sizeof(act), "test.%s", op);
     sg_task_t task = {.instance_id = "i1",
                       .step_id = sid,
-                      .step = 0,
                       .attempt = attempt,
                       .compensation = comp,
-                      .activity = act,
                       .input = input,
-                      .idempotency_key = key,
                       .deadline_ms = deadline_ms};
-    const sg_activity_op_t *o = sg_activity_module_op(h->mod, op);
-    assert_non_null(o);
-    sg_task_result_fini(res);
-    o->run(h->actx, &task, res);
+    mh_run(h, NULL, op, &task, res);
 }
 
-/* One integer from the effects file, through a connection of its own like a checker. */
-static long long query_int(const h_t *h, const char *sql)
+static long long effects_of(const mh_t *h, const char *key)
 {
-    char path[512];
-    snprintf(path, sizeof(path), "%s/test-effects.db", h->dir);
-    sqlite3 *db = NULL;
-    sqlite3_stmt *s = NULL;
-    assert_int_equal(sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE, NULL), SQLITE_OK);
-    assert_int_equal(sqlite3_prepare_v2(db, sql, -1, &s, NULL), SQLITE_OK);
-    assert_int_equal(sqlite3_step(s), SQLITE_ROW);
-    long long v = sqlite3_column_int64(s, 0);
-    sqlite3_finalize(s);
-    sqlite3_close(db);
-    return v;
+    return mh_query_int(h->db, "SELECT count(*) FROM effects WHERE key = '%s'", key);
 }
 
-static long long effects_of(const h_t *h, const char *key)
+static long long deliveries_of(const mh_t *h, const char *key)
 {
-    char sql[256];
-    snprintf(sql, sizeof(sql), "SELECT count(*) FROM effects WHERE key = '%s'", key);
-    return query_int(h, sql);
-}
-
-static long long deliveries_of(const h_t *h, const char *key)
-{
-    char sql[256];
-    snprintf(sql, sizeof(sql), "SELECT count(*) FROM deliveries WHERE key = '%s'", key);
-    return query_int(h, sql);
-}
-
-static void assert_ok(const sg_task_result_t *r, const char *output)
-{
-    if (r->outcome != SG_TASK_OK) {
-        fail_msg("expected ok, got %s %s: %s", sg_task_outcome_name(r->outcome),
-                 r->error_code ? r->error_code : "(null)",
-                 r->error_message ? r->error_message : "(null)");
-    }
-    assert_string_equal(r->output, output);
-}
-
-static void assert_failed(const sg_task_result_t *r, sg_task_outcome_t o, const char *code)
-{
-    assert_int_equal(r->outcome, o);
-    assert_string_equal(sg_task_result_code(r), code);
-    assert_non_null(r->error_message);
+    return mh_query_int(h->db, "SELECT count(*) FROM deliveries WHERE key = '%s'", key);
 }
 
 /* ---- registry and helpers ---- */
@@ -184,14 +90,14 @@ static void test_result_helpers(void **state)
     (void)state;
     sg_task_result_t r = {0};
     sg_task_ok(&r, NULL);
-    assert_ok(&r, "null");
+    mh_assert_ok(&r, "null");
     assert_null(sg_task_result_code(&r));
     sg_task_fail(&r, SG_TASK_FATAL, "q.bad", "field \"%s\" is %d", "x", 3);
-    assert_failed(&r, SG_TASK_FATAL, "q.bad");
+    mh_assert_failed(&r, SG_TASK_FATAL, "q.bad", NULL);
     assert_string_equal(r.error_message, "field \"x\" is 3");
     assert_null(r.output);
     sg_task_ok(&r, "{\"a\":1}"); /* refilling frees what was there */
-    assert_ok(&r, "{\"a\":1}");
+    mh_assert_ok(&r, "{\"a\":1}");
     assert_null(r.error_code);
 
     /* out of memory: retryable, no strings, named saga.nomem */
@@ -214,27 +120,28 @@ static void test_result_helpers(void **state)
 
 static void test_echo_and_idempotency(void **state)
 {
-    h_t *h = *state;
+    mh_t *h = *state;
     sg_task_result_t r = {0};
     call(h, "echo", "s1", false, 1, "{\"n\":1}", 0, &r);
-    assert_ok(&r, "{\"n\":1}");
+    mh_assert_ok(&r, "{\"n\":1}");
     assert_int_equal(effects_of(h, "i1/s1"), 1);
 
     /* Same key again, even with other input and a later attempt: the first outcome,
      * no second effect, one more delivery. */
     call(h, "echo", "s1", false, 2, "{\"n\":2}", 0, &r);
-    assert_ok(&r, "{\"n\":1}");
+    mh_assert_ok(&r, "{\"n\":1}");
     assert_int_equal(effects_of(h, "i1/s1"), 1);
     assert_int_equal(deliveries_of(h, "i1/s1"), 2);
 
     /* Another key is another effect, later in seq. */
     call(h, "echo", "s2", false, 1, "[1,2]", 0, &r);
-    assert_ok(&r, "[1,2]");
+    mh_assert_ok(&r, "[1,2]");
     assert_int_equal(effects_of(h, "i1/s2"), 1);
-    assert_int_equal(query_int(h, "SELECT count(*) FROM effects"), 2);
-    assert_int_equal(query_int(h, "SELECT seq FROM effects WHERE key = 'i1/s1'"), 1);
-    assert_int_equal(query_int(h, "SELECT seq FROM effects WHERE key = 'i1/s2'"), 2);
-    assert_int_equal(query_int(h, "SELECT count(*) FROM effects WHERE key = 'i1/s1' AND "
+    assert_int_equal(mh_query_int(h->db, "SELECT count(*) FROM effects"), 2);
+    assert_int_equal(mh_query_int(h->db, "SELECT seq FROM effects WHERE key = 'i1/s1'"), 1);
+    assert_int_equal(mh_query_int(h->db, "SELECT seq FROM effects WHERE key = 'i1/s2'"), 2);
+    assert_int_equal(mh_query_int(h->db,
+                                  "SELECT count(*) FROM effects WHERE key = 'i1/s1' AND "
                                   "outcome = 'ok' AND output = '{\"n\":1}' AND attempt = 1 AND "
                                   "instance_id = 'i1' AND step_id = 's1' AND "
                                   "activity = 'test.echo' AND compensation = 0"),
@@ -244,181 +151,185 @@ static void test_echo_and_idempotency(void **state)
 
 static void test_fail(void **state)
 {
-    h_t *h = *state;
+    mh_t *h = *state;
     sg_task_result_t r = {0};
     call(h, "fail", "f1", false, 1, "{\"fail\":true}", 0, &r);
-    assert_failed(&r, SG_TASK_FATAL, "test.failed");
-    assert_int_equal(query_int(h, "SELECT count(*) FROM effects WHERE key = 'i1/f1' AND "
-                                  "outcome = 'fatal' AND error_code = 'test.failed'"),
+    mh_assert_failed(&r, SG_TASK_FATAL, "test.failed", NULL);
+    assert_int_equal(mh_query_int(h->db, "SELECT count(*) FROM effects WHERE key = 'i1/f1' AND "
+                                         "outcome = 'fatal' AND error_code = 'test.failed'"),
                      1);
     /* A non-retryable failure is final too: a redelivery gets it again. */
     call(h, "fail", "f1", false, 2, "{\"fail\":false}", 0, &r);
-    assert_failed(&r, SG_TASK_FATAL, "test.failed");
+    mh_assert_failed(&r, SG_TASK_FATAL, "test.failed", NULL);
     assert_int_equal(effects_of(h, "i1/f1"), 1);
 
     call(h, "fail", "f2", false, 1, "{\"fail\":false,\"x\":1}", 0, &r);
-    assert_ok(&r, "{\"fail\":false,\"x\":1}");
+    mh_assert_ok(&r, "{\"fail\":false,\"x\":1}");
     call(h, "fail", "f3", false, 1, "[true]", 0, &r);
-    assert_ok(&r, "[true]");
+    mh_assert_ok(&r, "[true]");
     call(h, "fail", "f4", false, 1, "{\"fail\":\"yes\"}", 0, &r);
-    assert_failed(&r, SG_TASK_FATAL, "test.invalid_input");
+    mh_assert_failed(&r, SG_TASK_FATAL, "test.invalid_input", NULL);
     assert_non_null(strstr(r.error_message, "\"fail\""));
     sg_task_result_fini(&r);
 }
 
 static void test_invalid_input(void **state)
 {
-    h_t *h = *state;
+    mh_t *h = *state;
     sg_task_result_t r = {0};
     call(h, "echo", "v1", false, 1, "{not json", 0, &r);
-    assert_failed(&r, SG_TASK_FATAL, "test.invalid_input");
+    mh_assert_failed(&r, SG_TASK_FATAL, "test.invalid_input", NULL);
     call(h, "echo", "v2", false, 1, NULL, 0, &r);
-    assert_failed(&r, SG_TASK_FATAL, "test.invalid_input");
+    mh_assert_failed(&r, SG_TASK_FATAL, "test.invalid_input", NULL);
     static const char *const bad_sleep[] = {"{}", "{\"ms\":-1}", "{\"ms\":1.5}", "{\"ms\":\"5\"}",
                                             "[5]"};
     for (size_t i = 0; i < SG_ARRAY_LEN(bad_sleep); i++) {
         char sid[16];
         snprintf(sid, sizeof(sid), "bs%zu", i);
         call(h, "sleep", sid, false, 1, bad_sleep[i], 0, &r);
-        assert_failed(&r, SG_TASK_FATAL, "test.invalid_input");
+        mh_assert_failed(&r, SG_TASK_FATAL, "test.invalid_input", NULL);
         assert_non_null(strstr(r.error_message, "\"ms\""));
     }
     call(h, "flaky", "bf", false, 1, "{\"failures\":true}", 0, &r);
-    assert_failed(&r, SG_TASK_FATAL, "test.invalid_input");
+    mh_assert_failed(&r, SG_TASK_FATAL, "test.invalid_input", NULL);
     assert_non_null(strstr(r.error_message, "\"failures\""));
 
     /* A task without its key cannot be made idempotent: refused, nothing recorded. */
     sg_task_t task = {.instance_id = "i1", .step_id = "x", .activity = "test.echo", .input = "1"};
     sg_task_result_fini(&r);
     sg_activity_module_op(h->mod, "echo")->run(h->actx, &task, &r);
-    assert_failed(&r, SG_TASK_FATAL, "test.invalid_input");
-    assert_int_equal(query_int(h, "SELECT count(*) FROM effects WHERE key LIKE 'i1/x%'"), 0);
+    mh_assert_failed(&r, SG_TASK_FATAL, "test.invalid_input", NULL);
+    assert_int_equal(mh_query_int(h->db, "SELECT count(*) FROM effects WHERE key LIKE 'i1/x%%'"),
+                     0);
     sg_task_result_fini(&r);
 }
 
 static void test_flaky(void **state)
 {
-    h_t *h = *state;
+    mh_t *h = *state;
     sg_task_result_t r = {0};
     const char *in = "{\"failures\":2}";
     for (uint32_t attempt = 1; attempt <= 2; attempt++) {
         call(h, "flaky", "k", false, attempt, in, 0, &r);
-        assert_failed(&r, SG_TASK_RETRYABLE, "test.flaky");
+        mh_assert_failed(&r, SG_TASK_RETRYABLE, "test.flaky", NULL);
         /* retryable: not final, nothing recorded but the delivery */
         assert_int_equal(effects_of(h, "i1/k"), 0);
     }
     call(h, "flaky", "k", false, 3, in, 0, &r);
-    assert_ok(&r, in);
-    assert_int_equal(query_int(h, "SELECT attempt FROM effects WHERE key = 'i1/k'"), 3);
+    mh_assert_ok(&r, in);
+    assert_int_equal(mh_query_int(h->db, "SELECT attempt FROM effects WHERE key = 'i1/k'"), 3);
     /* A late redelivery of attempt 1 now gets the recorded success. */
     call(h, "flaky", "k", false, 1, in, 0, &r);
-    assert_ok(&r, in);
+    mh_assert_ok(&r, in);
     assert_int_equal(effects_of(h, "i1/k"), 1);
     assert_int_equal(deliveries_of(h, "i1/k"), 4);
 
     call(h, "flaky", "k0", false, 1, "{\"failures\":0}", 0, &r);
-    assert_ok(&r, "{\"failures\":0}");
+    mh_assert_ok(&r, "{\"failures\":0}");
     sg_task_result_fini(&r);
 }
 
 static void test_sleep_and_deadline(void **state)
 {
-    h_t *h = *state;
+    mh_t *h = *state;
     sg_task_result_t r = {0};
-    uint64_t t0 = now_ms();
+    uint64_t t0 = sg_now_ms();
     call(h, "sleep", "z1", false, 1, "{\"ms\":30}", t0 + 60000, &r);
-    assert_ok(&r, "{\"ms\":30}");
-    assert_true(now_ms() - t0 >= 30);
+    mh_assert_ok(&r, "{\"ms\":30}");
+    assert_true(sg_now_ms() - t0 >= 30);
 
     /* Gives up at the deadline, retryably, with nothing recorded. */
-    t0 = now_ms();
+    t0 = sg_now_ms();
     call(h, "sleep", "z2", false, 1, "{\"ms\":20000}", t0 + 30, &r);
-    assert_failed(&r, SG_TASK_RETRYABLE, "test.deadline");
-    uint64_t took = now_ms() - t0;
+    mh_assert_failed(&r, SG_TASK_RETRYABLE, "test.deadline", NULL);
+    uint64_t took = sg_now_ms() - t0;
     assert_true(took >= 30 && took < 15000);
     assert_int_equal(effects_of(h, "i1/z2"), 0);
 
     /* Capped at 60 s; a deadline already past gives up at once. */
-    call(h, "sleep", "z3", false, 1, "{\"ms\":99999999}", now_ms() - 1, &r);
-    assert_failed(&r, SG_TASK_RETRYABLE, "test.deadline");
+    call(h, "sleep", "z3", false, 1, "{\"ms\":99999999}", sg_now_ms() - 1, &r);
+    mh_assert_failed(&r, SG_TASK_RETRYABLE, "test.deadline", NULL);
     assert_non_null(strstr(r.error_message, "of 60000 ms"));
 
     /* A redelivery of a finished sleep returns at once with the recorded output. */
-    call(h, "sleep", "z1", false, 2, "{\"ms\":50000}", now_ms() + 60000, &r);
-    assert_ok(&r, "{\"ms\":30}");
+    call(h, "sleep", "z1", false, 2, "{\"ms\":50000}", sg_now_ms() + 60000, &r);
+    mh_assert_ok(&r, "{\"ms\":30}");
     sg_task_result_fini(&r);
 }
 
 static void test_compensation(void **state)
 {
-    h_t *h = *state;
+    mh_t *h = *state;
     sg_task_result_t r = {0};
     /* Nothing to undo: succeeds and does nothing, even for an op that would fail. */
     call(h, "fail", "c0", true, 1, "{\"fail\":true}", 0, &r);
-    assert_ok(&r, "{\"noop\":true}");
-    assert_int_equal(query_int(h, "SELECT count(*) FROM effects WHERE key = 'i1/c0/compensate' AND "
+    mh_assert_ok(&r, "{\"noop\":true}");
+    assert_int_equal(mh_query_int(h->db,
+                                  "SELECT count(*) FROM effects WHERE key = 'i1/c0/compensate' AND "
                                   "outcome = 'noop' AND compensation = 1"),
                      1);
     /* ... and the forward task arriving late does nothing either. */
     call(h, "echo", "c0", false, 1, "{}", 0, &r);
-    assert_failed(&r, SG_TASK_FATAL, "test.already_compensated");
+    mh_assert_failed(&r, SG_TASK_FATAL, "test.already_compensated", NULL);
     call(h, "echo", "c0", false, 2, "{}", 0, &r);
-    assert_failed(&r, SG_TASK_FATAL, "test.already_compensated");
+    mh_assert_failed(&r, SG_TASK_FATAL, "test.already_compensated", NULL);
     assert_int_equal(effects_of(h, "i1/c0"), 1);
 
     /* A forward effect, then its compensation: recorded after it, exactly once. */
     call(h, "echo", "c1", false, 1, "{\"a\":1}", 0, &r);
-    assert_ok(&r, "{\"a\":1}");
+    mh_assert_ok(&r, "{\"a\":1}");
     call(h, "flaky", "c1", true, 1, "{\"failures\":1}", 0, &r);
-    assert_failed(&r, SG_TASK_RETRYABLE, "test.flaky");
+    mh_assert_failed(&r, SG_TASK_RETRYABLE, "test.flaky", NULL);
     call(h, "flaky", "c1", true, 2, "{\"failures\":1}", 0, &r);
-    assert_ok(&r, "{\"failures\":1}");
+    mh_assert_ok(&r, "{\"failures\":1}");
     call(h, "flaky", "c1", true, 3, "{\"failures\":1}", 0, &r);
-    assert_ok(&r, "{\"failures\":1}");
+    mh_assert_ok(&r, "{\"failures\":1}");
     assert_int_equal(effects_of(h, "i1/c1/compensate"), 1);
-    assert_true(query_int(h, "SELECT seq FROM effects WHERE key = 'i1/c1/compensate'") >
-                query_int(h, "SELECT seq FROM effects WHERE key = 'i1/c1'"));
+    assert_true(mh_query_int(h->db, "SELECT seq FROM effects WHERE key = 'i1/c1/compensate'") >
+                mh_query_int(h->db, "SELECT seq FROM effects WHERE key = 'i1/c1'"));
 
     /* A forward that failed fatally had no effect: its compensation is a no-op. */
     call(h, "fail", "c2", false, 1, "{\"fail\":true}", 0, &r);
     call(h, "echo", "c2", true, 1, "{}", 0, &r);
-    assert_ok(&r, "{\"noop\":true}");
+    mh_assert_ok(&r, "{\"noop\":true}");
     sg_task_result_fini(&r);
 }
 
 static void test_survives_reopen(void **state)
 {
-    h_t *h = *state;
+    mh_t *h = *state;
     sg_task_result_t r = {0};
     call(h, "echo", "r1", false, 1, "\"before\"", 0, &r);
     call(h, "fail", "r2", false, 1, "{\"fail\":true}", 0, &r);
-    h->mod->close(h->actx);
-    h->actx = NULL;
-    h_open(h);
+    mh_reopen(h, NULL);
     call(h, "echo", "r1", false, 2, "\"after\"", 0, &r);
-    assert_ok(&r, "\"before\"");
+    mh_assert_ok(&r, "\"before\"");
     call(h, "fail", "r2", false, 2, "{}", 0, &r);
-    assert_failed(&r, SG_TASK_FATAL, "test.failed");
+    mh_assert_failed(&r, SG_TASK_FATAL, "test.failed", NULL);
     call(h, "echo", "r3", false, 1, "3", 0, &r);
-    assert_int_equal(query_int(h, "SELECT seq FROM effects WHERE key = 'i1/r3'"), 3);
-    assert_int_equal(query_int(h, "SELECT count(*) FROM effects"), 3);
+    assert_int_equal(mh_query_int(h->db, "SELECT seq FROM effects WHERE key = 'i1/r3'"), 3);
+    assert_int_equal(mh_query_int(h->db, "SELECT count(*) FROM effects"), 3);
     sg_task_result_fini(&r);
 }
 
 static void test_open_errors(void **state)
 {
-    h_t *h = *state;
+    mh_t *h = *state;
     char err[256] = "";
     sg_activity_ctx_t *actx = NULL;
-    assert_int_equal(h->mod->open(&(sg_activity_env_t){.data_dir = "/nonexistent/dir"}, &actx, err, sizeof(err)), SG_ERR_IO);
+    assert_int_equal(
+        h->mod->open(&(sg_activity_env_t){.data_dir = "/nonexistent/dir"}, &actx, err, sizeof(err)),
+        SG_ERR_IO);
     assert_non_null(strstr(err, "/nonexistent/dir/test-effects.db"));
     assert_null(actx);
-    assert_int_equal(h->mod->open(&(sg_activity_env_t){0}, &actx, err, sizeof(err)), SG_ERR_INVALID);
+    assert_int_equal(h->mod->open(&(sg_activity_env_t){0}, &actx, err, sizeof(err)),
+                     SG_ERR_INVALID);
 
     /* OOM loop over open: every failure is clean (ASan checks the leaks). */
     for (size_t nth = 1;; nth++) {
         sg_alloc_fail_at(nth);
-        sg_err_t rc = h->mod->open(&(sg_activity_env_t){.data_dir = h->dir}, &actx, err, sizeof(err));
+        sg_err_t rc =
+            h->mod->open(&(sg_activity_env_t){.data_dir = h->dir}, &actx, err, sizeof(err));
         size_t seen = sg_alloc_fail_at(0);
         if (rc == SG_OK) {
             h->mod->close(actx);
@@ -433,7 +344,7 @@ static void test_open_errors(void **state)
  * final outcome), and a later delivery still records exactly one effect. */
 static void test_call_oom(void **state)
 {
-    h_t *h = *state;
+    mh_t *h = *state;
     sg_task_result_t r = {0};
     for (size_t nth = 1;; nth++) {
         char sid[32];
@@ -445,7 +356,7 @@ static void test_call_oom(void **state)
             assert_int_equal(r.outcome, SG_TASK_RETRYABLE);
         }
         call(h, "echo", sid, false, 2, "{\"x\":true}", 0, &r);
-        assert_ok(&r, "{\"x\":true}");
+        mh_assert_ok(&r, "{\"x\":true}");
         char key[48];
         snprintf(key, sizeof(key), "i1/%s", sid);
         assert_int_equal(effects_of(h, key), 1);
@@ -462,15 +373,15 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_registry),
         cmocka_unit_test(test_result_helpers),
-        cmocka_unit_test_setup_teardown(test_echo_and_idempotency, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_fail, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_invalid_input, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_flaky, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_sleep_and_deadline, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_compensation, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_survives_reopen, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_open_errors, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_call_oom, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_echo_and_idempotency, setup, mh_teardown),
+        cmocka_unit_test_setup_teardown(test_fail, setup, mh_teardown),
+        cmocka_unit_test_setup_teardown(test_invalid_input, setup, mh_teardown),
+        cmocka_unit_test_setup_teardown(test_flaky, setup, mh_teardown),
+        cmocka_unit_test_setup_teardown(test_sleep_and_deadline, setup, mh_teardown),
+        cmocka_unit_test_setup_teardown(test_compensation, setup, mh_teardown),
+        cmocka_unit_test_setup_teardown(test_survives_reopen, setup, mh_teardown),
+        cmocka_unit_test_setup_teardown(test_open_errors, setup, mh_teardown),
+        cmocka_unit_test_setup_teardown(test_call_oom, setup, mh_teardown),
     };
     return cmocka_run_group_tests_name("activities", tests, NULL, NULL);
 }

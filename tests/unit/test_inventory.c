@@ -25,18 +25,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "activities/activity.h"
 #include "activities/common/events.h"
+#include "tests/support/module_harness.h"
 
-/* ---- harness ---- */
-
-typedef struct {
-    char dir[256];
-    const sg_activity_module_t *mod;
-    sg_activity_ctx_t *ctx;
-} h_t;
+/* ---- harness (tests/support/module_harness.h) ---- */
 
 /* A: plenty; B: little; C: just above its alert threshold; BIG: for loops. */
 static const char seed_json[] =
@@ -47,126 +41,29 @@ static const char seed_json[] =
     "{\"sku\":\"BIG\",\"name\":\"Bulk\",\"price\":1,\"stock\":100000,\"low_stock_threshold\":0}"
     "]}";
 
-static sg_activity_ctx_t *h_open(const h_t *h, const char *chaos)
-{
-    char err[256] = "";
-    sg_activity_ctx_t *ctx = NULL;
-    sg_activity_env_t env = {.data_dir = h->dir, .chaos = chaos};
-    assert_int_equal(h->mod->open(&env, &ctx, err, sizeof(err)), SG_OK);
-    assert_non_null(ctx);
-    return ctx;
-}
-
-static void h_seed(h_t *h, const char *json)
-{
-    char err[256] = "";
-    if (h->mod->seed(h->ctx, json, err, sizeof(err)) != SG_OK) {
-        fail_msg("seed: %s", err);
-    }
-}
-
-static bool drop_event(void *arg, const sg_domain_event_t *ev)
-{
-    *(int64_t *)arg = ev->seq;
-    return true;
-}
-
-/* Acknowledges every event in the outbox, so a test starts from an empty one. */
-static void drain(h_t *h)
-{
-    int64_t seq = 0;
-    assert_int_equal(h->mod->events_peek(h->ctx, 100000, drop_event, &seq), SG_OK);
-    assert_int_equal(h->mod->events_ack(h->ctx, seq), SG_OK);
-}
-
+/* The module seeded, its outbox empty. */
 static int setup(void **state)
 {
-    h_t *h = calloc(1, sizeof(*h));
-    const char *tmp = getenv("TMPDIR");
-    snprintf(h->dir, sizeof(h->dir), "%s/sg-test-inventory-XXXXXX", tmp ? tmp : "/tmp");
-    if (h == NULL || mkdtemp(h->dir) == NULL) {
-        return -1;
-    }
-    h->mod = sg_activity_module("inventory");
-    assert_non_null(h->mod);
-    h->ctx = h_open(h, NULL);
-    h_seed(h, seed_json);
-    drain(h);
+    mh_t *h = mh_new("inventory", NULL, seed_json);
+    mh_events_drain(h);
     *state = h;
     return 0;
 }
 
-static int teardown(void **state)
-{
-    h_t *h = *state;
-    h->mod->close(h->ctx);
-    static const char *const suffixes[] = {"", "-wal", "-shm"};
-    char path[512];
-    for (size_t i = 0; i < SG_ARRAY_LEN(suffixes); i++) {
-        snprintf(path, sizeof(path), "%s/inventory.db%s", h->dir, suffixes[i]);
-        unlink(path);
-    }
-    rmdir(h->dir);
-    free(h);
-    return 0;
-}
-
-/* Runs operation op through ctx with idempotency key key ("<instance>/<step>" or
+/* Runs operation op with idempotency key key ("<instance>/<step>" or
  * "<instance>/<step>/compensate"); the instance id is the key's first part. */
-static void run_on(const h_t *h, sg_activity_ctx_t *ctx, const char *op, const char *key, bool comp,
-                   const char *input, sg_task_result_t *res)
-{
-    char inst[128], act[64];
-    snprintf(inst, sizeof(inst), "%s", key);
-    char *slash = strchr(inst, '/');
-    if (slash != NULL) {
-        *slash = '\0';
-    }
-    snprintf(act, sizeof(act), "inventory.%s", op);
-    sg_task_t task = {.instance_id = inst,
-                      .step_id = op,
-                      .attempt = 1,
-                      .compensation = comp,
-                      .activity = act,
-                      .input = input,
-                      .idempotency_key = key};
-    const sg_activity_op_t *o = sg_activity_module_op(h->mod, op);
-    assert_non_null(o);
-    sg_task_result_fini(res);
-    o->run(ctx, &task, res);
-}
-
-static void run(const h_t *h, const char *op, const char *key, const char *input,
+static void run(const mh_t *h, const char *op, const char *key, const char *input,
                 sg_task_result_t *res)
 {
-    run_on(h, h->ctx, op, key, false, input, res);
+    mh_call_key(h, NULL, op, key, input, 0, res);
 }
 
-static void compensate(const h_t *h, const char *op, const char *key, const char *input,
+/* Runs a compensation: its key ends in "/compensate". */
+static void compensate(const mh_t *h, const char *op, const char *key, const char *input,
                        sg_task_result_t *res)
 {
-    run_on(h, h->ctx, op, key, true, input, res);
-}
-
-static void assert_ok(const sg_task_result_t *r)
-{
-    if (r->outcome != SG_TASK_OK) {
-        fail_msg("expected ok, got %s %s: %s", sg_task_outcome_name(r->outcome),
-                 r->error_code ? r->error_code : "(null)",
-                 r->error_message ? r->error_message : "(null)");
-    }
-    assert_non_null(r->output);
-}
-
-static void assert_fail(const sg_task_result_t *r, sg_task_outcome_t o, const char *code)
-{
-    if (r->outcome != o || r->error_code == NULL || strcmp(r->error_code, code) != 0) {
-        fail_msg("expected %s %s, got %s %s: %s", sg_task_outcome_name(o), code,
-                 sg_task_outcome_name(r->outcome), r->error_code ? r->error_code : "(null)",
-                 r->error_message ? r->error_message
-                 : r->output      ? r->output
-                                  : "(null)");
-    }
+    assert_non_null(strstr(key, "/compensate"));
+    run(h, op, key, input, res);
 }
 
 static void assert_contains(const char *s, const char *part)
@@ -174,29 +71,6 @@ static void assert_contains(const char *s, const char *part)
     if (s == NULL || strstr(s, part) == NULL) {
         fail_msg("\"%s\" does not contain \"%s\"", s ? s : "(null)", part);
     }
-}
-
-/* The output of a successful result, parsed (cJSON_Delete it). */
-static cJSON *output_of(const sg_task_result_t *r)
-{
-    assert_ok(r);
-    cJSON *j = cJSON_Parse(r->output);
-    assert_true(cJSON_IsObject(j));
-    return j;
-}
-
-static const char *jstr(const cJSON *o, const char *field)
-{
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, field);
-    assert_true(cJSON_IsString(v));
-    return v->valuestring;
-}
-
-static long long jint(const cJSON *o, const char *field)
-{
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, field);
-    assert_true(cJSON_IsNumber(v));
-    return (long long)v->valuedouble;
 }
 
 static bool jbool(const cJSON *o, const char *field)
@@ -215,78 +89,33 @@ static void assert_lines(const cJSON *items, const char *expect)
     cJSON_ArrayForEach(it, items)
     {
         size_t len = strlen(got);
-        snprintf(got + len, sizeof(got) - len, "%s%s:%lld", len ? "," : "", jstr(it, "sku"),
-                 jint(it, "qty"));
+        snprintf(got + len, sizeof(got) - len, "%s%s:%lld", len ? "," : "", mh_jstr(it, "sku"),
+                 mh_jint(it, "qty"));
     }
     assert_string_equal(got, expect);
 }
 
 /* ---- the database, through a connection of the test's own ---- */
 
-static long long q_int(const h_t *h, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-
-static long long q_int(const h_t *h, const char *fmt, ...)
+static long long stock_of(const mh_t *h, const char *sku)
 {
-    char path[512], sql[1024];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(sql, sizeof(sql), fmt, ap);
-    va_end(ap);
-    snprintf(path, sizeof(path), "%s/inventory.db", h->dir);
-    sqlite3 *db = NULL;
-    sqlite3_stmt *s = NULL;
-    assert_int_equal(sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE, NULL), SQLITE_OK);
-    sqlite3_busy_timeout(db, 10000);
-    if (sqlite3_prepare_v2(db, sql, -1, &s, NULL) != SQLITE_OK) {
-        fail_msg("%s: %s", sql, sqlite3_errmsg(db));
-    }
-    assert_int_equal(sqlite3_step(s), SQLITE_ROW);
-    long long v = sqlite3_column_int64(s, 0);
-    sqlite3_finalize(s);
-    sqlite3_close(db);
-    return v;
+    return mh_query_int(h->db, "SELECT stock FROM products WHERE sku = '%s'", sku);
 }
 
-/* The result code of one statement run on the test's own connection. */
-static int q_exec(const h_t *h, const char *sql)
+static long long held_count(const mh_t *h)
 {
-    char path[512];
-    snprintf(path, sizeof(path), "%s/inventory.db", h->dir);
-    sqlite3 *db = NULL;
-    assert_int_equal(sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE, NULL), SQLITE_OK);
-    int rc = sqlite3_exec(db, sql, NULL, NULL, NULL);
-    sqlite3_close(db);
-    return rc;
-}
-
-static long long stock_of(const h_t *h, const char *sku)
-{
-    return q_int(h, "SELECT stock FROM products WHERE sku = '%s'", sku);
-}
-
-static long long held_count(const h_t *h)
-{
-    return q_int(h, "SELECT count(*) FROM reservations WHERE status = 'held'");
+    return mh_query_int(h->db, "SELECT count(*) FROM reservations WHERE status = 'held'");
 }
 
 /* The conservation invariant the lead's check relies on, for every product. */
-static void assert_conserved(const h_t *h)
+static void assert_conserved(const mh_t *h)
 {
-    assert_int_equal(q_int(h, "SELECT count(*) FROM inventory_levels"
-                              " WHERE stock + reserved != supplied OR stock < 0"),
+    assert_int_equal(mh_query_int(h->db, "SELECT count(*) FROM inventory_levels"
+                                         " WHERE stock + reserved != supplied OR stock < 0"),
                      0);
 }
 
 /* ---- events ---- */
-
-typedef struct {
-    size_t n;
-    int64_t last_seq;
-    char type[64][32];
-    cJSON *json[64];
-    char corr[64][64];
-    bool proto_ok[64];
-} evs_t;
 
 /* Whether two optional JSON values are equal (both absent counts as equal). */
 static bool same(const cJSON *a, const cJSON *b)
@@ -294,60 +123,28 @@ static bool same(const cJSON *a, const cJSON *b)
     return (a == NULL && b == NULL) || cJSON_Compare(a, b, true);
 }
 
-static bool collect(void *arg, const sg_domain_event_t *ev)
+/* The events in the outbox, without removing them, each checked: its JSON, its protobuf
+ * bytes, the envelope. mh_events_free it. */
+static void evs_load(const mh_t *h, mh_events_t *e)
 {
-    evs_t *e = arg;
-    if (e->n == SG_ARRAY_LEN(e->type)) {
-        return false;
-    }
-    snprintf(e->type[e->n], sizeof(e->type[0]), "%s", ev->type);
-    snprintf(e->corr[e->n], sizeof(e->corr[0]), "%s", ev->correlation_id ? ev->correlation_id : "");
-    e->json[e->n] = cJSON_Parse(ev->json);
-    /* The protobuf bytes decode as the event's message with the same business fields. */
-    cJSON *dec = sg_event_decode(ev->type, ev->proto, ev->proto_len);
-    const cJSON *a = cJSON_GetObjectItemCaseSensitive(dec, "sku");
-    const cJSON *b = cJSON_GetObjectItemCaseSensitive(e->json[e->n], "sku");
-    const cJSON *c = cJSON_GetObjectItemCaseSensitive(dec, "order_id");
-    const cJSON *d = cJSON_GetObjectItemCaseSensitive(e->json[e->n], "order_id");
-    e->proto_ok[e->n] = dec != NULL && same(a, b) && same(c, d);
-    cJSON_Delete(dec);
-    e->last_seq = ev->seq;
-    e->n++;
-    return true;
-}
-
-static void evs_load(const h_t *h, evs_t *e)
-{
-    memset(e, 0, sizeof(*e));
-    assert_int_equal(h->mod->events_peek(h->ctx, 1000, collect, e), SG_OK);
+    mh_events_peek(h, 1000, e);
     for (size_t i = 0; i < e->n; i++) {
         assert_non_null(e->json[i]);
-        assert_true(e->proto_ok[i]);
-        assert_string_equal(jstr(e->json[i], "type"), e->type[i]);
-        assert_string_equal(jstr(e->json[i], "source"), "inventory");
-        assert_int_equal(strlen(jstr(e->json[i], "event_id")), 26);
+        /* The protobuf bytes decode as the event's message with the same business fields. */
+        const cJSON *dec = e->proto[i];
+        assert_true(dec != NULL &&
+                    same(cJSON_GetObjectItemCaseSensitive(dec, "sku"),
+                         cJSON_GetObjectItemCaseSensitive(e->json[i], "sku")) &&
+                    same(cJSON_GetObjectItemCaseSensitive(dec, "order_id"),
+                         cJSON_GetObjectItemCaseSensitive(e->json[i], "order_id")));
+        assert_string_equal(mh_jstr(e->json[i], "type"), e->type[i]);
+        assert_string_equal(mh_jstr(e->json[i], "source"), "inventory");
+        assert_int_equal(strlen(mh_jstr(e->json[i], "event_id")), 26);
     }
-}
-
-static void evs_free(evs_t *e)
-{
-    for (size_t i = 0; i < e->n; i++) {
-        cJSON_Delete(e->json[i]);
-    }
-    e->n = 0;
-}
-
-static size_t evs_count(const evs_t *e, const char *type)
-{
-    size_t n = 0;
-    for (size_t i = 0; i < e->n; i++) {
-        n += strcmp(e->type[i], type) == 0;
-    }
-    return n;
 }
 
 /* The k-th event of type (0-based); fails when there is none. */
-static const cJSON *evs_get(const evs_t *e, const char *type, size_t k)
+static const cJSON *evs_get(const mh_events_t *e, const char *type, size_t k)
 {
     for (size_t i = 0; i < e->n; i++) {
         if (strcmp(e->type[i], type) == 0 && k-- == 0) {
@@ -362,50 +159,54 @@ static const cJSON *evs_get(const evs_t *e, const char *type, size_t k)
 
 static void test_seed(void **state)
 {
-    h_t *h = *state;
+    mh_t *h = *state;
     char err[256];
-    assert_int_equal(q_int(h, "SELECT count(*) FROM products"), 4);
+    assert_int_equal(mh_query_int(h->db, "SELECT count(*) FROM products"), 4);
     assert_int_equal(stock_of(h, "A"), 10);
-    assert_int_equal(q_int(h, "SELECT low_stock_threshold FROM products WHERE sku = 'C'"), 10);
-    assert_int_equal(q_int(h, "SELECT low_stock_threshold FROM products WHERE sku = 'B'"), 0);
-    assert_int_equal(q_int(h, "SELECT price FROM products WHERE sku = 'C'"), 990);
+    assert_int_equal(
+        mh_query_int(h->db, "SELECT low_stock_threshold FROM products WHERE sku = 'C'"), 10);
+    assert_int_equal(
+        mh_query_int(h->db, "SELECT low_stock_threshold FROM products WHERE sku = 'B'"), 0);
+    assert_int_equal(mh_query_int(h->db, "SELECT price FROM products WHERE sku = 'C'"), 990);
 
     /* The same seed again: nothing changes, no event. */
-    h_seed(h, seed_json);
-    evs_t e;
+    mh_seed(h, seed_json);
+    mh_events_t e;
     evs_load(h, &e);
     assert_int_equal(e.n, 0);
-    assert_int_equal(q_int(h, "SELECT count(*) FROM products"), 4);
+    assert_int_equal(mh_query_int(h->db, "SELECT count(*) FROM products"), 4);
     assert_conserved(h);
 
     /* Setting a stock while a reservation holds units: the held units stay held. */
     sg_task_result_t r = {0};
     run(h, "reserve", "s1/reserve", "{\"order_id\":\"o1\",\"items\":[{\"sku\":\"A\",\"qty\":4}]}",
         &r);
-    assert_ok(&r);
-    drain(h);
-    h_seed(h, "{\"products\":[{\"sku\":\"A\",\"name\":\"Green apple\",\"price\":120,\"stock\":20,"
-              "\"low_stock_threshold\":3},"
-              "{\"sku\":\"D\",\"name\":\"Date\",\"price\":50,\"stock\":0}]}");
+    mh_assert_ok(&r, NULL);
+    mh_events_drain(h);
+    mh_seed(h, "{\"products\":[{\"sku\":\"A\",\"name\":\"Green apple\",\"price\":120,\"stock\":20,"
+               "\"low_stock_threshold\":3},"
+               "{\"sku\":\"D\",\"name\":\"Date\",\"price\":50,\"stock\":0}]}");
     assert_int_equal(stock_of(h, "A"), 20);
-    assert_int_equal(q_int(h, "SELECT reserved FROM inventory_levels WHERE sku = 'A'"), 4);
-    assert_int_equal(q_int(h, "SELECT supplied FROM inventory_levels WHERE sku = 'A'"), 24);
-    assert_int_equal(q_int(h, "SELECT price FROM products WHERE sku = 'A'"), 120);
+    assert_int_equal(mh_query_int(h->db, "SELECT reserved FROM inventory_levels WHERE sku = 'A'"),
+                     4);
+    assert_int_equal(mh_query_int(h->db, "SELECT supplied FROM inventory_levels WHERE sku = 'A'"),
+                     24);
+    assert_int_equal(mh_query_int(h->db, "SELECT price FROM products WHERE sku = 'A'"), 120);
     assert_int_equal(stock_of(h, "D"), 0);
     assert_conserved(h);
     evs_load(h, &e);
     assert_int_equal(e.n, 1); /* A changed by +14; D was created with stock 0 */
     const cJSON *ev = evs_get(&e, "inventory.updated", 0);
-    assert_string_equal(jstr(ev, "sku"), "A");
-    assert_int_equal(jint(ev, "stock"), 20);
-    assert_int_equal(jint(ev, "delta"), 14);
-    assert_string_equal(jstr(ev, "reason"), "seed");
+    assert_string_equal(mh_jstr(ev, "sku"), "A");
+    assert_int_equal(mh_jint(ev, "stock"), 20);
+    assert_int_equal(mh_jint(ev, "delta"), 14);
+    assert_string_equal(mh_jstr(ev, "reason"), "seed");
     assert_null(cJSON_GetObjectItemCaseSensitive(ev, "correlation_id"));
-    evs_free(&e);
-    drain(h);
+    mh_events_free(&e);
+    mh_events_drain(h);
 
     /* An empty section is fine; a bad one changes nothing, not even its good entries. */
-    assert_int_equal(h->mod->seed(h->ctx, "{}", err, sizeof(err)), SG_OK);
+    assert_int_equal(h->mod->seed(h->actx, "{}", err, sizeof(err)), SG_OK);
     static const char *const bad[] = {
         "not json",
         "[]",
@@ -421,7 +222,7 @@ static void test_seed(void **state)
     };
     for (size_t i = 0; i < SG_ARRAY_LEN(bad); i++) {
         err[0] = '\0';
-        if (h->mod->seed(h->ctx, bad[i], err, sizeof(err)) == SG_OK) {
+        if (h->mod->seed(h->actx, bad[i], err, sizeof(err)) == SG_OK) {
             fail_msg("seed accepted %s", bad[i]);
         }
         assert_contains(err, "inventory seed");
@@ -437,78 +238,80 @@ static void test_seed(void **state)
 
 static void test_reserve(void **state)
 {
-    h_t *h = *state;
+    mh_t *h = *state;
     sg_task_result_t r = {0};
     const char *in =
         "{\"order_id\":\"o1\",\"items\":[{\"sku\":\"A\",\"qty\":2},{\"sku\":\"B\",\"qty\":1}]}";
     run(h, "reserve", "inst1/reserve_inventory", in, &r);
-    cJSON *out = output_of(&r);
+    cJSON *out = mh_output(&r);
     char rid[32];
-    snprintf(rid, sizeof(rid), "%s", jstr(out, "reservation_id"));
+    snprintf(rid, sizeof(rid), "%s", mh_jstr(out, "reservation_id"));
     assert_int_equal(strlen(rid), 26);
-    assert_string_equal(jstr(out, "order_id"), "o1");
+    assert_string_equal(mh_jstr(out, "order_id"), "o1");
     assert_lines(cJSON_GetObjectItemCaseSensitive(out, "items"), "A:2,B:1");
     cJSON_Delete(out);
 
     assert_int_equal(stock_of(h, "A"), 8);
     assert_int_equal(stock_of(h, "B"), 4);
-    assert_int_equal(q_int(h,
-                           "SELECT count(*) FROM reservations WHERE reservation_id = '%s'"
-                           " AND order_id = 'o1' AND status = 'held' AND released_ms IS NULL"
-                           " AND reserve_key = 'inst1/reserve_inventory'",
-                           rid),
+    assert_int_equal(mh_query_int(h->db,
+                                  "SELECT count(*) FROM reservations WHERE reservation_id = '%s'"
+                                  " AND order_id = 'o1' AND status = 'held' AND released_ms IS NULL"
+                                  " AND reserve_key = 'inst1/reserve_inventory'",
+                                  rid),
                      1);
     assert_int_equal(
-        q_int(h, "SELECT sum(qty) FROM reservation_lines WHERE reservation_id = '%s'", rid), 3);
+        mh_query_int(h->db, "SELECT sum(qty) FROM reservation_lines WHERE reservation_id = '%s'",
+                     rid),
+        3);
     assert_conserved(h);
 
-    evs_t e;
+    mh_events_t e;
     evs_load(h, &e);
     assert_int_equal(e.n, 1); /* no alert: A is at 8, above its threshold 2 */
     const cJSON *ev = evs_get(&e, "inventory.reserved", 0);
-    assert_string_equal(jstr(ev, "order_id"), "o1");
-    assert_string_equal(jstr(ev, "reservation_id"), rid);
-    assert_string_equal(jstr(ev, "correlation_id"), "inst1");
+    assert_string_equal(mh_jstr(ev, "order_id"), "o1");
+    assert_string_equal(mh_jstr(ev, "reservation_id"), rid);
+    assert_string_equal(mh_jstr(ev, "correlation_id"), "inst1");
     assert_string_equal(e.corr[0], "inst1");
     assert_lines(cJSON_GetObjectItemCaseSensitive(ev, "items"), "A:2,B:1");
-    evs_free(&e);
+    mh_events_free(&e);
 
     /* The same key again: the first answer, no second effect, no second event. */
     char *first = strdup(r.output);
     run(h, "reserve", "inst1/reserve_inventory", in, &r);
-    assert_ok(&r);
+    mh_assert_ok(&r, NULL);
     assert_string_equal(r.output, first);
     free(first);
     assert_int_equal(stock_of(h, "A"), 8);
-    assert_int_equal(q_int(h, "SELECT count(*) FROM reservations"), 1);
+    assert_int_equal(mh_query_int(h->db, "SELECT count(*) FROM reservations"), 1);
     evs_load(h, &e);
     assert_int_equal(e.n, 1);
-    evs_free(&e);
+    mh_events_free(&e);
     sg_task_result_fini(&r);
 }
 
 static void test_reserve_all_or_nothing(void **state)
 {
-    h_t *h = *state;
+    mh_t *h = *state;
     sg_task_result_t r = {0};
     /* A is available, B is short: neither is taken. */
     const char *in =
         "{\"order_id\":\"o1\",\"items\":[{\"sku\":\"A\",\"qty\":3},{\"sku\":\"B\",\"qty\":6}]}";
     run(h, "reserve", "i1/reserve_inventory", in, &r);
-    assert_fail(&r, SG_TASK_FATAL, "inventory.out_of_stock");
+    mh_assert_failed(&r, SG_TASK_FATAL, "inventory.out_of_stock", NULL);
     assert_contains(r.error_message, "sku B requested 6, available 5");
     assert_null(strstr(r.error_message, "sku A"));
     assert_int_equal(stock_of(h, "A"), 10);
     assert_int_equal(stock_of(h, "B"), 5);
-    assert_int_equal(q_int(h, "SELECT count(*) FROM reservations"), 0);
-    assert_int_equal(q_int(h, "SELECT count(*) FROM reservation_lines"), 0);
+    assert_int_equal(mh_query_int(h->db, "SELECT count(*) FROM reservations"), 0);
+    assert_int_equal(mh_query_int(h->db, "SELECT count(*) FROM reservation_lines"), 0);
     assert_conserved(h);
 
     /* The refusal is recorded: a redelivery gets it again, even after a restock. */
     run(h, "restock", "i1/restock", "{\"sku\":\"B\",\"qty\":10}", &r);
-    assert_ok(&r);
+    mh_assert_ok(&r, NULL);
     run(h, "reserve", "i1/reserve_inventory", in, &r);
-    assert_fail(&r, SG_TASK_FATAL, "inventory.out_of_stock");
+    mh_assert_failed(&r, SG_TASK_FATAL, "inventory.out_of_stock", NULL);
     assert_contains(r.error_message, "available 5");
     assert_int_equal(stock_of(h, "B"), 15);
 
@@ -517,7 +320,7 @@ static void test_reserve_all_or_nothing(void **state)
         "{\"order_id\":\"o2\",\"items\":[{\"sku\":\"A\",\"qty\":11},{\"sku\":\"C\",\"qty\":1},"
         "{\"sku\":\"B\",\"qty\":16}]}",
         &r);
-    assert_fail(&r, SG_TASK_FATAL, "inventory.out_of_stock");
+    mh_assert_failed(&r, SG_TASK_FATAL, "inventory.out_of_stock", NULL);
     assert_contains(r.error_message, "sku A requested 11, available 10");
     assert_contains(r.error_message, "sku B requested 16, available 15");
     assert_null(strstr(r.error_message, "sku C"));
@@ -526,61 +329,61 @@ static void test_reserve_all_or_nothing(void **state)
     /* Exactly what is there can be taken: stock reaches zero, never below. */
     run(h, "reserve", "i3/reserve_inventory",
         "{\"order_id\":\"o3\",\"items\":[{\"sku\":\"A\",\"qty\":10}]}", &r);
-    assert_ok(&r);
+    mh_assert_ok(&r, NULL);
     assert_int_equal(stock_of(h, "A"), 0);
     run(h, "reserve", "i4/reserve_inventory",
         "{\"order_id\":\"o4\",\"items\":[{\"sku\":\"A\",\"qty\":1}]}", &r);
-    assert_fail(&r, SG_TASK_FATAL, "inventory.out_of_stock");
+    mh_assert_failed(&r, SG_TASK_FATAL, "inventory.out_of_stock", NULL);
     assert_contains(r.error_message, "sku A requested 1, available 0");
     assert_conserved(h);
 
-    evs_t e;
+    mh_events_t e;
     evs_load(h, &e);
-    assert_int_equal(evs_count(&e, "inventory.reserved"), 1); /* o3 only */
-    evs_free(&e);
+    assert_int_equal(mh_events_count(&e, "inventory.reserved"), 1); /* o3 only */
+    mh_events_free(&e);
     sg_task_result_fini(&r);
 }
 
 static void test_reserve_unknown_sku(void **state)
 {
-    h_t *h = *state;
+    mh_t *h = *state;
     sg_task_result_t r = {0};
     run(h, "reserve", "i1/reserve_inventory",
         "{\"order_id\":\"o1\",\"items\":[{\"sku\":\"A\",\"qty\":1},{\"sku\":\"NOPE-1\",\"qty\":1},"
         "{\"sku\":\"B\",\"qty\":99}]}",
         &r);
     /* Unknown wins over short: the order names something the shop does not sell. */
-    assert_fail(&r, SG_TASK_FATAL, "inventory.unknown_sku");
+    mh_assert_failed(&r, SG_TASK_FATAL, "inventory.unknown_sku", NULL);
     assert_contains(r.error_message, "NOPE-1");
     assert_int_equal(stock_of(h, "A"), 10);
-    assert_int_equal(q_int(h, "SELECT count(*) FROM reservations"), 0);
-    evs_t e;
+    assert_int_equal(mh_query_int(h->db, "SELECT count(*) FROM reservations"), 0);
+    mh_events_t e;
     evs_load(h, &e);
     assert_int_equal(e.n, 0);
-    evs_free(&e);
+    mh_events_free(&e);
     sg_task_result_fini(&r);
 }
 
 static void test_reserve_duplicate_sku(void **state)
 {
-    h_t *h = *state;
+    mh_t *h = *state;
     sg_task_result_t r = {0};
     /* The same sku twice is one line of the sum. */
     run(h, "reserve", "i1/reserve_inventory",
         "{\"order_id\":\"o1\",\"items\":[{\"sku\":\"A\",\"qty\":2},{\"sku\":\"B\",\"qty\":1},"
         "{\"sku\":\"A\",\"qty\":3}]}",
         &r);
-    cJSON *out = output_of(&r);
+    cJSON *out = mh_output(&r);
     assert_lines(cJSON_GetObjectItemCaseSensitive(out, "items"), "A:5,B:1");
     cJSON_Delete(out);
     assert_int_equal(stock_of(h, "A"), 5);
-    assert_int_equal(q_int(h, "SELECT count(*) FROM reservation_lines"), 2);
+    assert_int_equal(mh_query_int(h->db, "SELECT count(*) FROM reservation_lines"), 2);
 
     /* The sum is what must be available: 3 + 3 > 5 although each line fits. */
     run(h, "reserve", "i2/reserve_inventory",
         "{\"order_id\":\"o2\",\"items\":[{\"sku\":\"A\",\"qty\":3},{\"sku\":\"A\",\"qty\":3}]}",
         &r);
-    assert_fail(&r, SG_TASK_FATAL, "inventory.out_of_stock");
+    mh_assert_failed(&r, SG_TASK_FATAL, "inventory.out_of_stock", NULL);
     assert_contains(r.error_message, "sku A requested 6, available 5");
     assert_int_equal(stock_of(h, "A"), 5);
     assert_conserved(h);
@@ -589,18 +392,18 @@ static void test_reserve_duplicate_sku(void **state)
 
 static void test_already_reserved(void **state)
 {
-    h_t *h = *state;
+    mh_t *h = *state;
     sg_task_result_t r = {0};
     const char *in = "{\"order_id\":\"o1\",\"items\":[{\"sku\":\"A\",\"qty\":2}]}";
     run(h, "reserve", "s1/reserve_inventory", in, &r);
-    cJSON *out = output_of(&r);
+    cJSON *out = mh_output(&r);
     char rid[32];
-    snprintf(rid, sizeof(rid), "%s", jstr(out, "reservation_id"));
+    snprintf(rid, sizeof(rid), "%s", mh_jstr(out, "reservation_id"));
     cJSON_Delete(out);
 
     /* Another task (another saga) for the same order is refused, naming the holder. */
     run(h, "reserve", "s2/reserve_inventory", in, &r);
-    assert_fail(&r, SG_TASK_FATAL, "inventory.already_reserved");
+    mh_assert_failed(&r, SG_TASK_FATAL, "inventory.already_reserved", NULL);
     assert_contains(r.error_message, rid);
     assert_contains(r.error_message, "o1");
     assert_int_equal(stock_of(h, "A"), 8);
@@ -608,14 +411,14 @@ static void test_already_reserved(void **state)
 
     /* Once released, the order can reserve again: a new reservation. */
     run(h, "release", "s1/release", "{\"order_id\":\"o1\",\"reservation_id\":null}", &r);
-    assert_ok(&r);
+    mh_assert_ok(&r, NULL);
     run(h, "reserve", "s3/reserve_inventory", in, &r);
-    out = output_of(&r);
-    assert_string_not_equal(jstr(out, "reservation_id"), rid);
+    out = mh_output(&r);
+    assert_string_not_equal(mh_jstr(out, "reservation_id"), rid);
     cJSON_Delete(out);
     assert_int_equal(stock_of(h, "A"), 8);
     assert_int_equal(held_count(h), 1);
-    assert_int_equal(q_int(h, "SELECT count(*) FROM reservations"), 2);
+    assert_int_equal(mh_query_int(h->db, "SELECT count(*) FROM reservations"), 2);
     assert_conserved(h);
     sg_task_result_fini(&r);
 }
@@ -624,67 +427,67 @@ static void test_already_reserved(void **state)
 
 static void test_release_by_id(void **state)
 {
-    h_t *h = *state;
+    mh_t *h = *state;
     sg_task_result_t r = {0};
     run(h, "reserve", "inst1/reserve_inventory",
         "{\"order_id\":\"o1\",\"items\":[{\"sku\":\"A\",\"qty\":2},{\"sku\":\"B\",\"qty\":5}]}",
         &r);
-    cJSON *out = output_of(&r);
+    cJSON *out = mh_output(&r);
     char rid[32], in[160];
-    snprintf(rid, sizeof(rid), "%s", jstr(out, "reservation_id"));
+    snprintf(rid, sizeof(rid), "%s", mh_jstr(out, "reservation_id"));
     cJSON_Delete(out);
     snprintf(in, sizeof(in), "{\"order_id\":\"o1\",\"reservation_id\":\"%s\"}", rid);
-    drain(h);
+    mh_events_drain(h);
 
     compensate(h, "release", "inst1/reserve_inventory/compensate", in, &r);
-    out = output_of(&r);
+    out = mh_output(&r);
     assert_true(jbool(out, "released"));
-    assert_string_equal(jstr(out, "order_id"), "o1");
-    assert_string_equal(jstr(out, "reservation_id"), rid);
+    assert_string_equal(mh_jstr(out, "order_id"), "o1");
+    assert_string_equal(mh_jstr(out, "reservation_id"), rid);
     assert_lines(cJSON_GetObjectItemCaseSensitive(out, "items"), "A:2,B:5");
     cJSON_Delete(out);
     assert_int_equal(stock_of(h, "A"), 10);
     assert_int_equal(stock_of(h, "B"), 5);
-    assert_int_equal(q_int(h,
-                           "SELECT count(*) FROM reservations WHERE reservation_id = '%s'"
-                           " AND status = 'released' AND released_ms IS NOT NULL",
-                           rid),
+    assert_int_equal(mh_query_int(h->db,
+                                  "SELECT count(*) FROM reservations WHERE reservation_id = '%s'"
+                                  " AND status = 'released' AND released_ms IS NOT NULL",
+                                  rid),
                      1);
     assert_conserved(h);
 
-    evs_t e;
+    mh_events_t e;
     evs_load(h, &e);
     assert_int_equal(e.n, 1);
     const cJSON *ev = evs_get(&e, "inventory.released", 0);
-    assert_string_equal(jstr(ev, "order_id"), "o1");
-    assert_string_equal(jstr(ev, "reservation_id"), rid);
-    assert_string_equal(jstr(ev, "correlation_id"), "inst1");
+    assert_string_equal(mh_jstr(ev, "order_id"), "o1");
+    assert_string_equal(mh_jstr(ev, "reservation_id"), rid);
+    assert_string_equal(mh_jstr(ev, "correlation_id"), "inst1");
     assert_lines(cJSON_GetObjectItemCaseSensitive(ev, "items"), "A:2,B:5");
     assert_null(cJSON_GetObjectItemCaseSensitive(ev, "released"));
-    evs_free(&e);
+    mh_events_free(&e);
 
     /* Same key: the same answer. Another key: nothing held any more, no effect. */
     char *first = strdup(r.output);
     compensate(h, "release", "inst1/reserve_inventory/compensate", in, &r);
-    assert_ok(&r);
+    mh_assert_ok(&r, NULL);
     assert_string_equal(r.output, first);
     free(first);
     run(h, "release", "cancel1/release_inventory", in, &r);
-    out = output_of(&r);
+    out = mh_output(&r);
     assert_false(jbool(out, "released"));
-    assert_string_equal(jstr(out, "reservation_id"), rid);
+    assert_string_equal(mh_jstr(out, "reservation_id"), rid);
     assert_int_equal(cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(out, "items")), 0);
     cJSON_Delete(out);
     assert_int_equal(stock_of(h, "A"), 10);
     assert_int_equal(stock_of(h, "B"), 5);
     evs_load(h, &e);
     assert_int_equal(e.n, 1);
-    evs_free(&e);
+    mh_events_free(&e);
 
     /* A reservation id nobody made: nothing held, success. */
     run(h, "release", "x1/release",
         "{\"order_id\":\"o1\",\"reservation_id\":\"01ARZ3NDEKTSV4RRFFQ69G5FAV\"}", &r);
-    out = output_of(&r);
+    out = mh_output(&r);
     assert_false(jbool(out, "released"));
     cJSON_Delete(out);
     sg_task_result_fini(&r);
@@ -692,18 +495,18 @@ static void test_release_by_id(void **state)
 
 static void test_release_wrong_order(void **state)
 {
-    h_t *h = *state;
+    mh_t *h = *state;
     sg_task_result_t r = {0};
     run(h, "reserve", "s2/reserve_inventory",
         "{\"order_id\":\"o2\",\"items\":[{\"sku\":\"A\",\"qty\":1}]}", &r);
-    cJSON *out = output_of(&r);
+    cJSON *out = mh_output(&r);
     char in[160];
     snprintf(in, sizeof(in), "{\"order_id\":\"o1\",\"reservation_id\":\"%s\"}",
-             jstr(out, "reservation_id"));
+             mh_jstr(out, "reservation_id"));
     cJSON_Delete(out);
     /* A reservation of another order is never released by mistake. */
     run(h, "release", "s1/release", in, &r);
-    assert_fail(&r, SG_TASK_FATAL, "inventory.invalid_input");
+    mh_assert_failed(&r, SG_TASK_FATAL, "inventory.invalid_input", NULL);
     assert_contains(r.error_message, "reservation_id");
     assert_contains(r.error_message, "o2");
     assert_int_equal(stock_of(h, "A"), 9);
@@ -713,83 +516,83 @@ static void test_release_wrong_order(void **state)
 
 static void test_release_by_order(void **state)
 {
-    h_t *h = *state;
+    mh_t *h = *state;
     sg_task_result_t r = {0};
     run(h, "reserve", "inst1/reserve_inventory",
         "{\"order_id\":\"o1\",\"items\":[{\"sku\":\"C\",\"qty\":4}]}", &r);
-    assert_ok(&r);
-    drain(h);
+    mh_assert_ok(&r, NULL);
+    mh_events_drain(h);
     /* order_cancel: a forward step, reservation_id absent or null, two sagas asking. */
     run(h, "release", "cancel1/release_inventory", "{\"order_id\":\"o1\",\"reservation_id\":null}",
         &r);
-    cJSON *out = output_of(&r);
+    cJSON *out = mh_output(&r);
     assert_true(jbool(out, "released"));
-    assert_int_equal(strlen(jstr(out, "reservation_id")), 26);
+    assert_int_equal(strlen(mh_jstr(out, "reservation_id")), 26);
     assert_lines(cJSON_GetObjectItemCaseSensitive(out, "items"), "C:4");
     cJSON_Delete(out);
     run(h, "release", "cancel2/release_inventory", "{\"order_id\":\"o1\"}", &r);
-    out = output_of(&r);
+    out = mh_output(&r);
     assert_false(jbool(out, "released"));
     assert_true(cJSON_IsNull(cJSON_GetObjectItemCaseSensitive(out, "reservation_id")));
     cJSON_Delete(out);
     assert_int_equal(stock_of(h, "C"), 12);
     assert_int_equal(held_count(h), 0);
     assert_conserved(h);
-    evs_t e;
+    mh_events_t e;
     evs_load(h, &e);
     assert_int_equal(e.n, 1);
-    assert_int_equal(evs_count(&e, "inventory.released"), 1);
-    evs_free(&e);
+    assert_int_equal(mh_events_count(&e, "inventory.released"), 1);
+    mh_events_free(&e);
     sg_task_result_fini(&r);
 }
 
 static void test_compensation_without_effect(void **state)
 {
-    h_t *h = *state;
+    mh_t *h = *state;
     sg_task_result_t r = {0};
     /* reserve timed out without taking effect: its compensation succeeds, does nothing. */
     compensate(h, "release", "inst1/reserve_inventory/compensate",
                "{\"order_id\":\"o1\",\"reservation_id\":null}", &r);
-    cJSON *out = output_of(&r);
+    cJSON *out = mh_output(&r);
     assert_false(jbool(out, "released"));
     cJSON_Delete(out);
-    evs_t e;
+    mh_events_t e;
     evs_load(h, &e);
     assert_int_equal(e.n, 0);
-    evs_free(&e);
+    mh_events_free(&e);
 
     /* The late delivery of the forward task is refused and takes no effect. */
     run(h, "reserve", "inst1/reserve_inventory",
         "{\"order_id\":\"o1\",\"items\":[{\"sku\":\"A\",\"qty\":2}]}", &r);
-    assert_fail(&r, SG_TASK_FATAL, "inventory.compensated");
+    mh_assert_failed(&r, SG_TASK_FATAL, "inventory.compensated", NULL);
     assert_int_equal(stock_of(h, "A"), 10);
-    assert_int_equal(q_int(h, "SELECT count(*) FROM reservations"), 0);
+    assert_int_equal(mh_query_int(h->db, "SELECT count(*) FROM reservations"), 0);
     evs_load(h, &e);
     assert_int_equal(e.n, 0);
-    evs_free(&e);
+    mh_events_free(&e);
     sg_task_result_fini(&r);
 }
 
 static void test_compensation_releases_own_only(void **state)
 {
-    h_t *h = *state;
+    mh_t *h = *state;
     sg_task_result_t r = {0};
     const char *in = "{\"order_id\":\"o1\",\"items\":[{\"sku\":\"B\",\"qty\":2}]}";
     const char *rel = "{\"order_id\":\"o1\",\"reservation_id\":null}";
     run(h, "reserve", "sagaA/reserve_inventory", in, &r);
-    assert_ok(&r);
+    mh_assert_ok(&r, NULL);
     run(h, "reserve", "sagaB/reserve_inventory", in, &r);
-    assert_fail(&r, SG_TASK_FATAL, "inventory.already_reserved");
+    mh_assert_failed(&r, SG_TASK_FATAL, "inventory.already_reserved", NULL);
     /* Saga B undoes its own (refused) reserve: saga A's reservation stays held. */
     compensate(h, "release", "sagaB/reserve_inventory/compensate", rel, &r);
-    cJSON *out = output_of(&r);
+    cJSON *out = mh_output(&r);
     assert_false(jbool(out, "released"));
     cJSON_Delete(out);
     assert_int_equal(held_count(h), 1);
     assert_int_equal(stock_of(h, "B"), 3);
     /* Saga A undoes its own: released. */
     compensate(h, "release", "sagaA/reserve_inventory/compensate", rel, &r);
-    out = output_of(&r);
+    out = mh_output(&r);
     assert_true(jbool(out, "released"));
     cJSON_Delete(out);
     assert_int_equal(held_count(h), 0);
@@ -802,47 +605,47 @@ static void test_compensation_releases_own_only(void **state)
 
 static void test_restock(void **state)
 {
-    h_t *h = *state;
+    mh_t *h = *state;
     sg_task_result_t r = {0};
     run(h, "restock", "ops/restock1", "{\"sku\":\"B\",\"qty\":7}", &r);
-    cJSON *out = output_of(&r);
-    assert_string_equal(jstr(out, "sku"), "B");
-    assert_int_equal(jint(out, "stock"), 12);
-    assert_int_equal(jint(out, "delta"), 7);
+    cJSON *out = mh_output(&r);
+    assert_string_equal(mh_jstr(out, "sku"), "B");
+    assert_int_equal(mh_jint(out, "stock"), 12);
+    assert_int_equal(mh_jint(out, "delta"), 7);
     cJSON_Delete(out);
     /* Same key: once. */
     run(h, "restock", "ops/restock1", "{\"sku\":\"B\",\"qty\":7}", &r);
-    assert_ok(&r);
+    mh_assert_ok(&r, NULL);
     assert_int_equal(stock_of(h, "B"), 12);
-    assert_int_equal(q_int(h, "SELECT supplied FROM products WHERE sku = 'B'"), 12);
+    assert_int_equal(mh_query_int(h->db, "SELECT supplied FROM products WHERE sku = 'B'"), 12);
     assert_conserved(h);
 
-    evs_t e;
+    mh_events_t e;
     evs_load(h, &e);
     assert_int_equal(e.n, 1);
     const cJSON *ev = evs_get(&e, "inventory.updated", 0);
-    assert_string_equal(jstr(ev, "sku"), "B");
-    assert_int_equal(jint(ev, "stock"), 12);
-    assert_int_equal(jint(ev, "delta"), 7);
-    assert_string_equal(jstr(ev, "reason"), "restock");
-    assert_string_equal(jstr(ev, "correlation_id"), "ops");
-    evs_free(&e);
+    assert_string_equal(mh_jstr(ev, "sku"), "B");
+    assert_int_equal(mh_jint(ev, "stock"), 12);
+    assert_int_equal(mh_jint(ev, "delta"), 7);
+    assert_string_equal(mh_jstr(ev, "reason"), "restock");
+    assert_string_equal(mh_jstr(ev, "correlation_id"), "ops");
+    mh_events_free(&e);
 
     run(h, "restock", "ops/restock2", "{\"sku\":\"NOPE\",\"qty\":1}", &r);
-    assert_fail(&r, SG_TASK_FATAL, "inventory.unknown_sku");
+    mh_assert_failed(&r, SG_TASK_FATAL, "inventory.unknown_sku", NULL);
     assert_contains(r.error_message, "NOPE");
     sg_task_result_fini(&r);
 }
 
 static void test_check(void **state)
 {
-    h_t *h = *state;
+    mh_t *h = *state;
     sg_task_result_t r = {0};
     run(h, "check", "c/1",
         "{\"items\":[{\"sku\":\"A\",\"qty\":10},{\"sku\":\"B\",\"qty\":6},{\"sku\":\"ZZ\",\"qty\":"
         "1}]}",
         &r);
-    cJSON *out = output_of(&r);
+    cJSON *out = mh_output(&r);
     assert_false(jbool(out, "available"));
     const cJSON *lines = cJSON_GetObjectItemCaseSensitive(out, "lines");
     assert_int_equal(cJSON_GetArraySize(lines), 3);
@@ -852,26 +655,26 @@ static void test_check(void **state)
     } want[] = {{"A", 10, 10}, {"B", 6, 5}, {"ZZ", 1, 0}};
     for (int i = 0; i < 3; i++) {
         const cJSON *l = cJSON_GetArrayItem(lines, i);
-        assert_string_equal(jstr(l, "sku"), want[i].sku);
-        assert_int_equal(jint(l, "requested"), want[i].req);
-        assert_int_equal(jint(l, "available"), want[i].avail);
+        assert_string_equal(mh_jstr(l, "sku"), want[i].sku);
+        assert_int_equal(mh_jint(l, "requested"), want[i].req);
+        assert_int_equal(mh_jint(l, "available"), want[i].avail);
     }
     cJSON_Delete(out);
 
     run(h, "check", "c/2", "{\"items\":[{\"sku\":\"A\",\"qty\":4},{\"sku\":\"A\",\"qty\":6}]}", &r);
-    out = output_of(&r);
+    out = mh_output(&r);
     assert_true(jbool(out, "available"));
     assert_int_equal(
-        jint(cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(out, "lines"), 0), "requested"),
+        mh_jint(cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(out, "lines"), 0), "requested"),
         10);
     cJSON_Delete(out);
     /* Read only. */
     assert_int_equal(stock_of(h, "A"), 10);
-    assert_int_equal(q_int(h, "SELECT count(*) FROM reservations"), 0);
-    evs_t e;
+    assert_int_equal(mh_query_int(h->db, "SELECT count(*) FROM reservations"), 0);
+    mh_events_t e;
     evs_load(h, &e);
     assert_int_equal(e.n, 0);
-    evs_free(&e);
+    mh_events_free(&e);
     sg_task_result_fini(&r);
 }
 
@@ -879,61 +682,61 @@ static void test_check(void **state)
 
 static void test_low_stock(void **state)
 {
-    h_t *h = *state;
+    mh_t *h = *state;
     sg_task_result_t r = {0};
     /* C: 12 with threshold 10. 12 -> 10 crosses: alert. */
     run(h, "reserve", "i1/reserve_inventory",
         "{\"order_id\":\"o1\",\"items\":[{\"sku\":\"C\",\"qty\":2}]}", &r);
-    assert_ok(&r);
+    mh_assert_ok(&r, NULL);
     /* 10 -> 9: already low, no second alert. */
     run(h, "reserve", "i2/reserve_inventory",
         "{\"order_id\":\"o2\",\"items\":[{\"sku\":\"C\",\"qty\":1}]}", &r);
-    assert_ok(&r);
-    evs_t e;
+    mh_assert_ok(&r, NULL);
+    mh_events_t e;
     evs_load(h, &e);
-    assert_int_equal(evs_count(&e, "inventory.reserved"), 2);
-    assert_int_equal(evs_count(&e, "inventory.low_stock"), 1);
+    assert_int_equal(mh_events_count(&e, "inventory.reserved"), 2);
+    assert_int_equal(mh_events_count(&e, "inventory.low_stock"), 1);
     const cJSON *ev = evs_get(&e, "inventory.low_stock", 0);
-    assert_string_equal(jstr(ev, "sku"), "C");
-    assert_int_equal(jint(ev, "stock"), 10);
-    assert_int_equal(jint(ev, "threshold"), 10);
-    assert_string_equal(jstr(ev, "correlation_id"), "i1");
+    assert_string_equal(mh_jstr(ev, "sku"), "C");
+    assert_int_equal(mh_jint(ev, "stock"), 10);
+    assert_int_equal(mh_jint(ev, "threshold"), 10);
+    assert_string_equal(mh_jstr(ev, "correlation_id"), "i1");
     /* The alert follows the reservation that caused it. */
     assert_string_equal(e.type[0], "inventory.reserved");
     assert_string_equal(e.type[1], "inventory.low_stock");
-    evs_free(&e);
+    mh_events_free(&e);
 
     /* Back above the threshold, then down again: a new alert. */
     run(h, "release", "i1/release", "{\"order_id\":\"o1\"}", &r);
-    assert_ok(&r);
+    mh_assert_ok(&r, NULL);
     run(h, "release", "i2/release", "{\"order_id\":\"o2\"}", &r);
-    assert_ok(&r);
+    mh_assert_ok(&r, NULL);
     assert_int_equal(stock_of(h, "C"), 12);
     run(h, "reserve", "i3/reserve_inventory",
         "{\"order_id\":\"o3\",\"items\":[{\"sku\":\"C\",\"qty\":3},{\"sku\":\"A\",\"qty\":10}]}",
         &r);
-    assert_ok(&r);
+    mh_assert_ok(&r, NULL);
     evs_load(h, &e);
-    assert_int_equal(evs_count(&e, "inventory.low_stock"), 3);
+    assert_int_equal(mh_events_count(&e, "inventory.low_stock"), 3);
     ev = evs_get(&e, "inventory.low_stock", 1);
-    assert_string_equal(jstr(ev, "sku"), "C");
-    assert_int_equal(jint(ev, "stock"), 9);
+    assert_string_equal(mh_jstr(ev, "sku"), "C");
+    assert_int_equal(mh_jint(ev, "stock"), 9);
     ev = evs_get(&e, "inventory.low_stock", 2);
-    assert_string_equal(jstr(ev, "sku"), "A");
-    assert_int_equal(jint(ev, "stock"), 0);
-    assert_int_equal(jint(ev, "threshold"), 2);
+    assert_string_equal(mh_jstr(ev, "sku"), "A");
+    assert_int_equal(mh_jint(ev, "stock"), 0);
+    assert_int_equal(mh_jint(ev, "threshold"), 2);
 
     /* ack removes what was handed on, and only that. */
     int64_t upto = e.last_seq;
-    evs_free(&e);
+    mh_events_free(&e);
     run(h, "restock", "ops/r1", "{\"sku\":\"A\",\"qty\":1}", &r);
-    assert_ok(&r);
-    assert_int_equal(h->mod->events_ack(h->ctx, upto), SG_OK);
+    mh_assert_ok(&r, NULL);
+    assert_int_equal(h->mod->events_ack(h->actx, upto), SG_OK);
     evs_load(h, &e);
     assert_int_equal(e.n, 1);
     assert_string_equal(e.type[0], "inventory.updated");
-    assert_int_equal(h->mod->events_ack(h->ctx, e.last_seq), SG_OK);
-    evs_free(&e);
+    assert_int_equal(h->mod->events_ack(h->actx, e.last_seq), SG_OK);
+    mh_events_free(&e);
     evs_load(h, &e);
     assert_int_equal(e.n, 0);
     sg_task_result_fini(&r);
@@ -943,7 +746,7 @@ static void test_low_stock(void **state)
 
 static void test_invalid_input(void **state)
 {
-    h_t *h = *state;
+    mh_t *h = *state;
     static const struct {
         const char *op, *input, *names;
     } cases[] = {
@@ -988,7 +791,7 @@ static void test_invalid_input(void **state)
         char key[32];
         snprintf(key, sizeof(key), "bad%zu/step", i);
         run(h, cases[i].op, key, cases[i].input, &r);
-        assert_fail(&r, SG_TASK_FATAL, "inventory.invalid_input");
+        mh_assert_failed(&r, SG_TASK_FATAL, "inventory.invalid_input", NULL);
         assert_contains(r.error_message, cases[i].names);
     }
     /* 101 lines are too many. */
@@ -998,12 +801,12 @@ static void test_invalid_input(void **state)
     }
     strcat(big, "]}");
     run(h, "reserve", "bad/many", big, &r);
-    assert_fail(&r, SG_TASK_FATAL, "inventory.invalid_input");
+    mh_assert_failed(&r, SG_TASK_FATAL, "inventory.invalid_input", NULL);
     assert_contains(r.error_message, "items");
     /* 100 lines of one sku are fine (summed). */
     strcpy(strstr(big, ",{\"sku\":\"BIG\",\"qty\":1}]}"), "]}");
     run(h, "reserve", "good/many", big, &r);
-    cJSON *out = output_of(&r);
+    cJSON *out = mh_output(&r);
     assert_lines(cJSON_GetObjectItemCaseSensitive(out, "items"), "BIG:100");
     cJSON_Delete(out);
     sg_task_result_fini(&r);
@@ -1015,65 +818,64 @@ static void test_invalid_input(void **state)
 
 static void test_retryable_not_recorded(void **state)
 {
-    h_t *h = *state;
+    mh_t *h = *state;
     sg_task_result_t r = {0};
     const char *in = "{\"order_id\":\"o1\",\"items\":[{\"sku\":\"A\",\"qty\":2}]}";
     /* A transient failure before the effect: nothing happened, nothing recorded. */
-    sg_activity_ctx_t *flaky = h_open(h, "inventory.error_rate=1");
-    run_on(h, flaky, "reserve", "i1/reserve_inventory", false, in, &r);
-    assert_fail(&r, SG_TASK_RETRYABLE, "inventory.unavailable");
-    assert_int_equal(q_int(h, "SELECT count(*) FROM svc_idempotency"), 0);
+    sg_activity_ctx_t *flaky = mh_ctx_open(h, "inventory.error_rate=1");
+    mh_call_key(h, flaky, "reserve", "i1/reserve_inventory", in, 0, &r);
+    mh_assert_failed(&r, SG_TASK_RETRYABLE, "inventory.unavailable", NULL);
+    assert_int_equal(mh_query_int(h->db, "SELECT count(*) FROM svc_idempotency"), 0);
     assert_int_equal(stock_of(h, "A"), 10);
     h->mod->close(flaky);
     /* So the retry runs for real. */
     run(h, "reserve", "i1/reserve_inventory", in, &r);
-    assert_ok(&r);
+    mh_assert_ok(&r, NULL);
     assert_int_equal(stock_of(h, "A"), 8);
 
     /* A reply lost after the effect: the retry finds the recorded outcome. */
-    sg_activity_ctx_t *lossy = h_open(h, "inventory.lost_reply_rate=1");
-    run_on(h, lossy, "reserve", "i2/reserve_inventory", false,
-           "{\"order_id\":\"o2\",\"items\":[{\"sku\":\"A\",\"qty\":3}]}", &r);
-    assert_fail(&r, SG_TASK_RETRYABLE, "inventory.reply_lost");
+    sg_activity_ctx_t *lossy = mh_ctx_open(h, "inventory.lost_reply_rate=1");
+    mh_call_key(h, lossy, "reserve", "i2/reserve_inventory",
+                "{\"order_id\":\"o2\",\"items\":[{\"sku\":\"A\",\"qty\":3}]}", 0, &r);
+    mh_assert_failed(&r, SG_TASK_RETRYABLE, "inventory.reply_lost", NULL);
     h->mod->close(lossy);
     assert_int_equal(stock_of(h, "A"), 5);
     run(h, "reserve", "i2/reserve_inventory",
         "{\"order_id\":\"o2\",\"items\":[{\"sku\":\"A\",\"qty\":3}]}", &r);
-    cJSON *out = output_of(&r);
-    assert_int_equal(q_int(h,
-                           "SELECT count(*) FROM reservations WHERE reservation_id = '%s'"
-                           " AND reserve_key = 'i2/reserve_inventory'",
-                           jstr(out, "reservation_id")),
+    cJSON *out = mh_output(&r);
+    assert_int_equal(mh_query_int(h->db,
+                                  "SELECT count(*) FROM reservations WHERE reservation_id = '%s'"
+                                  " AND reserve_key = 'i2/reserve_inventory'",
+                                  mh_jstr(out, "reservation_id")),
                      1);
     cJSON_Delete(out);
     assert_int_equal(stock_of(h, "A"), 5);
-    assert_int_equal(q_int(h, "SELECT count(*) FROM reservations"), 2);
+    assert_int_equal(mh_query_int(h->db, "SELECT count(*) FROM reservations"), 2);
     assert_conserved(h);
     sg_task_result_fini(&r);
 }
 
 static void test_reopen(void **state)
 {
-    h_t *h = *state;
+    mh_t *h = *state;
     sg_task_result_t r = {0};
     const char *in = "{\"order_id\":\"o1\",\"items\":[{\"sku\":\"B\",\"qty\":4}]}";
     run(h, "reserve", "i1/reserve_inventory", in, &r);
-    assert_ok(&r);
+    mh_assert_ok(&r, NULL);
     char *first = strdup(r.output);
-    h->mod->close(h->ctx);
-    h->ctx = h_open(h, NULL);
+    mh_reopen(h, NULL);
 
     run(h, "reserve", "i1/reserve_inventory", in, &r);
-    assert_ok(&r);
+    mh_assert_ok(&r, NULL);
     assert_string_equal(r.output, first);
     free(first);
     assert_int_equal(stock_of(h, "B"), 1);
-    evs_t e;
+    mh_events_t e;
     evs_load(h, &e);
-    assert_int_equal(evs_count(&e, "inventory.reserved"), 1);
-    evs_free(&e);
+    assert_int_equal(mh_events_count(&e, "inventory.reserved"), 1);
+    mh_events_free(&e);
     compensate(h, "release", "i1/reserve_inventory/compensate", "{\"order_id\":\"o1\"}", &r);
-    cJSON *out = output_of(&r);
+    cJSON *out = mh_output(&r);
     assert_true(jbool(out, "released"));
     cJSON_Delete(out);
     assert_int_equal(stock_of(h, "B"), 5);
@@ -1083,7 +885,7 @@ static void test_reopen(void **state)
 
 static void test_oom(void **state)
 {
-    h_t *h = *state;
+    mh_t *h = *state;
     sg_task_result_t r = {0};
     for (size_t nth = 1;; nth++) {
         char key[48], in[128];
@@ -1098,9 +900,10 @@ static void test_oom(void **state)
         }
         /* Whatever failed, the retry gives one reservation for the key. */
         run(h, "reserve", key, in, &r);
-        assert_ok(&r);
+        mh_assert_ok(&r, NULL);
         assert_int_equal(
-            q_int(h, "SELECT count(*) FROM reservations WHERE reserve_key = '%s'", key), 1);
+            mh_query_int(h->db, "SELECT count(*) FROM reservations WHERE reserve_key = '%s'", key),
+            1);
         if (seen < nth) {
             assert_true(nth > 2); /* the loop did fail some allocations */
             break;
@@ -1112,16 +915,17 @@ static void test_oom(void **state)
 
 static void test_schema_invariants(void **state)
 {
-    h_t *h = *state;
+    mh_t *h = *state;
     /* Even a buggy writer cannot break these: they are in the schema. */
-    assert_int_equal(q_exec(h, "UPDATE products SET stock = -1 WHERE sku = 'A'"),
+    assert_int_equal(mh_exec(h->db, "UPDATE products SET stock = -1 WHERE sku = 'A'"),
                      SQLITE_CONSTRAINT);
     sg_task_result_t r = {0};
     run(h, "reserve", "i1/reserve_inventory",
         "{\"order_id\":\"o1\",\"items\":[{\"sku\":\"A\",\"qty\":1}]}", &r);
-    assert_ok(&r);
-    assert_int_equal(q_exec(h, "INSERT INTO reservations(reservation_id, order_id, reserve_key,"
-                               " status, created_ms) VALUES('X', 'o1', 'k', 'held', 0)"),
+    mh_assert_ok(&r, NULL);
+    assert_int_equal(mh_exec(h->db,
+                             "INSERT INTO reservations(reservation_id, order_id, reserve_key,"
+                             " status, created_ms) VALUES('X', 'o1', 'k', 'held', 0)"),
                      SQLITE_CONSTRAINT);
     assert_int_equal(stock_of(h, "A"), 9);
     sg_task_result_fini(&r);
@@ -1135,7 +939,7 @@ static void test_schema_invariants(void **state)
 #define HOT_QTY 3
 
 typedef struct {
-    const h_t *h;
+    const mh_t *h;
     sg_activity_ctx_t *ctx;
     pthread_barrier_t *start;
     int tid;
@@ -1198,7 +1002,7 @@ static void *worker(void *arg)
 }
 
 /* Runs N_THREADS workers of op, alternating between ctx_a and ctx_b; sums outcomes. */
-static void run_workers(const h_t *h, sg_activity_ctx_t *ctx_a, sg_activity_ctx_t *ctx_b,
+static void run_workers(const mh_t *h, sg_activity_ctx_t *ctx_a, sg_activity_ctx_t *ctx_b,
                         const char *op, int *ok, int *refused)
 {
     pthread_barrier_t start;
@@ -1222,15 +1026,15 @@ static void run_workers(const h_t *h, sg_activity_ctx_t *ctx_a, sg_activity_ctx_
     pthread_barrier_destroy(&start);
 }
 
-static void concurrent(h_t *h, sg_activity_ctx_t *ctx_b)
+static void concurrent(mh_t *h, sg_activity_ctx_t *ctx_b)
 {
     char seed[160];
     snprintf(seed, sizeof(seed),
              "{\"products\":[{\"sku\":\"HOT\",\"name\":\"Hot item\",\"price\":1,\"stock\":%d}]}",
              HOT_STOCK);
-    h_seed(h, seed);
+    mh_seed(h, seed);
     int ok = 0, refused = 0;
-    run_workers(h, h->ctx, ctx_b, "reserve", &ok, &refused);
+    run_workers(h, h->actx, ctx_b, "reserve", &ok, &refused);
     /* 80 attempts of 3 on 100: exactly 33 win, the rest are refused, never oversold. */
     assert_int_equal(ok, HOT_STOCK / HOT_QTY);
     assert_int_equal(refused, N_THREADS * PER_THREAD - HOT_STOCK / HOT_QTY);
@@ -1239,28 +1043,28 @@ static void concurrent(h_t *h, sg_activity_ctx_t *ctx_b)
     assert_conserved(h);
 
     /* Every order released twice, concurrently, under different keys: once each. */
-    run_workers(h, h->ctx, ctx_b, "release", &ok, &refused);
+    run_workers(h, h->actx, ctx_b, "release", &ok, &refused);
     assert_int_equal(ok, HOT_STOCK / HOT_QTY);
     assert_int_equal(refused, 2 * N_THREADS * PER_THREAD - HOT_STOCK / HOT_QTY);
     assert_int_equal(stock_of(h, "HOT"), HOT_STOCK);
     assert_int_equal(held_count(h), 0);
     assert_conserved(h);
-    evs_t e;
+    mh_events_t e;
     evs_load(h, &e);
-    evs_free(&e);
+    mh_events_free(&e);
 }
 
 static void test_concurrent_one_module(void **state)
 {
-    h_t *h = *state;
-    concurrent(h, h->ctx);
+    mh_t *h = *state;
+    concurrent(h, h->actx);
 }
 
 static void test_concurrent_two_modules(void **state)
 {
-    h_t *h = *state;
+    mh_t *h = *state;
     /* Two contexts on one data directory: two connections, like two worker processes. */
-    sg_activity_ctx_t *other = h_open(h, NULL);
+    sg_activity_ctx_t *other = mh_ctx_open(h, NULL);
     concurrent(h, other);
     h->mod->close(other);
 }
@@ -1268,27 +1072,27 @@ static void test_concurrent_two_modules(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(test_seed, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_reserve, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_reserve_all_or_nothing, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_reserve_unknown_sku, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_reserve_duplicate_sku, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_already_reserved, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_release_by_id, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_release_wrong_order, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_release_by_order, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_compensation_without_effect, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_compensation_releases_own_only, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_restock, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_check, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_low_stock, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_invalid_input, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_retryable_not_recorded, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_reopen, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_oom, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_schema_invariants, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_concurrent_one_module, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_concurrent_two_modules, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_seed, setup, mh_teardown),
+        cmocka_unit_test_setup_teardown(test_reserve, setup, mh_teardown),
+        cmocka_unit_test_setup_teardown(test_reserve_all_or_nothing, setup, mh_teardown),
+        cmocka_unit_test_setup_teardown(test_reserve_unknown_sku, setup, mh_teardown),
+        cmocka_unit_test_setup_teardown(test_reserve_duplicate_sku, setup, mh_teardown),
+        cmocka_unit_test_setup_teardown(test_already_reserved, setup, mh_teardown),
+        cmocka_unit_test_setup_teardown(test_release_by_id, setup, mh_teardown),
+        cmocka_unit_test_setup_teardown(test_release_wrong_order, setup, mh_teardown),
+        cmocka_unit_test_setup_teardown(test_release_by_order, setup, mh_teardown),
+        cmocka_unit_test_setup_teardown(test_compensation_without_effect, setup, mh_teardown),
+        cmocka_unit_test_setup_teardown(test_compensation_releases_own_only, setup, mh_teardown),
+        cmocka_unit_test_setup_teardown(test_restock, setup, mh_teardown),
+        cmocka_unit_test_setup_teardown(test_check, setup, mh_teardown),
+        cmocka_unit_test_setup_teardown(test_low_stock, setup, mh_teardown),
+        cmocka_unit_test_setup_teardown(test_invalid_input, setup, mh_teardown),
+        cmocka_unit_test_setup_teardown(test_retryable_not_recorded, setup, mh_teardown),
+        cmocka_unit_test_setup_teardown(test_reopen, setup, mh_teardown),
+        cmocka_unit_test_setup_teardown(test_oom, setup, mh_teardown),
+        cmocka_unit_test_setup_teardown(test_schema_invariants, setup, mh_teardown),
+        cmocka_unit_test_setup_teardown(test_concurrent_one_module, setup, mh_teardown),
+        cmocka_unit_test_setup_teardown(test_concurrent_two_modules, setup, mh_teardown),
     };
     return cmocka_run_group_tests_name("inventory", tests, NULL, NULL);
 }

@@ -286,8 +286,7 @@ static void mock_start(mock_t *m)
 {
     rd_kafka_conf_t *conf = rd_kafka_conf_new();
     char err[256];
-    assert_int_equal(rd_kafka_conf_set(conf, "log_level", "3", err, sizeof(err)),
-                     RD_KAFKA_CONF_OK);
+    assert_int_equal(rd_kafka_conf_set(conf, "log_level", "3", err, sizeof(err)), RD_KAFKA_CONF_OK);
     m->host = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, sizeof(err));
     assert_non_null(m->host);
     m->mc = rd_kafka_mock_cluster_new(m->host, 1);
@@ -362,9 +361,9 @@ static void *fake_main(void *arg)
             sg_task_ok(&res, w->task.input);
             uint8_t *buf = NULL;
             size_t len = 0;
-            assert_int_equal(sg_wire_result_encode(&w->task, w->traceparent, &res, "fake", 1, 2,
-                                                   &buf, &len),
-                             SG_OK);
+            assert_int_equal(
+                sg_wire_result_encode(&w->task, w->traceparent, &res, "fake", 1, 2, &buf, &len),
+                SG_OK);
             rd_kafka_producev(p, RD_KAFKA_V_TOPIC(SG_KAFKA_RESULTS_TOPIC),
                               RD_KAFKA_V_KEY(w->task.instance_id, strlen(w->task.instance_id)),
                               RD_KAFKA_V_VALUE(buf, len), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),

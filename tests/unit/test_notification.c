@@ -20,11 +20,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
-#include <unistd.h>
 
 #include "activities/activity.h"
 #include "activities/notification/notification_int.h"
+#include "tests/support/module_harness.h"
 
 static const char seed_json[] =
     "{\"contacts\":["
@@ -43,264 +42,71 @@ static const char confirm_alice[] =
     "{\"template\":\"order_confirmed\",\"order_id\":\"o-1\",\"customer_id\":\"cus_alice\","
     "\"email\":null,\"total\":5980,\"currency\":\"EUR\"}";
 
-/* ---- harness ---- */
-
-typedef struct {
-    char dir[256];
-    const sg_activity_module_t *mod;
-    sg_activity_ctx_t *actx;
-} h_t;
-
-static uint64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
-
-static void h_open(h_t *h, const char *chaos)
-{
-    char err[256] = "";
-    sg_activity_env_t env = {.data_dir = h->dir, .chaos = chaos};
-    assert_int_equal(h->mod->open(&env, &h->actx, err, sizeof(err)), SG_OK);
-}
-
-static void h_reopen(h_t *h, const char *chaos)
-{
-    h->mod->close(h->actx);
-    h->actx = NULL;
-    h_open(h, chaos);
-}
+/* ---- harness (tests/support/module_harness.h) ---- */
 
 static int setup(void **state)
 {
-    h_t *h = calloc(1, sizeof(*h));
-    const char *tmp = getenv("TMPDIR");
-    snprintf(h->dir, sizeof(h->dir), "%s/sg-test-notification-XXXXXX", tmp ? tmp : "/tmp");
-    if (h == NULL || mkdtemp(h->dir) == NULL) {
-        free(h);
-        return -1;
-    }
-    h->mod = sg_activity_module("notification");
-    h_open(h, NULL);
-    char err[256] = "";
-    if (h->mod->seed(h->actx, seed_json, err, sizeof(err)) != SG_OK) {
-        fprintf(stderr, "seed: %s\n", err);
-        return -1;
-    }
-    *state = h;
-    return 0;
-}
-
-static int teardown(void **state)
-{
-    h_t *h = *state;
-    h->mod->close(h->actx);
-    static const char *const suffixes[] = {"", "-wal", "-shm"};
-    char path[512];
-    for (size_t i = 0; i < SG_ARRAY_LEN(suffixes); i++) {
-        snprintf(path, sizeof(path), "%s/notification.db%s", h->dir, suffixes[i]);
-        unlink(path);
-    }
-    rmdir(h->dir);
-    free(h);
+    *state = mh_new("notification", NULL, seed_json);
     return 0;
 }
 
 /* Runs operation op with idempotency key "<instance>/<step>[/compensate]". */
-static void call(h_t *h, const char *op, const char *key, const char *input, uint64_t deadline_ms,
+static void call(mh_t *h, const char *op, const char *key, const char *input, uint64_t deadline_ms,
                  sg_task_result_t *res)
 {
-    char act[64], inst[64];
-    snprintf(act, sizeof(act), "notification.%s", op);
-    snprintf(inst, sizeof(inst), "%.*s", (int)strcspn(key, "/"), key);
-    size_t klen = strlen(key);
-    bool comp = klen > 11 && strcmp(key + klen - 11, "/compensate") == 0;
-    sg_task_t task = {.instance_id = inst,
-                      .step_id = "step",
-                      .attempt = 1,
-                      .compensation = comp,
-                      .activity = act,
-                      .input = input,
-                      .idempotency_key = key,
-                      .deadline_ms = deadline_ms};
-    const sg_activity_op_t *o = sg_activity_module_op(h->mod, op);
-    assert_non_null(o);
-    sg_task_result_fini(res);
-    o->run(h->actx, &task, res);
-}
-
-static void assert_ok(const sg_task_result_t *r)
-{
-    if (r->outcome != SG_TASK_OK) {
-        fail_msg("expected ok, got %s %s: %s", sg_task_outcome_name(r->outcome),
-                 r->error_code ? r->error_code : "(null)",
-                 r->error_message ? r->error_message : "(null)");
-    }
-    assert_non_null(r->output);
-}
-
-static void assert_failed(const sg_task_result_t *r, sg_task_outcome_t o, const char *code)
-{
-    if (r->outcome != o || r->error_code == NULL || strcmp(r->error_code, code) != 0) {
-        fail_msg("expected %s %s, got %s %s: %s", sg_task_outcome_name(o), code,
-                 sg_task_outcome_name(r->outcome), r->error_code ? r->error_code : "(null)",
-                 r->error_message ? r->error_message
-                 : r->output      ? r->output
-                                  : "(null)");
-    }
-    assert_non_null(r->error_message);
+    mh_call_key(h, NULL, op, key, input, deadline_ms, res);
 }
 
 /* An invalid_input failure whose message names field. */
 static void assert_invalid(const sg_task_result_t *r, const char *field)
 {
-    assert_failed(r, SG_TASK_FATAL, "notification.invalid_input");
-    if (field != NULL && strstr(r->error_message, field) == NULL) {
-        fail_msg("message \"%s\" does not name \"%s\"", r->error_message, field);
-    }
+    mh_assert_failed(r, SG_TASK_FATAL, "notification.invalid_input", field);
 }
 
 /* ---- the database, through a connection of the test's own ---- */
 
-static sqlite3 *db_open(const h_t *h)
+static void assert_q_text(const mh_t *h, const char *expect, const char *sql)
 {
-    char path[512];
-    snprintf(path, sizeof(path), "%s/notification.db", h->dir);
-    sqlite3 *db = NULL;
-    assert_int_equal(sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE, NULL), SQLITE_OK);
-    sqlite3_busy_timeout(db, 10000);
-    return db;
-}
-
-static long long q_int(const h_t *h, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static long long q_int(const h_t *h, const char *fmt, ...)
-{
-    char sql[1024];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(sql, sizeof(sql), fmt, ap);
-    va_end(ap);
-    sqlite3 *db = db_open(h);
-    sqlite3_stmt *s = NULL;
-    assert_int_equal(sqlite3_prepare_v2(db, sql, -1, &s, NULL), SQLITE_OK);
-    assert_int_equal(sqlite3_step(s), SQLITE_ROW);
-    long long v = sqlite3_column_int64(s, 0);
-    sqlite3_finalize(s);
-    sqlite3_close(db);
-    return v;
-}
-
-/* The text of the first row's first column (malloc'd; NULL for SQL NULL). */
-static char *q_text(const h_t *h, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static char *q_text(const h_t *h, const char *fmt, ...)
-{
-    char sql[1024];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(sql, sizeof(sql), fmt, ap);
-    va_end(ap);
-    sqlite3 *db = db_open(h);
-    sqlite3_stmt *s = NULL;
-    assert_int_equal(sqlite3_prepare_v2(db, sql, -1, &s, NULL), SQLITE_OK);
-    assert_int_equal(sqlite3_step(s), SQLITE_ROW);
-    const char *t = (const char *)sqlite3_column_text(s, 0);
-    char *v = t ? strdup(t) : NULL;
-    sqlite3_finalize(s);
-    sqlite3_close(db);
-    return v;
-}
-
-static void q_exec(const h_t *h, const char *sql)
-{
-    sqlite3 *db = db_open(h);
-    assert_int_equal(sqlite3_exec(db, sql, NULL, NULL, NULL), SQLITE_OK);
-    sqlite3_close(db);
-}
-
-static void assert_q_text(const h_t *h, const char *expect, const char *sql)
-{
-    char *v = q_text(h, "%s", sql);
+    char *v = mh_query_text(h->db, "%s", sql);
     if (v == NULL || strcmp(v, expect) != 0) {
         fail_msg("%s:\n  got    \"%s\"\n  expect \"%s\"", sql, v ? v : "(null)", expect);
     }
     free(v);
 }
 
-static long long rows_of(const h_t *h, const char *key)
+static long long rows_of(const mh_t *h, const char *key)
 {
-    return q_int(h, "SELECT count(*) FROM deliveries WHERE idempotency_key = '%s'", key);
+    return mh_query_int(h->db, "SELECT count(*) FROM deliveries WHERE idempotency_key = '%s'", key);
 }
 
-static long long recorded(const h_t *h, const char *key)
+static long long recorded(const mh_t *h, const char *key)
 {
-    return q_int(h, "SELECT count(*) FROM svc_idempotency WHERE key = '%s'", key);
+    return mh_query_int(h->db, "SELECT count(*) FROM svc_idempotency WHERE key = '%s'", key);
 }
 
 /* ---- the outbox, through the module ---- */
 
-typedef struct {
-    size_t n;
-    char *type[64];
-    cJSON *ev[64];
-    int64_t last_seq;
-} evs_t;
-
-static bool collect(void *arg, const sg_domain_event_t *ev)
+/* Up to 64 events of the outbox, each with its JSON and its protobuf bytes, without
+ * removing them. mh_events_free it. */
+static void events_get(mh_t *h, mh_events_t *e)
 {
-    evs_t *e = arg;
-    if (e->n < SG_ARRAY_LEN(e->type)) {
-        e->type[e->n] = strdup(ev->type);
-        e->ev[e->n] = cJSON_Parse(ev->json);
-        assert_non_null(e->ev[e->n]);
-        assert_non_null(ev->proto);
-        e->n++;
-    }
-    e->last_seq = ev->seq;
-    return true;
-}
-
-static void events_get(h_t *h, evs_t *e)
-{
-    memset(e, 0, sizeof(*e));
-    assert_int_equal(h->mod->events_peek(h->actx, 64, collect, e), SG_OK);
-}
-
-static void events_free(evs_t *e)
-{
+    mh_events_peek(h, 64, e);
     for (size_t i = 0; i < e->n; i++) {
-        free(e->type[i]);
-        cJSON_Delete(e->ev[i]);
+        assert_non_null(e->json[i]);
+        assert_true(e->proto_len[i] > 0);
     }
-    memset(e, 0, sizeof(*e));
-}
-
-static size_t events_count(const evs_t *e, const char *type)
-{
-    size_t n = 0;
-    for (size_t i = 0; i < e->n; i++) {
-        n += strcmp(e->type[i], type) == 0;
-    }
-    return n;
 }
 
 /* The first event of type on channel, or NULL. */
-static const cJSON *event_on(const evs_t *e, const char *type, const char *channel)
+static const cJSON *event_on(const mh_events_t *e, const char *type, const char *channel)
 {
     for (size_t i = 0; i < e->n; i++) {
-        const cJSON *ch = cJSON_GetObjectItemCaseSensitive(e->ev[i], "channel");
+        const cJSON *ch = cJSON_GetObjectItemCaseSensitive(e->json[i], "channel");
         if (strcmp(e->type[i], type) == 0 && strcmp(cJSON_GetStringValue(ch), channel) == 0) {
-            return e->ev[i];
+            return e->json[i];
         }
     }
     return NULL;
-}
-
-static const char *ev_str(const cJSON *ev, const char *field)
-{
-    const char *s = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(ev, field));
-    assert_non_null(s);
-    return s;
 }
 
 static double ev_num(const cJSON *ev, const char *field)
@@ -310,27 +116,17 @@ static double ev_num(const cJSON *ev, const char *field)
     return v->valuedouble;
 }
 
-static void ack_all(h_t *h)
-{
-    evs_t e;
-    events_get(h, &e);
-    if (e.last_seq > 0) {
-        assert_int_equal(h->mod->events_ack(h->actx, e.last_seq), SG_OK);
-    }
-    events_free(&e);
-}
-
 /* ---- seed ---- */
 
 static void test_seed(void **state)
 {
-    h_t *h = *state;
+    mh_t *h = *state;
     char err[256] = "";
-    assert_int_equal(q_int(h, "SELECT count(*) FROM contacts"), 5);
+    assert_int_equal(mh_query_int(h->db, "SELECT count(*) FROM contacts"), 5);
     assert_q_text(h, "push,email", "SELECT channels FROM contacts WHERE customer_id = 'cus_bob'");
     assert_q_text(h, "+15550100004", "SELECT phone FROM contacts WHERE customer_id = 'cus_dan'");
-    assert_int_equal(q_int(h, "SELECT email IS NULL FROM contacts WHERE customer_id = 'cus_dan'"),
-                     1);
+    assert_int_equal(
+        mh_query_int(h->db, "SELECT email IS NULL FROM contacts WHERE customer_id = 'cus_dan'"), 1);
 
     /* Twice is harmless; a seed replaces what it names and leaves the rest alone. */
     assert_int_equal(h->mod->seed(h->actx, seed_json, err, sizeof(err)), SG_OK);
@@ -339,11 +135,11 @@ static void test_seed(void **state)
                                   "\"email\":\"dan@example.com\",\"channels\":[\"email\"]}]}",
                                   err, sizeof(err)),
                      SG_OK);
-    assert_int_equal(q_int(h, "SELECT count(*) FROM contacts"), 5);
+    assert_int_equal(mh_query_int(h->db, "SELECT count(*) FROM contacts"), 5);
     assert_q_text(h, "Dan O.", "SELECT name FROM contacts WHERE customer_id = 'cus_dan'");
     assert_q_text(h, "email", "SELECT channels FROM contacts WHERE customer_id = 'cus_dan'");
-    assert_int_equal(q_int(h, "SELECT phone IS NULL FROM contacts WHERE customer_id = 'cus_dan'"),
-                     1);
+    assert_int_equal(
+        mh_query_int(h->db, "SELECT phone IS NULL FROM contacts WHERE customer_id = 'cus_dan'"), 1);
     assert_int_equal(h->mod->seed(h->actx, "{}", err, sizeof(err)), SG_OK);
     assert_int_equal(h->mod->seed(h->actx, "{\"contacts\":[]}", err, sizeof(err)), SG_OK);
 
@@ -379,18 +175,18 @@ static void test_seed(void **state)
             fail_msg("seed %s: \"%s\" does not say \"%s\"", bad[i].json, err, bad[i].says);
         }
     }
-    assert_int_equal(q_int(h, "SELECT count(*) FROM contacts"), 5); /* new1 not kept */
+    assert_int_equal(mh_query_int(h->db, "SELECT count(*) FROM contacts"), 5); /* new1 not kept */
 }
 
 /* ---- prepare ---- */
 
 static void test_prepare(void **state)
 {
-    h_t *h = *state;
+    mh_t *h = *state;
     sg_task_result_t r = {0};
     call(h, "prepare", "i1/prepare_notice",
          "{\"order_id\":\"o-1\",\"customer_id\":\"cus_alice\",\"email\":null}", 0, &r);
-    assert_ok(&r);
+    mh_assert_ok(&r, NULL);
     assert_string_equal(r.output,
                         "{\"customer_id\":\"cus_alice\",\"channels\":[\"email\",\"sms\"]}");
 
@@ -410,14 +206,14 @@ static void test_prepare(void **state)
     /* Nobody to tell: refused for good, and the refusal is what a redelivery gets. */
     call(h, "prepare", "i5/prepare_notice", "{\"order_id\":\"o-5\",\"customer_id\":\"cus_nobody\"}",
          0, &r);
-    assert_failed(&r, SG_TASK_FATAL, "notification.no_contact");
+    mh_assert_failed(&r, SG_TASK_FATAL, "notification.no_contact", NULL);
     assert_non_null(strstr(r.error_message, "cus_nobody"));
     call(h, "prepare", "i5/prepare_notice", "{\"order_id\":\"o-5\",\"customer_id\":\"cus_nobody\"}",
          0, &r);
-    assert_failed(&r, SG_TASK_FATAL, "notification.no_contact");
+    mh_assert_failed(&r, SG_TASK_FATAL, "notification.no_contact", NULL);
     call(h, "prepare", "i6/prepare_notice", "{\"order_id\":\"o-6\",\"customer_id\":\"cus_quiet\"}",
          0, &r);
-    assert_failed(&r, SG_TASK_FATAL, "notification.no_contact");
+    mh_assert_failed(&r, SG_TASK_FATAL, "notification.no_contact", NULL);
 
     /* Invalid input names the field. */
     call(h, "prepare", "i7/p", "{\"customer_id\":\"cus_alice\"}", 0, &r);
@@ -430,11 +226,11 @@ static void test_prepare(void **state)
     assert_invalid(&r, "object");
 
     /* No message goes out. */
-    assert_int_equal(q_int(h, "SELECT count(*) FROM deliveries"), 0);
-    evs_t e;
+    assert_int_equal(mh_query_int(h->db, "SELECT count(*) FROM deliveries"), 0);
+    mh_events_t e;
     events_get(h, &e);
     assert_int_equal(e.n, 0);
-    events_free(&e);
+    mh_events_free(&e);
     sg_task_result_fini(&r);
 }
 
@@ -442,17 +238,17 @@ static void test_prepare(void **state)
 
 static void test_send_renders_and_delivers(void **state)
 {
-    h_t *h = *state;
+    mh_t *h = *state;
     sg_task_result_t r = {0};
     call(h, "send", "i1/notify_customer", confirm_alice, 0, &r);
-    assert_ok(&r);
+    mh_assert_ok(&r, NULL);
 
     /* One delivery per channel, sent at the first try, the row being the message. */
     assert_int_equal(rows_of(h, "i1/notify_customer"), 2);
-    assert_int_equal(q_int(h, "SELECT count(*) FROM deliveries WHERE status = 'sent'"
-                              " AND attempts = 1 AND sent_ms > 0 AND last_error IS NULL"
-                              " AND order_id = 'o-1' AND customer_id = 'cus_alice'"
-                              " AND template = 'order_confirmed'"),
+    assert_int_equal(mh_query_int(h->db, "SELECT count(*) FROM deliveries WHERE status = 'sent'"
+                                         " AND attempts = 1 AND sent_ms > 0 AND last_error IS NULL"
+                                         " AND order_id = 'o-1' AND customer_id = 'cus_alice'"
+                                         " AND template = 'order_confirmed'"),
                      2);
     assert_q_text(h, "alice@example.com",
                   "SELECT recipient FROM deliveries WHERE channel = 'email'");
@@ -469,70 +265,71 @@ static void test_send_renders_and_delivers(void **state)
     /* The answer says where it went. */
     cJSON *out = cJSON_Parse(r.output);
     assert_non_null(out);
-    assert_string_equal(ev_str(out, "order_id"), "o-1");
-    assert_string_equal(ev_str(out, "customer_id"), "cus_alice");
-    assert_string_equal(ev_str(out, "template"), "order_confirmed");
+    assert_string_equal(mh_jstr(out, "order_id"), "o-1");
+    assert_string_equal(mh_jstr(out, "customer_id"), "cus_alice");
+    assert_string_equal(mh_jstr(out, "template"), "order_confirmed");
     const cJSON *chans = cJSON_GetObjectItemCaseSensitive(out, "channels");
     assert_int_equal(cJSON_GetArraySize(chans), 2);
     assert_string_equal(cJSON_GetArrayItem(chans, 0)->valuestring, "email");
     assert_string_equal(cJSON_GetArrayItem(chans, 1)->valuestring, "sms");
     const cJSON *d0 = cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(out, "deliveries"), 0);
-    char *email_id = q_text(h, "SELECT id FROM deliveries WHERE channel = 'email'");
-    assert_string_equal(ev_str(d0, "id"), email_id);
-    assert_string_equal(ev_str(d0, "recipient"), "alice@example.com");
+    char *email_id = mh_query_text(h->db, "SELECT id FROM deliveries WHERE channel = 'email'");
+    assert_string_equal(mh_jstr(d0, "id"), email_id);
+    assert_string_equal(mh_jstr(d0, "recipient"), "alice@example.com");
     assert_int_equal((int)ev_num(d0, "attempts"), 1);
     cJSON_Delete(out);
 
     /* notification.sent per channel, with the saga as correlation. */
-    evs_t e;
+    mh_events_t e;
     events_get(h, &e);
     assert_int_equal(e.n, 2);
-    assert_int_equal(events_count(&e, "notification.sent"), 2);
+    assert_int_equal(mh_events_count(&e, "notification.sent"), 2);
     const cJSON *ev = event_on(&e, "notification.sent", "email");
     assert_non_null(ev);
-    assert_string_equal(ev_str(ev, "notification_id"), email_id);
-    assert_string_equal(ev_str(ev, "order_id"), "o-1");
-    assert_string_equal(ev_str(ev, "customer_id"), "cus_alice");
-    assert_string_equal(ev_str(ev, "template"), "order_confirmed");
-    assert_string_equal(ev_str(ev, "recipient"), "alice@example.com");
-    assert_string_equal(ev_str(ev, "correlation_id"), "i1");
-    assert_string_equal(ev_str(ev, "source"), "notification");
+    assert_string_equal(mh_jstr(ev, "notification_id"), email_id);
+    assert_string_equal(mh_jstr(ev, "order_id"), "o-1");
+    assert_string_equal(mh_jstr(ev, "customer_id"), "cus_alice");
+    assert_string_equal(mh_jstr(ev, "template"), "order_confirmed");
+    assert_string_equal(mh_jstr(ev, "recipient"), "alice@example.com");
+    assert_string_equal(mh_jstr(ev, "correlation_id"), "i1");
+    assert_string_equal(mh_jstr(ev, "source"), "notification");
     assert_int_equal((int)ev_num(ev, "attempts"), 1);
     assert_null(cJSON_GetObjectItemCaseSensitive(ev, "error"));
     assert_non_null(event_on(&e, "notification.sent", "sms"));
     /* ack removes them */
     assert_int_equal(h->mod->events_ack(h->actx, e.last_seq), SG_OK);
-    events_free(&e);
+    mh_events_free(&e);
     events_get(h, &e);
     assert_int_equal(e.n, 0);
-    events_free(&e);
+    mh_events_free(&e);
     free(email_id);
     sg_task_result_fini(&r);
 }
 
 static void test_send_idempotent(void **state)
 {
-    h_t *h = *state;
+    mh_t *h = *state;
     sg_task_result_t r = {0};
     call(h, "send", "i1/notify_customer", confirm_alice, 0, &r);
-    assert_ok(&r);
+    mh_assert_ok(&r, NULL);
     char *first = strdup(r.output);
     /* A redelivery: the same answer, no second message, no second event. */
     call(h, "send", "i1/notify_customer", confirm_alice, 0, &r);
-    assert_ok(&r);
+    mh_assert_ok(&r, NULL);
     assert_string_equal(r.output, first);
     assert_int_equal(rows_of(h, "i1/notify_customer"), 2);
-    assert_int_equal(q_int(h, "SELECT sum(attempts) FROM deliveries"), 2);
-    evs_t e;
+    assert_int_equal(mh_query_int(h->db, "SELECT sum(attempts) FROM deliveries"), 2);
+    mh_events_t e;
     events_get(h, &e);
-    assert_int_equal(events_count(&e, "notification.sent"), 2);
-    events_free(&e);
+    assert_int_equal(mh_events_count(&e, "notification.sent"), 2);
+    mh_events_free(&e);
 
     /* Another key is another message (the same order, another saga step). */
     call(h, "send", "i9/notify_customer", confirm_alice, 0, &r);
-    assert_ok(&r);
+    mh_assert_ok(&r, NULL);
     assert_string_not_equal(r.output, first);
-    assert_int_equal(q_int(h, "SELECT count(*) FROM deliveries WHERE order_id = 'o-1'"), 4);
+    assert_int_equal(mh_query_int(h->db, "SELECT count(*) FROM deliveries WHERE order_id = 'o-1'"),
+                     4);
     free(first);
     sg_task_result_fini(&r);
 }
@@ -540,14 +337,14 @@ static void test_send_idempotent(void **state)
 /* Every template, money in several currencies, the fallbacks for names and channels. */
 static void test_templates(void **state)
 {
-    h_t *h = *state;
+    mh_t *h = *state;
     sg_task_result_t r = {0};
     /* order_cancel's notify step sends "amount"; JPY has no minor unit. */
     call(h, "send", "c1/notify_customer",
          "{\"template\":\"order_cancelled\",\"order_id\":\"o-7\",\"customer_id\":\"cus_bob\","
          "\"email\":\"bob@example.com\",\"amount\":1200,\"currency\":\"JPY\"}",
          0, &r);
-    assert_ok(&r);
+    mh_assert_ok(&r, NULL);
     assert_q_text(h, "Your order o-7 is cancelled",
                   "SELECT subject FROM deliveries WHERE idempotency_key = 'c1/notify_customer'"
                   " AND channel = 'email'");
@@ -569,7 +366,7 @@ static void test_templates(void **state)
          "{\"template\":\"order_rejected\",\"order_id\":\"o-8\",\"customer_id\":\"cus_new\","
          "\"email\":\"new@example.com\",\"total\":5,\"currency\":\"EUR\"}",
          0, &r);
-    assert_ok(&r);
+    mh_assert_ok(&r, NULL);
     assert_int_equal(rows_of(h, "r1/prepare_notice/compensate"), 1);
     assert_q_text(h, "Your order o-8 could not be placed",
                   "SELECT subject FROM deliveries WHERE order_id = 'o-8'");
@@ -584,7 +381,7 @@ static void test_templates(void **state)
          "{\"template\":\"order_confirmed\",\"order_id\":\"o-9\",\"customer_id\":\"cus_dan\","
          "\"total\":123456,\"currency\":\"KWD\"}",
          0, &r);
-    assert_ok(&r);
+    mh_assert_ok(&r, NULL);
     assert_q_text(h, "Saga Shop: order o-9 confirmed, 123.456 KWD paid. Thank you, Dan Okafor!",
                   "SELECT body FROM deliveries WHERE order_id = 'o-9' AND channel = 'sms'");
 
@@ -592,7 +389,7 @@ static void test_templates(void **state)
     call(h, "send", "inv1/alert",
          "{\"template\":\"low_stock\",\"customer_id\":\"ops\",\"sku\":\"BOOK-001\",\"stock\":3}", 0,
          &r);
-    assert_ok(&r);
+    mh_assert_ok(&r, NULL);
     cJSON *out = cJSON_Parse(r.output);
     assert_true(cJSON_IsNull(cJSON_GetObjectItemCaseSensitive(out, "order_id")));
     cJSON_Delete(out);
@@ -603,34 +400,35 @@ static void test_templates(void **state)
                   "it.\n\nThe Saga Shop",
                   "SELECT body FROM deliveries WHERE idempotency_key = 'inv1/alert'");
     assert_int_equal(
-        q_int(h, "SELECT order_id IS NULL FROM deliveries WHERE idempotency_key = 'inv1/alert'"),
+        mh_query_int(
+            h->db, "SELECT order_id IS NULL FROM deliveries WHERE idempotency_key = 'inv1/alert'"),
         1);
-    evs_t e;
+    mh_events_t e;
     events_get(h, &e);
     const cJSON *ev = event_on(&e, "notification.sent", "email");
     assert_non_null(ev);
-    events_free(&e);
+    mh_events_free(&e);
     sg_task_result_fini(&r);
 }
 
 static void test_send_refusals_and_invalid_input(void **state)
 {
-    h_t *h = *state;
+    mh_t *h = *state;
     sg_task_result_t r = {0};
     call(h, "send", "i1/n",
          "{\"template\":\"order_shipped\",\"order_id\":\"o-1\",\"customer_id\":\"cus_alice\"}", 0,
          &r);
-    assert_failed(&r, SG_TASK_FATAL, "notification.unknown_template");
+    mh_assert_failed(&r, SG_TASK_FATAL, "notification.unknown_template", NULL);
     assert_non_null(strstr(r.error_message, "order_shipped"));
     call(h, "send", "i1/n", confirm_alice, 0, &r); /* recorded: stays refused */
-    assert_failed(&r, SG_TASK_FATAL, "notification.unknown_template");
+    mh_assert_failed(&r, SG_TASK_FATAL, "notification.unknown_template", NULL);
     assert_int_equal(recorded(h, "i1/n"), 1);
 
     call(h, "send", "i2/n",
          "{\"template\":\"order_confirmed\",\"order_id\":\"o-2\",\"customer_id\":\"cus_nobody\","
          "\"total\":100,\"currency\":\"EUR\"}",
          0, &r);
-    assert_failed(&r, SG_TASK_FATAL, "notification.no_contact");
+    mh_assert_failed(&r, SG_TASK_FATAL, "notification.no_contact", NULL);
 
     static const struct {
         const char *input;
@@ -673,49 +471,49 @@ static void test_send_refusals_and_invalid_input(void **state)
         call(h, "send", key, bad[i].input, 0, &r);
         assert_invalid(&r, bad[i].field);
     }
-    assert_int_equal(q_int(h, "SELECT count(*) FROM deliveries"), 0);
-    evs_t e;
+    assert_int_equal(mh_query_int(h->db, "SELECT count(*) FROM deliveries"), 0);
+    mh_events_t e;
     events_get(h, &e);
     assert_int_equal(e.n, 0);
-    events_free(&e);
+    mh_events_free(&e);
     sg_task_result_fini(&r);
 }
 
 /* send is order_create's compensation of prepare_notice: the rejection notice. */
 static void test_compensation(void **state)
 {
-    h_t *h = *state;
+    mh_t *h = *state;
     sg_task_result_t r = {0};
     static const char reject[] =
         "{\"template\":\"order_rejected\",\"order_id\":\"o-3\",\"customer_id\":\"cus_alice\","
         "\"email\":null,\"total\":2990,\"currency\":\"EUR\"}";
     call(h, "send", "i3/prepare_notice/compensate", reject, 0, &r);
-    assert_ok(&r);
+    mh_assert_ok(&r, NULL);
     assert_int_equal(rows_of(h, "i3/prepare_notice/compensate"), 2);
     call(h, "send", "i3/prepare_notice/compensate", reject, 0, &r);
-    assert_ok(&r);
+    mh_assert_ok(&r, NULL);
     assert_int_equal(rows_of(h, "i3/prepare_notice/compensate"), 2);
 
     /* The late forward task after its compensation: refused by the kit, no effect. */
     call(h, "prepare", "i3/prepare_notice", "{\"order_id\":\"o-3\",\"customer_id\":\"cus_alice\"}",
          0, &r);
-    assert_failed(&r, SG_TASK_FATAL, "notification.compensated");
-    assert_int_equal(q_int(h, "SELECT count(*) FROM deliveries"), 2);
+    mh_assert_failed(&r, SG_TASK_FATAL, "notification.compensated", NULL);
+    assert_int_equal(mh_query_int(h->db, "SELECT count(*) FROM deliveries"), 2);
 
     /* A compensation with nobody to tell has nothing to do: it succeeds, empty. */
     call(h, "send", "i4/prepare_notice/compensate",
          "{\"template\":\"order_rejected\",\"order_id\":\"o-4\",\"customer_id\":\"cus_nobody\","
          "\"total\":100,\"currency\":\"EUR\"}",
          0, &r);
-    assert_ok(&r);
+    mh_assert_ok(&r, NULL);
     assert_string_equal(r.output,
                         "{\"order_id\":\"o-4\",\"customer_id\":\"cus_nobody\","
                         "\"template\":\"order_rejected\",\"channels\":[],\"deliveries\":[]}");
-    assert_int_equal(q_int(h, "SELECT count(*) FROM deliveries"), 2);
-    evs_t e;
+    assert_int_equal(mh_query_int(h->db, "SELECT count(*) FROM deliveries"), 2);
+    mh_events_t e;
     events_get(h, &e);
     assert_int_equal(e.n, 2);
-    events_free(&e);
+    mh_events_free(&e);
     sg_task_result_fini(&r);
 }
 
@@ -723,52 +521,52 @@ static void test_compensation(void **state)
 
 static void test_provider_failure_then_retry(void **state)
 {
-    h_t *h = *state;
+    mh_t *h = *state;
     sg_task_result_t r = {0};
-    h_reopen(h, "notification.provider_failure_rate=1.0");
+    mh_reopen(h, "notification.provider_failure_rate=1.0");
     call(h, "send", "i1/notify_customer", confirm_alice, 0, &r);
-    assert_failed(&r, SG_TASK_RETRYABLE, "notification.provider_unavailable");
+    mh_assert_failed(&r, SG_TASK_RETRYABLE, "notification.provider_unavailable", NULL);
     assert_int_equal(recorded(h, "i1/notify_customer"), 0); /* not final */
     /* The tracking survives the retryable answer: both channels failed, 4 calls each. */
-    assert_int_equal(q_int(h, "SELECT count(*) FROM deliveries WHERE status = 'failed'"
-                              " AND attempts = 4 AND sent_ms IS NULL"),
+    assert_int_equal(mh_query_int(h->db, "SELECT count(*) FROM deliveries WHERE status = 'failed'"
+                                         " AND attempts = 4 AND sent_ms IS NULL"),
                      2);
     assert_q_text(h, "smtp: 451 4.3.0 temporary failure (simulated outage)",
                   "SELECT last_error FROM deliveries WHERE channel = 'email'");
-    evs_t e;
+    mh_events_t e;
     events_get(h, &e);
     assert_int_equal(e.n, 2);
-    assert_int_equal(events_count(&e, "notification.failed"), 2);
+    assert_int_equal(mh_events_count(&e, "notification.failed"), 2);
     const cJSON *ev = event_on(&e, "notification.failed", "sms");
     assert_non_null(ev);
     assert_int_equal((int)ev_num(ev, "attempts"), 4);
-    assert_non_null(strstr(ev_str(ev, "error"), "sms gateway"));
-    assert_string_equal(ev_str(ev, "recipient"), "+15550100001");
-    events_free(&e);
+    assert_non_null(strstr(mh_jstr(ev, "error"), "sms gateway"));
+    assert_string_equal(mh_jstr(ev, "recipient"), "+15550100001");
+    mh_events_free(&e);
 
     /* The saga retries: still failing, the attempts add up on the same rows. */
     call(h, "send", "i1/notify_customer", confirm_alice, 0, &r);
-    assert_failed(&r, SG_TASK_RETRYABLE, "notification.provider_unavailable");
+    mh_assert_failed(&r, SG_TASK_RETRYABLE, "notification.provider_unavailable", NULL);
     assert_int_equal(rows_of(h, "i1/notify_customer"), 2);
-    assert_int_equal(q_int(h, "SELECT count(*) FROM deliveries WHERE attempts = 8"), 2);
+    assert_int_equal(mh_query_int(h->db, "SELECT count(*) FROM deliveries WHERE attempts = 8"), 2);
 
     /* The providers are back: the retry sends each channel once, and records. */
-    h_reopen(h, NULL);
+    mh_reopen(h, NULL);
     call(h, "send", "i1/notify_customer", confirm_alice, 0, &r);
-    assert_ok(&r);
+    mh_assert_ok(&r, NULL);
     char *first = strdup(r.output);
-    assert_int_equal(q_int(h, "SELECT count(*) FROM deliveries WHERE status = 'sent'"
-                              " AND attempts = 9 AND last_error IS NOT NULL"),
+    assert_int_equal(mh_query_int(h->db, "SELECT count(*) FROM deliveries WHERE status = 'sent'"
+                                         " AND attempts = 9 AND last_error IS NOT NULL"),
                      2);
     assert_int_equal(recorded(h, "i1/notify_customer"), 1);
     call(h, "send", "i1/notify_customer", confirm_alice, 0, &r);
     assert_string_equal(r.output, first);
-    assert_int_equal(q_int(h, "SELECT sum(attempts) FROM deliveries"), 18);
+    assert_int_equal(mh_query_int(h->db, "SELECT sum(attempts) FROM deliveries"), 18);
     events_get(h, &e);
-    assert_int_equal(events_count(&e, "notification.failed"), 4);
-    assert_int_equal(events_count(&e, "notification.sent"), 2);
+    assert_int_equal(mh_events_count(&e, "notification.failed"), 4);
+    assert_int_equal(mh_events_count(&e, "notification.sent"), 2);
     assert_int_equal((int)ev_num(event_on(&e, "notification.sent", "email"), "attempts"), 9);
-    events_free(&e);
+    mh_events_free(&e);
     free(first);
     sg_task_result_fini(&r);
 }
@@ -776,36 +574,37 @@ static void test_provider_failure_then_retry(void **state)
 /* One channel down: the other goes out at once and is never sent again. */
 static void test_partial_failure(void **state)
 {
-    h_t *h = *state;
+    mh_t *h = *state;
     sg_task_result_t r = {0};
-    h_reopen(h, "notification.sms_failure_rate=1");
+    mh_reopen(h, "notification.sms_failure_rate=1");
     call(h, "send", "i1/notify_customer", confirm_alice, 0, &r);
-    assert_failed(&r, SG_TASK_RETRYABLE, "notification.provider_unavailable");
+    mh_assert_failed(&r, SG_TASK_RETRYABLE, "notification.provider_unavailable", NULL);
     assert_non_null(strstr(r.error_message, "sms gateway"));
-    assert_int_equal(q_int(h, "SELECT attempts FROM deliveries WHERE channel = 'email'"
-                              " AND status = 'sent'"),
+    assert_int_equal(mh_query_int(h->db, "SELECT attempts FROM deliveries WHERE channel = 'email'"
+                                         " AND status = 'sent'"),
                      1);
-    assert_int_equal(q_int(h, "SELECT attempts FROM deliveries WHERE channel = 'sms'"
-                              " AND status = 'failed'"),
+    assert_int_equal(mh_query_int(h->db, "SELECT attempts FROM deliveries WHERE channel = 'sms'"
+                                         " AND status = 'failed'"),
                      4);
     call(h, "send", "i1/notify_customer", confirm_alice, 0, &r);
-    assert_failed(&r, SG_TASK_RETRYABLE, "notification.provider_unavailable");
+    mh_assert_failed(&r, SG_TASK_RETRYABLE, "notification.provider_unavailable", NULL);
 
-    h_reopen(h, NULL);
+    mh_reopen(h, NULL);
     call(h, "send", "i1/notify_customer", confirm_alice, 0, &r);
-    assert_ok(&r);
-    assert_int_equal(q_int(h, "SELECT attempts FROM deliveries WHERE channel = 'email'"), 1);
-    assert_int_equal(q_int(h, "SELECT attempts FROM deliveries WHERE channel = 'sms'"
-                              " AND status = 'sent'"),
+    mh_assert_ok(&r, NULL);
+    assert_int_equal(mh_query_int(h->db, "SELECT attempts FROM deliveries WHERE channel = 'email'"),
+                     1);
+    assert_int_equal(mh_query_int(h->db, "SELECT attempts FROM deliveries WHERE channel = 'sms'"
+                                         " AND status = 'sent'"),
                      9);
-    evs_t e;
+    mh_events_t e;
     events_get(h, &e);
-    assert_int_equal(events_count(&e, "notification.sent"), 2);
+    assert_int_equal(mh_events_count(&e, "notification.sent"), 2);
     assert_non_null(event_on(&e, "notification.sent", "email"));
     assert_non_null(event_on(&e, "notification.sent", "sms"));
-    assert_int_equal(events_count(&e, "notification.failed"), 2);
+    assert_int_equal(mh_events_count(&e, "notification.failed"), 2);
     assert_null(event_on(&e, "notification.failed", "email"));
-    events_free(&e);
+    mh_events_free(&e);
     sg_task_result_fini(&r);
 }
 
@@ -813,8 +612,8 @@ static void test_partial_failure(void **state)
  * retried -> sent, and nothing moves a sent row. */
 static void test_delivery_transitions(void **state)
 {
-    h_t *h = *state;
-    sqlite3 *db = db_open(h);
+    mh_t *h = *state;
+    sqlite3 *db = mh_db_open(h->db);
     notif_message_t m = {.key = "k/s",
                          .order_id = "o",
                          .customer_id = "c",
@@ -842,7 +641,8 @@ static void test_delivery_transitions(void **state)
     assert_int_equal(notification__delivery_finish(db, &t, "late failure"), 0);
     assert_int_equal(notification__delivery_finish(db, &t, NULL), 0);
     assert_q_text(h, "sent", "SELECT status FROM deliveries WHERE idempotency_key = 'k/s'");
-    assert_int_equal(q_int(h, "SELECT attempts FROM deliveries WHERE idempotency_key = 'k/s'"), 2);
+    assert_int_equal(
+        mh_query_int(h->db, "SELECT attempts FROM deliveries WHERE idempotency_key = 'k/s'"), 2);
     /* the schema refuses what the code must never write */
     assert_int_not_equal(
         sqlite3_exec(db, "UPDATE deliveries SET status = 'lost'", NULL, NULL, NULL), SQLITE_OK);
@@ -861,71 +661,75 @@ static void test_delivery_transitions(void **state)
 /* What a crash leaves behind is finished by the next delivery of the task, once. */
 static void test_crash_leftovers(void **state)
 {
-    h_t *h = *state;
+    mh_t *h = *state;
     sg_task_result_t r = {0};
     /* Crash after every channel went out but before the outcome was recorded. */
     call(h, "send", "i1/notify_customer", confirm_alice, 0, &r);
-    assert_ok(&r);
+    mh_assert_ok(&r, NULL);
     char *first = strdup(r.output);
-    ack_all(h);
-    q_exec(h, "DELETE FROM svc_idempotency");
+    mh_events_drain(h);
+    assert_int_equal(mh_exec(h->db, "DELETE FROM svc_idempotency"), SQLITE_OK);
     call(h, "send", "i1/notify_customer", confirm_alice, 0, &r);
-    assert_ok(&r);
+    mh_assert_ok(&r, NULL);
     assert_string_equal(r.output, first);
-    assert_int_equal(q_int(h, "SELECT sum(attempts) FROM deliveries"), 2);
-    evs_t e;
+    assert_int_equal(mh_query_int(h->db, "SELECT sum(attempts) FROM deliveries"), 2);
+    mh_events_t e;
     events_get(h, &e);
     assert_int_equal(e.n, 0);
-    events_free(&e);
+    mh_events_free(&e);
 
     /* Crash during provider calls: a row claimed (queued or retried) but no outcome. */
-    h_reopen(h, "notification.sms_failure_rate=1");
+    mh_reopen(h, "notification.sms_failure_rate=1");
     call(h, "send", "i2/notify_customer", confirm_alice, 0, &r);
-    assert_failed(&r, SG_TASK_RETRYABLE, "notification.provider_unavailable");
-    q_exec(h, "UPDATE deliveries SET status = 'retried', attempts = attempts + 1"
-              " WHERE idempotency_key = 'i2/notify_customer' AND channel = 'sms'");
-    h_reopen(h, NULL);
-    ack_all(h);
+    mh_assert_failed(&r, SG_TASK_RETRYABLE, "notification.provider_unavailable", NULL);
+    assert_int_equal(mh_exec(h->db,
+                             "UPDATE deliveries SET status = 'retried', attempts = attempts + 1"
+                             " WHERE idempotency_key = 'i2/notify_customer' AND channel = 'sms'"),
+                     SQLITE_OK);
+    mh_reopen(h, NULL);
+    mh_events_drain(h);
     call(h, "send", "i2/notify_customer", confirm_alice, 0, &r);
-    assert_ok(&r);
-    assert_int_equal(q_int(h, "SELECT attempts FROM deliveries WHERE status = 'sent'"
-                              " AND idempotency_key = 'i2/notify_customer' AND channel = 'sms'"),
-                     6);
+    mh_assert_ok(&r, NULL);
+    assert_int_equal(
+        mh_query_int(h->db, "SELECT attempts FROM deliveries WHERE status = 'sent'"
+                            " AND idempotency_key = 'i2/notify_customer' AND channel = 'sms'"),
+        6);
     events_get(h, &e);
     assert_int_equal(e.n, 1);
     assert_non_null(event_on(&e, "notification.sent", "sms"));
-    events_free(&e);
+    mh_events_free(&e);
     free(first);
     sg_task_result_fini(&r);
 }
 
 static void test_deadline(void **state)
 {
-    h_t *h = *state;
+    mh_t *h = *state;
     sg_task_result_t r = {0};
     /* Past its deadline the attempt gives up before any provider call. */
-    call(h, "send", "i1/notify_customer", confirm_alice, now_ms() - 1, &r);
-    assert_failed(&r, SG_TASK_RETRYABLE, "notification.provider_unavailable");
-    assert_int_equal(q_int(h, "SELECT count(*) FROM deliveries WHERE status = 'sent'"), 0);
+    call(h, "send", "i1/notify_customer", confirm_alice, sg_now_ms() - 1, &r);
+    mh_assert_failed(&r, SG_TASK_RETRYABLE, "notification.provider_unavailable", NULL);
+    assert_int_equal(mh_query_int(h->db, "SELECT count(*) FROM deliveries WHERE status = 'sent'"),
+                     0);
     assert_int_equal(recorded(h, "i1/notify_customer"), 0);
 
     /* A failing provider: the backoff stops at the deadline (well before 4 calls of
      * 5, 10, 20 ms waits when the deadline is 1 ms away). */
-    h_reopen(h, "notification.provider_failure_rate=1");
-    call(h, "send", "i2/notify_customer", confirm_alice, now_ms() + 1, &r);
-    assert_failed(&r, SG_TASK_RETRYABLE, "notification.provider_unavailable");
-    assert_true(q_int(h, "SELECT max(attempts) FROM deliveries") <= 2);
+    mh_reopen(h, "notification.provider_failure_rate=1");
+    call(h, "send", "i2/notify_customer", confirm_alice, sg_now_ms() + 1, &r);
+    mh_assert_failed(&r, SG_TASK_RETRYABLE, "notification.provider_unavailable", NULL);
+    assert_true(mh_query_int(h->db, "SELECT max(attempts) FROM deliveries") <= 2);
 
-    h_reopen(h, NULL);
-    call(h, "send", "i1/notify_customer", confirm_alice, now_ms() + 60000, &r);
-    assert_ok(&r);
+    mh_reopen(h, NULL);
+    call(h, "send", "i1/notify_customer", confirm_alice, sg_now_ms() + 60000, &r);
+    mh_assert_ok(&r, NULL);
     sg_task_result_fini(&r);
 }
 
 /* ---- concurrency: redeliveries of one task at the same time ---- */
 
 typedef struct {
-    h_t *h;
+    mh_t *h;
     pthread_barrier_t *start;
     char key[32];
     sg_task_result_t res;
@@ -948,7 +752,7 @@ static void *race(void *arg)
 enum { RACERS = 4 };
 
 /* Runs RACERS deliveries of the task with key at once. */
-static void race_key(h_t *h, const char *key, racer_t rc[RACERS])
+static void race_key(mh_t *h, const char *key, racer_t rc[RACERS])
 {
     pthread_barrier_t start;
     pthread_t th[RACERS];
@@ -968,27 +772,28 @@ static void race_key(h_t *h, const char *key, racer_t rc[RACERS])
 
 static void test_concurrent_redeliveries(void **state)
 {
-    h_t *h = *state;
+    mh_t *h = *state;
     racer_t rc[RACERS];
     /* Slow providers (3 ms a call), four deliveries of one task at once: all of them
      * claim and call before any records; one message per channel goes out, and every
      * delivery answers the same recorded outcome. */
-    h_reopen(h, "notification.provider_latency_ms=3");
+    mh_reopen(h, "notification.provider_latency_ms=3");
     race_key(h, "race/notify", rc);
     for (int i = 0; i < RACERS; i++) {
-        assert_ok(&rc[i].res);
+        mh_assert_ok(&rc[i].res, NULL);
         assert_string_equal(rc[i].res.output, rc[0].res.output);
     }
     for (int i = 0; i < RACERS; i++) {
         sg_task_result_fini(&rc[i].res);
     }
-    assert_int_equal(q_int(h, "SELECT count(*) FROM deliveries WHERE status = 'sent'"), 2);
-    assert_int_equal(q_int(h, "SELECT count(*) FROM svc_outbox WHERE type = 'notification.sent'"),
+    assert_int_equal(mh_query_int(h->db, "SELECT count(*) FROM deliveries WHERE status = 'sent'"),
                      2);
+    assert_int_equal(
+        mh_query_int(h->db, "SELECT count(*) FROM svc_outbox WHERE type = 'notification.sent'"), 2);
 
     /* Flaky and slow providers: whatever the interleaving, never more than one sent
      * delivery (and one notification.sent) per channel. */
-    h_reopen(h, "notification.provider_failure_rate=0.5,notification.provider_latency_ms=2");
+    mh_reopen(h, "notification.provider_failure_rate=0.5,notification.provider_latency_ms=2");
     enum { KEYS = 6 };
     for (int k = 0; k < KEYS; k++) {
         char key[32];
@@ -996,28 +801,31 @@ static void test_concurrent_redeliveries(void **state)
         race_key(h, key, rc);
         for (int i = 0; i < RACERS; i++) {
             if (rc[i].res.outcome != SG_TASK_OK) {
-                assert_failed(&rc[i].res, SG_TASK_RETRYABLE, "notification.provider_unavailable");
+                mh_assert_failed(&rc[i].res, SG_TASK_RETRYABLE, "notification.provider_unavailable",
+                                 NULL);
             }
             sg_task_result_fini(&rc[i].res);
         }
     }
     /* Then the providers recover and every task finishes. */
-    h_reopen(h, NULL);
+    mh_reopen(h, NULL);
     sg_task_result_t r = {0};
     for (int k = 0; k < KEYS; k++) {
         char key[32];
         snprintf(key, sizeof(key), "race%d/notify", k);
         call(h, "send", key, confirm_alice, 0, &r);
-        assert_ok(&r);
+        mh_assert_ok(&r, NULL);
     }
     sg_task_result_fini(&r);
-    assert_int_equal(q_int(h, "SELECT count(*) FROM deliveries"), (KEYS + 1) * 2);
-    assert_int_equal(q_int(h, "SELECT count(*) FROM deliveries WHERE status = 'sent'"),
+    assert_int_equal(mh_query_int(h->db, "SELECT count(*) FROM deliveries"), (KEYS + 1) * 2);
+    assert_int_equal(mh_query_int(h->db, "SELECT count(*) FROM deliveries WHERE status = 'sent'"),
                      (KEYS + 1) * 2);
-    assert_int_equal(q_int(h, "SELECT count(*) FROM svc_outbox WHERE type = 'notification.sent'"),
-                     (KEYS + 1) * 2);
-    assert_int_equal(q_int(h, "SELECT count(DISTINCT json_extract(json, '$.notification_id'))"
-                              " FROM svc_outbox WHERE type = 'notification.sent'"),
+    assert_int_equal(
+        mh_query_int(h->db, "SELECT count(*) FROM svc_outbox WHERE type = 'notification.sent'"),
+        (KEYS + 1) * 2);
+    assert_int_equal(mh_query_int(h->db,
+                                  "SELECT count(DISTINCT json_extract(json, '$.notification_id'))"
+                                  " FROM svc_outbox WHERE type = 'notification.sent'"),
                      (KEYS + 1) * 2);
 }
 
@@ -1025,33 +833,33 @@ static void test_concurrent_redeliveries(void **state)
 
 static void test_status(void **state)
 {
-    h_t *h = *state;
+    mh_t *h = *state;
     sg_task_result_t r = {0};
     call(h, "send", "i1/notify_customer", confirm_alice, 0, &r);
-    assert_ok(&r);
+    mh_assert_ok(&r, NULL);
     call(h, "status", "q1/status", "{\"order_id\":\"o-1\"}", 0, &r);
-    assert_ok(&r);
+    mh_assert_ok(&r, NULL);
     cJSON *out = cJSON_Parse(r.output);
-    assert_string_equal(ev_str(out, "order_id"), "o-1");
+    assert_string_equal(mh_jstr(out, "order_id"), "o-1");
     const cJSON *dels = cJSON_GetObjectItemCaseSensitive(out, "deliveries");
     assert_int_equal(cJSON_GetArraySize(dels), 2);
     const cJSON *d = cJSON_GetArrayItem(dels, 0);
-    assert_string_equal(ev_str(d, "status"), "sent");
-    assert_string_equal(ev_str(d, "idempotency_key"), "i1/notify_customer");
-    assert_string_equal(ev_str(d, "template"), "order_confirmed");
+    assert_string_equal(mh_jstr(d, "status"), "sent");
+    assert_string_equal(mh_jstr(d, "idempotency_key"), "i1/notify_customer");
+    assert_string_equal(mh_jstr(d, "template"), "order_confirmed");
     assert_int_equal((int)ev_num(d, "attempts"), 1);
     assert_true(cJSON_IsNull(cJSON_GetObjectItemCaseSensitive(d, "last_error")));
-    assert_non_null(strstr(ev_str(d, "body"), "59.80 EUR"));
+    assert_non_null(strstr(mh_jstr(d, "body"), "59.80 EUR"));
     cJSON_Delete(out);
 
     call(h, "status", "q2/status", "{\"order_id\":\"o-unknown\"}", 0, &r);
-    assert_ok(&r);
+    mh_assert_ok(&r, NULL);
     assert_string_equal(r.output, "{\"order_id\":\"o-unknown\",\"deliveries\":[]}");
     call(h, "status", "q3/status", "{}", 0, &r);
     assert_invalid(&r, "order_id");
     /* read only */
-    assert_int_equal(q_int(h, "SELECT count(*) FROM deliveries"), 2);
-    assert_int_equal(q_int(h, "SELECT sum(attempts) FROM deliveries"), 2);
+    assert_int_equal(mh_query_int(h->db, "SELECT count(*) FROM deliveries"), 2);
+    assert_int_equal(mh_query_int(h->db, "SELECT sum(attempts) FROM deliveries"), 2);
     sg_task_result_fini(&r);
 }
 
@@ -1059,22 +867,22 @@ static void test_status(void **state)
 
 static void test_survives_reopen(void **state)
 {
-    h_t *h = *state;
+    mh_t *h = *state;
     sg_task_result_t r = {0};
     call(h, "send", "i1/notify_customer", confirm_alice, 0, &r);
-    assert_ok(&r);
+    mh_assert_ok(&r, NULL);
     char *first = strdup(r.output);
-    h_reopen(h, NULL);
+    mh_reopen(h, NULL);
     call(h, "send", "i1/notify_customer", confirm_alice, 0, &r);
     assert_string_equal(r.output, first);
     call(h, "prepare", "i2/prepare_notice", "{\"order_id\":\"o-2\",\"customer_id\":\"cus_dan\"}", 0,
          &r);
     assert_string_equal(r.output, "{\"customer_id\":\"cus_dan\",\"channels\":[\"sms\"]}");
-    evs_t e;
+    mh_events_t e;
     events_get(h, &e); /* not acked: still there */
-    assert_int_equal(events_count(&e, "notification.sent"), 2);
-    events_free(&e);
-    assert_int_equal(q_int(h, "SELECT count(*) FROM deliveries"), 2);
+    assert_int_equal(mh_events_count(&e, "notification.sent"), 2);
+    mh_events_free(&e);
+    assert_int_equal(mh_query_int(h->db, "SELECT count(*) FROM deliveries"), 2);
     free(first);
     sg_task_result_fini(&r);
 
@@ -1091,7 +899,7 @@ static void test_survives_reopen(void **state)
  * outcome, and the next delivery finishes with one message per channel. */
 static void test_send_oom(void **state)
 {
-    h_t *h = *state;
+    mh_t *h = *state;
     sg_task_result_t r = {0};
     for (size_t nth = 1;; nth++) {
         char key[32];
@@ -1103,41 +911,42 @@ static void test_send_oom(void **state)
             assert_int_equal(r.outcome, SG_TASK_RETRYABLE);
         }
         call(h, "send", key, confirm_alice, 0, &r);
-        assert_ok(&r);
-        assert_int_equal(q_int(h,
-                               "SELECT count(*) FROM deliveries WHERE idempotency_key = '%s'"
-                               " AND status = 'sent'",
-                               key),
+        mh_assert_ok(&r, NULL);
+        assert_int_equal(mh_query_int(h->db,
+                                      "SELECT count(*) FROM deliveries WHERE idempotency_key = '%s'"
+                                      " AND status = 'sent'",
+                                      key),
                          2);
         if (seen < nth) {
             assert_true(nth > 3); /* the loop did fail some allocations */
             break;
         }
     }
-    assert_int_equal(q_int(h, "SELECT count(*) FROM svc_outbox WHERE type = 'notification.sent'"),
-                     q_int(h, "SELECT count(*) FROM deliveries"));
+    assert_int_equal(
+        mh_query_int(h->db, "SELECT count(*) FROM svc_outbox WHERE type = 'notification.sent'"),
+        mh_query_int(h->db, "SELECT count(*) FROM deliveries"));
     sg_task_result_fini(&r);
 }
 
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(test_seed, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_prepare, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_send_renders_and_delivers, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_send_idempotent, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_templates, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_send_refusals_and_invalid_input, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_compensation, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_provider_failure_then_retry, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_partial_failure, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_delivery_transitions, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_crash_leftovers, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_deadline, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_concurrent_redeliveries, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_status, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_survives_reopen, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_send_oom, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_seed, setup, mh_teardown),
+        cmocka_unit_test_setup_teardown(test_prepare, setup, mh_teardown),
+        cmocka_unit_test_setup_teardown(test_send_renders_and_delivers, setup, mh_teardown),
+        cmocka_unit_test_setup_teardown(test_send_idempotent, setup, mh_teardown),
+        cmocka_unit_test_setup_teardown(test_templates, setup, mh_teardown),
+        cmocka_unit_test_setup_teardown(test_send_refusals_and_invalid_input, setup, mh_teardown),
+        cmocka_unit_test_setup_teardown(test_compensation, setup, mh_teardown),
+        cmocka_unit_test_setup_teardown(test_provider_failure_then_retry, setup, mh_teardown),
+        cmocka_unit_test_setup_teardown(test_partial_failure, setup, mh_teardown),
+        cmocka_unit_test_setup_teardown(test_delivery_transitions, setup, mh_teardown),
+        cmocka_unit_test_setup_teardown(test_crash_leftovers, setup, mh_teardown),
+        cmocka_unit_test_setup_teardown(test_deadline, setup, mh_teardown),
+        cmocka_unit_test_setup_teardown(test_concurrent_redeliveries, setup, mh_teardown),
+        cmocka_unit_test_setup_teardown(test_status, setup, mh_teardown),
+        cmocka_unit_test_setup_teardown(test_survives_reopen, setup, mh_teardown),
+        cmocka_unit_test_setup_teardown(test_send_oom, setup, mh_teardown),
     };
     return cmocka_run_group_tests_name("notification", tests, NULL, NULL);
 }

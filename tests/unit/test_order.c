@@ -21,148 +21,34 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "activities/activity.h"
 #include "activities/common/events.h"
 #include "activities/order/order.h"
+#include "tests/support/module_harness.h"
 
-/* ---- harness ---- */
-
-typedef struct {
-    char dir[256];
-    const sg_activity_module_t *mod;
-    sg_activity_ctx_t *actx;
-} h_t;
-
-static void h_open(h_t *h, const char *chaos)
-{
-    char err[256] = "";
-    sg_activity_env_t env = {.data_dir = h->dir, .chaos = chaos};
-    assert_int_equal(h->mod->open(&env, &h->actx, err, sizeof(err)), SG_OK);
-}
-
-static void h_reopen(h_t *h, const char *chaos)
-{
-    h->mod->close(h->actx);
-    h->actx = NULL;
-    h_open(h, chaos);
-}
+/* ---- harness (tests/support/module_harness.h) ---- */
 
 static int setup(void **state)
 {
-    h_t *h = calloc(1, sizeof(*h));
-    const char *tmp = getenv("TMPDIR");
-    snprintf(h->dir, sizeof(h->dir), "%s/sg-test-order-XXXXXX", tmp ? tmp : "/tmp");
-    if (mkdtemp(h->dir) == NULL) {
-        return -1;
-    }
-    h->mod = sg_activity_module("order");
-    h_open(h, NULL);
-    *state = h;
-    return 0;
-}
-
-static int teardown(void **state)
-{
-    h_t *h = *state;
-    h->mod->close(h->actx);
-    static const char *const suffixes[] = {"", "-wal", "-shm"};
-    char path[512];
-    for (size_t i = 0; i < SG_ARRAY_LEN(suffixes); i++) {
-        snprintf(path, sizeof(path), "%s/order.db%s", h->dir, suffixes[i]);
-        unlink(path);
-    }
-    rmdir(h->dir);
-    free(h);
+    *state = mh_new("order", NULL, NULL);
     return 0;
 }
 
 /* Runs order.<op> as step sid of saga inst (its compensation when comp). */
-static void call(h_t *h, const char *inst, const char *sid, bool comp, const char *op,
+static void call(mh_t *h, const char *inst, const char *sid, bool comp, const char *op,
                  const char *input, sg_task_result_t *res)
 {
-    char key[256], act[64];
-    snprintf(key, sizeof(key), "%s/%s%s", inst, sid, comp ? "/compensate" : "");
-    snprintf(act, sizeof(act), "order.%s", op);
-    sg_task_t task = {.instance_id = inst,
-                      .step_id = sid,
-                      .attempt = 1,
-                      .compensation = comp,
-                      .activity = act,
-                      .input = input,
-                      .idempotency_key = key};
-    const sg_activity_op_t *o = sg_activity_module_op(h->mod, op);
-    assert_non_null(o);
-    sg_task_result_fini(res);
-    o->run(h->actx, &task, res);
-}
-
-static void assert_ok(const sg_task_result_t *r, const char *output)
-{
-    if (r->outcome != SG_TASK_OK) {
-        fail_msg("expected ok, got %s %s: %s", sg_task_outcome_name(r->outcome),
-                 r->error_code ? r->error_code : "(null)",
-                 r->error_message ? r->error_message : "(null)");
-    }
-    if (output != NULL) {
-        assert_string_equal(r->output, output);
-    }
-}
-
-static void assert_failed(const sg_task_result_t *r, sg_task_outcome_t o, const char *code)
-{
-    if (r->outcome != o || strcmp(sg_task_result_code(r) ? sg_task_result_code(r) : "", code)) {
-        fail_msg("expected %s %s, got %s %s: %s", sg_task_outcome_name(o), code,
-                 sg_task_outcome_name(r->outcome), r->error_code ? r->error_code : "(null)",
-                 r->error_message ? r->error_message
-                 : r->output      ? r->output
-                                  : "(null)");
-    }
-    assert_non_null(r->error_message);
-}
-
-static sqlite3 *db_open(const h_t *h)
-{
-    char path[512];
-    snprintf(path, sizeof(path), "%s/order.db", h->dir);
-    sqlite3 *db = NULL;
-    assert_int_equal(sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE, NULL), SQLITE_OK);
-    return db;
-}
-
-static void db_exec(const h_t *h, const char *sql)
-{
-    sqlite3 *db = db_open(h);
-    assert_int_equal(sqlite3_exec(db, sql, NULL, NULL, NULL), SQLITE_OK);
-    sqlite3_close(db);
-}
-
-/* One integer from the service's database. */
-static long long query_int(const h_t *h, const char *fmt, ...)
-{
-    char sql[1024];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(sql, sizeof(sql), fmt, ap);
-    va_end(ap);
-    sqlite3 *db = db_open(h);
-    sqlite3_stmt *s = NULL;
-    assert_int_equal(sqlite3_prepare_v2(db, sql, -1, &s, NULL), SQLITE_OK);
-    assert_int_equal(sqlite3_step(s), SQLITE_ROW);
-    long long v = sqlite3_column_int64(s, 0);
-    sqlite3_finalize(s);
-    sqlite3_close(db);
-    return v;
+    mh_call(h, op, inst, sid, comp, input, res);
 }
 
 /* The status of an order, or "none". */
-static const char *status_of(const h_t *h, const char *order_id)
+static const char *status_of(const mh_t *h, const char *order_id)
 {
     static char buf[32];
     char sql[256];
     snprintf(sql, sizeof(sql), "SELECT status FROM orders WHERE order_id = '%s'", order_id);
-    sqlite3 *db = db_open(h);
+    sqlite3 *db = mh_db_open(h->db);
     sqlite3_stmt *s = NULL;
     assert_int_equal(sqlite3_prepare_v2(db, sql, -1, &s, NULL), SQLITE_OK);
     snprintf(buf, sizeof(buf), "none");
@@ -174,46 +60,49 @@ static const char *status_of(const h_t *h, const char *order_id)
     return buf;
 }
 
-static long long history_of(const h_t *h, const char *order_id)
+static long long history_of(const mh_t *h, const char *order_id)
 {
-    return query_int(h, "SELECT count(*) FROM order_history WHERE order_id = '%s'", order_id);
+    return mh_query_int(h->db, "SELECT count(*) FROM order_history WHERE order_id = '%s'",
+                        order_id);
 }
 
 /* ---- events ---- */
 
-typedef struct {
-    cJSON *arr;
-    int64_t last_seq;
-} drain_t;
-
-static bool drain_fn(void *arg, const sg_domain_event_t *ev)
+/* Up to max events of the outbox, oldest first, as an array of their JSON objects
+ * (cJSON_Delete it), each checked; *last_seq is the last one's seq, -1 when none. */
+static cJSON *peek_events(mh_t *h, size_t max, int64_t *last_seq)
 {
-    drain_t *d = arg;
-    cJSON *j = cJSON_Parse(ev->json);
-    assert_non_null(j);
-    /* The JSON and the protobuf bytes are the same event. */
-    cJSON *p = sg_event_decode(ev->type, ev->proto, ev->proto_len);
-    assert_non_null(p);
-    assert_string_equal(cJSON_GetObjectItem(p, "order_id")->valuestring,
-                        cJSON_GetObjectItem(j, "order_id")->valuestring);
-    assert_string_equal(cJSON_GetObjectItem(j, "type")->valuestring, ev->type);
-    assert_string_equal(cJSON_GetObjectItem(j, "source")->valuestring, "order");
-    cJSON_Delete(p);
-    cJSON_AddItemToArray(d->arr, j);
-    d->last_seq = ev->seq;
-    return true;
+    mh_events_t e;
+    mh_events_peek(h, max, &e);
+    cJSON *arr = cJSON_CreateArray();
+    for (size_t i = 0; i < e.n; i++) {
+        cJSON *j = e.json[i];
+        assert_non_null(j);
+        /* The JSON and the protobuf bytes are the same event. */
+        cJSON *p = e.proto[i];
+        assert_non_null(p);
+        assert_string_equal(cJSON_GetObjectItem(p, "order_id")->valuestring,
+                            cJSON_GetObjectItem(j, "order_id")->valuestring);
+        assert_string_equal(cJSON_GetObjectItem(j, "type")->valuestring, e.type[i]);
+        assert_string_equal(cJSON_GetObjectItem(j, "source")->valuestring, "order");
+        cJSON_AddItemToArray(arr, j);
+        e.json[i] = NULL; /* the array's now */
+    }
+    *last_seq = e.n > 0 ? e.last_seq : -1;
+    mh_events_free(&e);
+    return arr;
 }
 
 /* Every event in the outbox, oldest first, as an array of their JSON objects; acked,
  * so the outbox is empty afterwards. */
-static cJSON *drain(h_t *h)
+static cJSON *drain(mh_t *h)
 {
-    drain_t d = {.arr = cJSON_CreateArray(), .last_seq = -1};
-    assert_int_equal(h->mod->events_peek(h->actx, 1000, drain_fn, &d), SG_OK);
-    if (d.last_seq >= 0) {
-        assert_int_equal(h->mod->events_ack(h->actx, d.last_seq), SG_OK);
+    int64_t last_seq;
+    cJSON *arr = peek_events(h, 1000, &last_seq);
+    if (last_seq >= 0) {
+        assert_int_equal(h->mod->events_ack(h->actx, last_seq), SG_OK);
     }
-    return d.arr;
+    return arr;
 }
 
 /* The types of the drained events, comma-separated. */
@@ -238,7 +127,7 @@ static const char *ev_str(const cJSON *evs, int i, const char *key)
     return cJSON_IsString(v) ? v->valuestring : NULL;
 }
 
-static void assert_events(h_t *h, const char *types)
+static void assert_events(mh_t *h, const char *types)
 {
     cJSON *evs = drain(h);
     assert_string_equal(types_of(evs), types);
@@ -268,32 +157,32 @@ static void sagas(const char *id, char s[80], char c[80])
 }
 
 /* Drives order id to status through the operations, as the sagas would. */
-static void make_order(h_t *h, const char *id, const char *status)
+static void make_order(mh_t *h, const char *id, const char *status)
 {
     sg_task_result_t r = {0};
     char in[1024], s[80], c[80];
     sagas(id, s, c);
     order_input(in, sizeof(in), id, ORDER_TOTAL);
     call(h, s, "create_order", false, "create_pending", in, &r);
-    assert_ok(&r, NULL);
+    mh_assert_ok(&r, NULL);
     snprintf(in, sizeof(in), "{\"order_id\":\"%s\"}", id);
     if (strcmp(status, "rejected") == 0) {
         call(h, s, "create_order", true, "reject", in, &r);
-        assert_ok(&r, NULL);
+        mh_assert_ok(&r, NULL);
     } else if (strcmp(status, "pending") != 0) {
         snprintf(in, sizeof(in),
                  "{\"order_id\":\"%s\",\"reservation_id\":\"res-%s\",\"payment_id\":\"pay-%s\"}",
                  id, id, id);
         call(h, s, "approve_order", false, "approve", in, &r);
-        assert_ok(&r, NULL);
+        mh_assert_ok(&r, NULL);
     }
     if (strcmp(status, "cancelling") == 0 || strcmp(status, "cancelled") == 0) {
         snprintf(in, sizeof(in), "{\"order_id\":\"%s\",\"reason\":\"customer_request\"}", id);
         call(h, c, "begin_cancel", false, "begin_cancel", in, &r);
-        assert_ok(&r, NULL);
+        mh_assert_ok(&r, NULL);
         if (strcmp(status, "cancelled") == 0) {
             call(h, c, "mark_cancelled", false, "cancel", in, &r);
-            assert_ok(&r, NULL);
+            mh_assert_ok(&r, NULL);
         }
     }
     assert_string_equal(status_of(h, id), status);
@@ -327,7 +216,7 @@ static const row_t matrix[] = {
 };
 
 /* Runs op on order id with keys no earlier step used, as the saga that may do it. */
-static void probe(h_t *h, const char *op, const char *id, sg_task_result_t *r)
+static void probe(mh_t *h, const char *op, const char *id, sg_task_result_t *r)
 {
     char in[512], s[80], c[80];
     sagas(id, s, c);
@@ -352,7 +241,7 @@ static void probe(h_t *h, const char *op, const char *id, sg_task_result_t *r)
 
 static void test_state_machine(void **state)
 {
-    h_t *h = *state;
+    mh_t *h = *state;
     sg_task_result_t r = {0};
     for (size_t m = 0; m < SG_ARRAY_LEN(matrix); m++) {
         for (int st = 0; st < 6; st++) {
@@ -368,14 +257,14 @@ static void test_state_machine(void **state)
             const char *want = matrix[m].expect[st];
             print_message("%s on %s: %s\n", matrix[m].op, before, want);
             if (strncmp(want, "ok:", 3) == 0) {
-                assert_ok(&r, NULL);
+                mh_assert_ok(&r, NULL);
                 assert_string_equal(status_of(h, id), want + 3);
                 assert_int_equal(history_of(h, id), hist + 1);
-                assert_int_equal(query_int(h,
-                                           "SELECT count(*) FROM order_history WHERE order_id ="
-                                           " '%s' AND from_status = '%s' AND to_status = '%s'"
-                                           " AND activity = 'order.%s'",
-                                           id, before, want + 3, matrix[m].op),
+                assert_int_equal(mh_query_int(h->db,
+                                              "SELECT count(*) FROM order_history WHERE order_id ="
+                                              " '%s' AND from_status = '%s' AND to_status = '%s'"
+                                              " AND activity = 'order.%s'",
+                                              id, before, want + 3, matrix[m].op),
                                  1);
                 cJSON *evs = drain(h);
                 assert_string_equal(ev_str(evs, 0, "type"), "order.updated");
@@ -384,10 +273,10 @@ static void test_state_machine(void **state)
                 cJSON_Delete(evs);
             } else {
                 if (strcmp(want, "noop") == 0) {
-                    assert_ok(&r, NULL);
+                    mh_assert_ok(&r, NULL);
                     assert_non_null(strstr(r.output, "\"changed\":false"));
                 } else {
-                    assert_failed(&r, SG_TASK_FATAL, want);
+                    mh_assert_failed(&r, SG_TASK_FATAL, want, NULL);
                 }
                 assert_string_equal(status_of(h, id), before);
                 assert_int_equal(history_of(h, id), hist);
@@ -402,24 +291,28 @@ static void test_state_machine(void **state)
 
 static void test_create_pending(void **state)
 {
-    h_t *h = *state;
+    mh_t *h = *state;
     sg_task_result_t r = {0};
     char in[1024];
     order_input(in, sizeof(in), "o1", ORDER_TOTAL);
     call(h, "s1", "create_order", false, "create_pending", in, &r);
-    assert_ok(&r, "{\"order_id\":\"o1\",\"status\":\"pending\"}");
-    assert_int_equal(query_int(h, "SELECT count(*) FROM orders WHERE order_id = 'o1' AND"
+    mh_assert_ok(&r, "{\"order_id\":\"o1\",\"status\":\"pending\"}");
+    assert_int_equal(mh_query_int(h->db,
+                                  "SELECT count(*) FROM orders WHERE order_id = 'o1' AND"
                                   " customer_id = 'cus_alice' AND email = 'alice@example.com'"
                                   " AND total = 7180 AND currency = 'EUR' AND status ="
                                   " 'pending' AND previous_status IS NULL AND saga_id = 's1'"
                                   " AND json_extract(shipping_address, '$.city') = 'Lyon'"),
                      1);
-    assert_int_equal(query_int(h, "SELECT count(*) FROM order_lines WHERE order_id = 'o1'"), 2);
-    assert_int_equal(query_int(h, "SELECT count(*) FROM order_lines WHERE order_id = 'o1' AND"
+    assert_int_equal(mh_query_int(h->db, "SELECT count(*) FROM order_lines WHERE order_id = 'o1'"),
+                     2);
+    assert_int_equal(mh_query_int(h->db,
+                                  "SELECT count(*) FROM order_lines WHERE order_id = 'o1' AND"
                                   " line_no = 1 AND sku = 'BOOK-001' AND qty = 2 AND"
                                   " price = 2990"),
                      1);
-    assert_int_equal(query_int(h, "SELECT count(*) FROM order_history WHERE order_id = 'o1' AND"
+    assert_int_equal(mh_query_int(h->db,
+                                  "SELECT count(*) FROM order_history WHERE order_id = 'o1' AND"
                                   " from_status IS NULL AND to_status = 'pending' AND"
                                   " reason = 'created' AND saga_id = 's1' AND"
                                   " activity = 'order.create_pending' AND ts_ms > 0"),
@@ -447,8 +340,9 @@ static void test_create_pending(void **state)
          "\"qty\":3,\"price\":0,\"note\":\"gift\"}],\"total\":0,\"currency\":\"USD\","
          "\"email\":null}",
          &r);
-    assert_ok(&r, "{\"order_id\":\"o2\",\"status\":\"pending\"}");
-    assert_int_equal(query_int(h, "SELECT count(*) FROM orders WHERE order_id = 'o2' AND"
+    mh_assert_ok(&r, "{\"order_id\":\"o2\",\"status\":\"pending\"}");
+    assert_int_equal(mh_query_int(h->db,
+                                  "SELECT count(*) FROM orders WHERE order_id = 'o2' AND"
                                   " email IS NULL AND shipping_address IS NULL AND total = 0"),
                      1);
     assert_events(h, "order.created");
@@ -457,12 +351,12 @@ static void test_create_pending(void **state)
 
 static void test_invalid_total(void **state)
 {
-    h_t *h = *state;
+    mh_t *h = *state;
     sg_task_result_t r = {0};
     char in[1024];
     order_input(in, sizeof(in), "o1", ORDER_TOTAL + 1);
     call(h, "s1", "create_order", false, "create_pending", in, &r);
-    assert_failed(&r, SG_TASK_FATAL, "order.invalid_total");
+    mh_assert_failed(&r, SG_TASK_FATAL, "order.invalid_total", NULL);
     assert_non_null(strstr(r.error_message, "7181"));
     assert_non_null(strstr(r.error_message, "7180"));
     assert_string_equal(status_of(h, "o1"), "none");
@@ -471,23 +365,23 @@ static void test_invalid_total(void **state)
     /* A refusal is final: the same task again gets it again, even with a right total. */
     order_input(in, sizeof(in), "o1", ORDER_TOTAL);
     call(h, "s1", "create_order", false, "create_pending", in, &r);
-    assert_failed(&r, SG_TASK_FATAL, "order.invalid_total");
+    mh_assert_failed(&r, SG_TASK_FATAL, "order.invalid_total", NULL);
     assert_string_equal(status_of(h, "o1"), "none");
 
     order_input(in, sizeof(in), "o1", ORDER_TOTAL - 1);
     call(h, "s2", "create_order", false, "create_pending", in, &r);
-    assert_failed(&r, SG_TASK_FATAL, "order.invalid_total");
+    mh_assert_failed(&r, SG_TASK_FATAL, "order.invalid_total", NULL);
     /* A total beyond what the lines could ever sum to. */
     order_input(in, sizeof(in), "o1", 0);
     call(h, "s3", "create_order", false, "create_pending", in, &r);
-    assert_failed(&r, SG_TASK_FATAL, "order.invalid_total");
+    mh_assert_failed(&r, SG_TASK_FATAL, "order.invalid_total", NULL);
     assert_string_equal(status_of(h, "o1"), "none");
     sg_task_result_fini(&r);
 }
 
 static void test_create_exists(void **state)
 {
-    h_t *h = *state;
+    mh_t *h = *state;
     sg_task_result_t r = {0};
     char in[1024];
     make_order(h, "o1", "pending");
@@ -495,55 +389,57 @@ static void test_create_exists(void **state)
     /* Another saga, same content: an order is created once. */
     order_input(in, sizeof(in), "o1", ORDER_TOTAL);
     call(h, "s2", "create_order", false, "create_pending", in, &r);
-    assert_failed(&r, SG_TASK_FATAL, "order.exists");
+    mh_assert_failed(&r, SG_TASK_FATAL, "order.exists", NULL);
     assert_non_null(strstr(r.error_message, "s-o1"));
     /* Another saga, other content. */
     call(h, "s3", "create_order", false, "create_pending",
          "{\"order_id\":\"o1\",\"customer_id\":\"cus_bob\",\"items\":[{\"sku\":\"PEN-001\","
          "\"qty\":1,\"price\":250}],\"total\":250,\"currency\":\"USD\"}",
          &r);
-    assert_failed(&r, SG_TASK_FATAL, "order.exists");
+    mh_assert_failed(&r, SG_TASK_FATAL, "order.exists", NULL);
     /* Nothing of the first changed. */
-    assert_int_equal(query_int(h, "SELECT count(*) FROM orders WHERE order_id = 'o1' AND"
-                                  " customer_id = 'cus_alice' AND total = 7180 AND"
-                                  " saga_id = 's-o1'"),
+    assert_int_equal(mh_query_int(h->db, "SELECT count(*) FROM orders WHERE order_id = 'o1' AND"
+                                         " customer_id = 'cus_alice' AND total = 7180 AND"
+                                         " saga_id = 's-o1'"),
                      1);
-    assert_int_equal(query_int(h, "SELECT count(*) FROM order_lines WHERE order_id = 'o1'"), 2);
+    assert_int_equal(mh_query_int(h->db, "SELECT count(*) FROM order_lines WHERE order_id = 'o1'"),
+                     2);
     assert_int_equal(history_of(h, "o1"), 1);
     assert_events(h, "");
 
     /* The other saga compensates its (maybe timed-out) create: the order is not its
      * own, so nothing happens; its owner still approves it. */
     call(h, "s3", "create_order", true, "reject", "{\"order_id\":\"o1\"}", &r);
-    assert_ok(&r, "{\"order_id\":\"o1\",\"status\":\"pending\",\"changed\":false}");
+    mh_assert_ok(&r, "{\"order_id\":\"o1\",\"status\":\"pending\",\"changed\":false}");
     assert_string_equal(status_of(h, "o1"), "pending");
     assert_events(h, "");
     call(h, "s3", "approve_order", false, "approve",
          "{\"order_id\":\"o1\",\"reservation_id\":\"r\",\"payment_id\":\"p\"}", &r);
-    assert_failed(&r, SG_TASK_FATAL, "order.not_pending");
+    mh_assert_failed(&r, SG_TASK_FATAL, "order.not_pending", NULL);
     assert_non_null(strstr(r.error_message, "s-o1"));
     assert_string_equal(status_of(h, "o1"), "pending");
     call(h, "s-o1", "approve_order", false, "approve",
          "{\"order_id\":\"o1\",\"reservation_id\":\"r\",\"payment_id\":\"p\"}", &r);
-    assert_ok(&r, "{\"order_id\":\"o1\",\"status\":\"approved\"}");
+    mh_assert_ok(&r, "{\"order_id\":\"o1\",\"status\":\"approved\"}");
     sg_task_result_fini(&r);
 }
 
 static void test_approve(void **state)
 {
-    h_t *h = *state;
+    mh_t *h = *state;
     sg_task_result_t r = {0};
     make_order(h, "o1", "pending");
     cJSON_Delete(drain(h));
     call(h, "s-o1", "approve_order", false, "approve",
          "{\"order_id\":\"o1\",\"reservation_id\":\"res-1\",\"payment_id\":\"pay-1\"}", &r);
-    assert_ok(&r, "{\"order_id\":\"o1\",\"status\":\"approved\"}");
-    assert_int_equal(query_int(h, "SELECT count(*) FROM orders WHERE order_id = 'o1' AND"
-                                  " status = 'approved' AND previous_status = 'pending' AND"
-                                  " reservation_id = 'res-1' AND payment_id = 'pay-1' AND"
-                                  " updated_ms >= created_ms"),
+    mh_assert_ok(&r, "{\"order_id\":\"o1\",\"status\":\"approved\"}");
+    assert_int_equal(mh_query_int(h->db, "SELECT count(*) FROM orders WHERE order_id = 'o1' AND"
+                                         " status = 'approved' AND previous_status = 'pending' AND"
+                                         " reservation_id = 'res-1' AND payment_id = 'pay-1' AND"
+                                         " updated_ms >= created_ms"),
                      1);
-    assert_int_equal(query_int(h, "SELECT count(*) FROM order_history WHERE order_id = 'o1' AND"
+    assert_int_equal(mh_query_int(h->db,
+                                  "SELECT count(*) FROM order_history WHERE order_id = 'o1' AND"
                                   " from_status = 'pending' AND to_status = 'approved' AND"
                                   " reason = 'approved' AND saga_id = 's-o1'"),
                      1);
@@ -557,18 +453,19 @@ static void test_approve(void **state)
 
     call(h, "s-o1", "approve_again", false, "approve",
          "{\"order_id\":\"o1\",\"reservation_id\":\"res-2\",\"payment_id\":\"pay-2\"}", &r);
-    assert_failed(&r, SG_TASK_FATAL, "order.not_pending");
-    assert_int_equal(query_int(h, "SELECT count(*) FROM orders WHERE reservation_id = 'res-1'"), 1);
+    mh_assert_failed(&r, SG_TASK_FATAL, "order.not_pending", NULL);
+    assert_int_equal(
+        mh_query_int(h->db, "SELECT count(*) FROM orders WHERE reservation_id = 'res-1'"), 1);
     call(h, "s9", "approve_order", false, "approve",
          "{\"order_id\":\"nope\",\"reservation_id\":\"r\",\"payment_id\":\"p\"}", &r);
-    assert_failed(&r, SG_TASK_FATAL, "order.not_found");
+    mh_assert_failed(&r, SG_TASK_FATAL, "order.not_found", NULL);
     assert_events(h, "");
     sg_task_result_fini(&r);
 }
 
 static void test_reject(void **state)
 {
-    h_t *h = *state;
+    mh_t *h = *state;
     sg_task_result_t r = {0};
     make_order(h, "o1", "pending");
     cJSON_Delete(drain(h));
@@ -576,8 +473,9 @@ static void test_reject(void **state)
     const char *in = "{\"order_id\":\"o1\",\"customer_id\":\"cus_alice\",\"email\":null,"
                      "\"notify_customer\":true}";
     call(h, "s-o1", "create_order", true, "reject", in, &r);
-    assert_ok(&r, "{\"order_id\":\"o1\",\"status\":\"rejected\",\"changed\":true}");
-    assert_int_equal(query_int(h, "SELECT count(*) FROM order_history WHERE order_id = 'o1' AND"
+    mh_assert_ok(&r, "{\"order_id\":\"o1\",\"status\":\"rejected\",\"changed\":true}");
+    assert_int_equal(mh_query_int(h->db,
+                                  "SELECT count(*) FROM order_history WHERE order_id = 'o1' AND"
                                   " from_status = 'pending' AND to_status = 'rejected' AND"
                                   " reason = 'rejected' AND activity = 'order.reject'"),
                      1);
@@ -592,30 +490,30 @@ static void test_reject(void **state)
 
     /* Redelivered: the first result, no second effect. */
     call(h, "s-o1", "create_order", true, "reject", in, &r);
-    assert_ok(&r, "{\"order_id\":\"o1\",\"status\":\"rejected\",\"changed\":true}");
+    mh_assert_ok(&r, "{\"order_id\":\"o1\",\"status\":\"rejected\",\"changed\":true}");
     assert_int_equal(history_of(h, "o1"), 2);
     assert_events(h, "");
     /* Already rejected, another key: no effect either. */
     call(h, "s-o1", "other_step", true, "reject", in, &r);
-    assert_ok(&r, "{\"order_id\":\"o1\",\"status\":\"rejected\",\"changed\":false}");
+    mh_assert_ok(&r, "{\"order_id\":\"o1\",\"status\":\"rejected\",\"changed\":false}");
     assert_int_equal(history_of(h, "o1"), 2);
     assert_events(h, "");
     /* The create redelivered after its compensation: its first answer, no effect. */
     char cin[1024];
     order_input(cin, sizeof(cin), "o1", ORDER_TOTAL);
     call(h, "s-o1", "create_order", false, "create_pending", cin, &r);
-    assert_ok(&r, "{\"order_id\":\"o1\",\"status\":\"pending\"}"); /* its first outcome */
+    mh_assert_ok(&r, "{\"order_id\":\"o1\",\"status\":\"pending\"}"); /* its first outcome */
     assert_string_equal(status_of(h, "o1"), "rejected");
     sg_task_result_fini(&r);
 }
 
 static void test_compensation_without_forward(void **state)
 {
-    h_t *h = *state;
+    mh_t *h = *state;
     sg_task_result_t r = {0};
     /* create_pending timed out before writing: reject succeeds and does nothing ... */
     call(h, "s1", "create_order", true, "reject", "{\"order_id\":\"o1\"}", &r);
-    assert_ok(&r, "{\"order_id\":\"o1\",\"status\":null,\"changed\":false}");
+    mh_assert_ok(&r, "{\"order_id\":\"o1\",\"status\":null,\"changed\":false}");
     assert_string_equal(status_of(h, "o1"), "none");
     assert_int_equal(history_of(h, "o1"), 0);
     assert_events(h, "");
@@ -623,49 +521,51 @@ static void test_compensation_without_forward(void **state)
     char in[1024];
     order_input(in, sizeof(in), "o1", ORDER_TOTAL);
     call(h, "s1", "create_order", false, "create_pending", in, &r);
-    assert_failed(&r, SG_TASK_FATAL, "order.compensated");
+    mh_assert_failed(&r, SG_TASK_FATAL, "order.compensated", NULL);
     assert_string_equal(status_of(h, "o1"), "none");
     assert_events(h, "");
     /* Another saga may still place o1: the refusal was about s1's step only. */
     call(h, "s2", "create_order", false, "create_pending", in, &r);
-    assert_ok(&r, NULL);
+    mh_assert_ok(&r, NULL);
 
     /* begin_cancel timed out before writing: restore does nothing, the late
      * begin_cancel is refused, the order stays approved. */
     make_order(h, "o2", "approved");
     cJSON_Delete(drain(h));
     call(h, "c1", "begin_cancel", true, "restore", "{\"order_id\":\"o2\"}", &r);
-    assert_ok(&r, "{\"order_id\":\"o2\",\"status\":\"approved\",\"changed\":false}");
+    mh_assert_ok(&r, "{\"order_id\":\"o2\",\"status\":\"approved\",\"changed\":false}");
     call(h, "c1", "begin_cancel", false, "begin_cancel",
          "{\"order_id\":\"o2\",\"reason\":\"other\"}", &r);
-    assert_failed(&r, SG_TASK_FATAL, "order.compensated");
+    mh_assert_failed(&r, SG_TASK_FATAL, "order.compensated", NULL);
     assert_string_equal(status_of(h, "o2"), "approved");
     assert_events(h, "");
     /* restore of an order that does not exist at all */
     call(h, "c2", "begin_cancel", true, "restore", "{\"order_id\":\"nope\"}", &r);
-    assert_ok(&r, "{\"order_id\":\"nope\",\"status\":null,\"changed\":false}");
+    mh_assert_ok(&r, "{\"order_id\":\"nope\",\"status\":null,\"changed\":false}");
     sg_task_result_fini(&r);
 }
 
 static void test_begin_cancel_and_restore(void **state)
 {
-    h_t *h = *state;
+    mh_t *h = *state;
     sg_task_result_t r = {0};
     make_order(h, "o1", "approved");
     cJSON_Delete(drain(h));
     call(h, "c1", "begin_cancel", false, "begin_cancel",
          "{\"order_id\":\"o1\",\"reason\":\"customer_request\",\"requested_by\":\"cus_alice\"}",
          &r);
-    assert_ok(&r, "{\"order_id\":\"o1\",\"customer_id\":\"cus_alice\",\"email\":"
-                  "\"alice@example.com\",\"reservation_id\":\"res-o1\",\"payment_id\":"
-                  "\"pay-o1\",\"amount\":7180,\"currency\":\"EUR\"}");
-    assert_int_equal(query_int(h, "SELECT count(*) FROM orders WHERE order_id = 'o1' AND"
+    mh_assert_ok(&r, "{\"order_id\":\"o1\",\"customer_id\":\"cus_alice\",\"email\":"
+                     "\"alice@example.com\",\"reservation_id\":\"res-o1\",\"payment_id\":"
+                     "\"pay-o1\",\"amount\":7180,\"currency\":\"EUR\"}");
+    assert_int_equal(mh_query_int(h->db,
+                                  "SELECT count(*) FROM orders WHERE order_id = 'o1' AND"
                                   " status = 'cancelling' AND previous_status = 'approved' AND"
                                   " cancel_reason = 'customer_request' AND"
                                   " cancel_requested_by = 'cus_alice' AND"
                                   " cancel_saga_id = 'c1'"),
                      1);
-    assert_int_equal(query_int(h, "SELECT count(*) FROM order_history WHERE order_id = 'o1' AND"
+    assert_int_equal(mh_query_int(h->db,
+                                  "SELECT count(*) FROM order_history WHERE order_id = 'o1' AND"
                                   " from_status = 'approved' AND to_status = 'cancelling' AND"
                                   " reason = 'customer_request' AND saga_id = 'c1'"),
                      1);
@@ -680,21 +580,23 @@ static void test_begin_cancel_and_restore(void **state)
      * timed out) must not undo the first saga's CANCELLING. */
     call(h, "c2", "begin_cancel", false, "begin_cancel",
          "{\"order_id\":\"o1\",\"reason\":\"other\"}", &r);
-    assert_failed(&r, SG_TASK_FATAL, "order.not_cancellable");
+    mh_assert_failed(&r, SG_TASK_FATAL, "order.not_cancellable", NULL);
     call(h, "c2", "begin_cancel", true, "restore", "{\"order_id\":\"o1\"}", &r);
-    assert_ok(&r, "{\"order_id\":\"o1\",\"status\":\"cancelling\",\"changed\":false}");
+    mh_assert_ok(&r, "{\"order_id\":\"o1\",\"status\":\"cancelling\",\"changed\":false}");
     assert_string_equal(status_of(h, "o1"), "cancelling");
     assert_events(h, "");
 
     /* The refund failed: c1 restores. */
     call(h, "c1", "begin_cancel", true, "restore", "{\"order_id\":\"o1\"}", &r);
-    assert_ok(&r, "{\"order_id\":\"o1\",\"status\":\"approved\",\"changed\":true}");
-    assert_int_equal(query_int(h, "SELECT count(*) FROM orders WHERE order_id = 'o1' AND"
+    mh_assert_ok(&r, "{\"order_id\":\"o1\",\"status\":\"approved\",\"changed\":true}");
+    assert_int_equal(mh_query_int(h->db,
+                                  "SELECT count(*) FROM orders WHERE order_id = 'o1' AND"
                                   " status = 'approved' AND previous_status = 'cancelling' AND"
                                   " cancel_reason IS NULL AND cancel_requested_by IS NULL AND"
                                   " cancel_saga_id IS NULL"),
                      1);
-    assert_int_equal(query_int(h, "SELECT count(*) FROM order_history WHERE order_id = 'o1' AND"
+    assert_int_equal(mh_query_int(h->db,
+                                  "SELECT count(*) FROM order_history WHERE order_id = 'o1' AND"
                                   " from_status = 'cancelling' AND to_status = 'approved' AND"
                                   " reason = 'cancel_undone' AND activity = 'order.restore'"),
                      1);
@@ -705,14 +607,15 @@ static void test_begin_cancel_and_restore(void **state)
     cJSON_Delete(evs);
     /* Redelivered restore: first result, no second effect. */
     call(h, "c1", "begin_cancel", true, "restore", "{\"order_id\":\"o1\"}", &r);
-    assert_ok(&r, "{\"order_id\":\"o1\",\"status\":\"approved\",\"changed\":true}");
+    mh_assert_ok(&r, "{\"order_id\":\"o1\",\"status\":\"approved\",\"changed\":true}");
     assert_int_equal(history_of(h, "o1"), 4);
     assert_events(h, "");
     /* Restored, the order can be cancelled again by a new saga. */
     call(h, "c3", "begin_cancel", false, "begin_cancel",
          "{\"order_id\":\"o1\",\"reason\":\"other\"}", &r);
-    assert_ok(&r, NULL);
-    assert_int_equal(query_int(h, "SELECT count(*) FROM orders WHERE order_id = 'o1' AND"
+    mh_assert_ok(&r, NULL);
+    assert_int_equal(mh_query_int(h->db,
+                                  "SELECT count(*) FROM orders WHERE order_id = 'o1' AND"
                                   " cancel_saga_id = 'c3' AND cancel_requested_by IS NULL AND"
                                   " cancel_reason = 'other'"),
                      1);
@@ -721,18 +624,20 @@ static void test_begin_cancel_and_restore(void **state)
 
 static void test_cancel(void **state)
 {
-    h_t *h = *state;
+    mh_t *h = *state;
     sg_task_result_t r = {0};
     make_order(h, "o1", "cancelling");
     cJSON_Delete(drain(h));
     const char *in = "{\"order_id\":\"o1\",\"reason\":\"fraud_suspected\"}";
     call(h, "c-o1", "mark_cancelled", false, "cancel", in, &r);
-    assert_ok(&r, "{\"order_id\":\"o1\",\"status\":\"cancelled\",\"changed\":true}");
-    assert_int_equal(query_int(h, "SELECT count(*) FROM orders WHERE order_id = 'o1' AND"
+    mh_assert_ok(&r, "{\"order_id\":\"o1\",\"status\":\"cancelled\",\"changed\":true}");
+    assert_int_equal(mh_query_int(h->db,
+                                  "SELECT count(*) FROM orders WHERE order_id = 'o1' AND"
                                   " status = 'cancelled' AND previous_status = 'cancelling' AND"
                                   " cancel_reason = 'fraud_suspected'"),
                      1);
-    assert_int_equal(query_int(h, "SELECT count(*) FROM order_history WHERE order_id = 'o1' AND"
+    assert_int_equal(mh_query_int(h->db,
+                                  "SELECT count(*) FROM order_history WHERE order_id = 'o1' AND"
                                   " from_status = 'cancelling' AND to_status = 'cancelled' AND"
                                   " reason = 'fraud_suspected'"),
                      1);
@@ -746,14 +651,14 @@ static void test_cancel(void **state)
 
     /* Already cancelled: success, no effect; a restore now changes nothing either. */
     call(h, "c-o1", "mark_cancelled_again", false, "cancel", in, &r);
-    assert_ok(&r, "{\"order_id\":\"o1\",\"status\":\"cancelled\",\"changed\":false}");
+    mh_assert_ok(&r, "{\"order_id\":\"o1\",\"status\":\"cancelled\",\"changed\":false}");
     call(h, "c-o1", "begin_cancel", true, "restore", "{\"order_id\":\"o1\"}", &r);
-    assert_ok(&r, "{\"order_id\":\"o1\",\"status\":\"cancelled\",\"changed\":false}");
+    mh_assert_ok(&r, "{\"order_id\":\"o1\",\"status\":\"cancelled\",\"changed\":false}");
     assert_int_equal(history_of(h, "o1"), 4);
     assert_events(h, "");
     call(h, "c9", "mark_cancelled", false, "cancel", "{\"order_id\":\"x\",\"reason\":\"other\"}",
          &r);
-    assert_failed(&r, SG_TASK_FATAL, "order.not_found");
+    mh_assert_failed(&r, SG_TASK_FATAL, "order.not_found", NULL);
     sg_task_result_fini(&r);
 }
 
@@ -761,87 +666,89 @@ static void test_cancel(void **state)
 
 static void test_idempotency(void **state)
 {
-    h_t *h = *state;
+    mh_t *h = *state;
     sg_task_result_t r = {0};
     char in[1024];
     order_input(in, sizeof(in), "o1", ORDER_TOTAL);
     call(h, "s1", "create_order", false, "create_pending", in, &r);
-    assert_ok(&r, "{\"order_id\":\"o1\",\"status\":\"pending\"}");
+    mh_assert_ok(&r, "{\"order_id\":\"o1\",\"status\":\"pending\"}");
     /* Same key, other input: the first outcome, no second effect. */
     order_input(in, sizeof(in), "o2", ORDER_TOTAL);
     call(h, "s1", "create_order", false, "create_pending", in, &r);
-    assert_ok(&r, "{\"order_id\":\"o1\",\"status\":\"pending\"}");
-    assert_int_equal(query_int(h, "SELECT count(*) FROM orders"), 1);
-    assert_int_equal(query_int(h, "SELECT count(*) FROM order_lines"), 2);
+    mh_assert_ok(&r, "{\"order_id\":\"o1\",\"status\":\"pending\"}");
+    assert_int_equal(mh_query_int(h->db, "SELECT count(*) FROM orders"), 1);
+    assert_int_equal(mh_query_int(h->db, "SELECT count(*) FROM order_lines"), 2);
     assert_int_equal(history_of(h, "o1"), 1);
     assert_events(h, "order.created");
 
     /* A refusal is recorded too: the same key keeps its answer after the order exists. */
     call(h, "s2", "approve_order", false, "approve",
          "{\"order_id\":\"o2\",\"reservation_id\":\"r\",\"payment_id\":\"p\"}", &r);
-    assert_failed(&r, SG_TASK_FATAL, "order.not_found");
+    mh_assert_failed(&r, SG_TASK_FATAL, "order.not_found", NULL);
     call(h, "s2", "create_order", false, "create_pending", in, &r);
-    assert_ok(&r, NULL);
+    mh_assert_ok(&r, NULL);
     call(h, "s2", "approve_order", false, "approve",
          "{\"order_id\":\"o2\",\"reservation_id\":\"r\",\"payment_id\":\"p\"}", &r);
-    assert_failed(&r, SG_TASK_FATAL, "order.not_found");
+    mh_assert_failed(&r, SG_TASK_FATAL, "order.not_found", NULL);
     assert_string_equal(status_of(h, "o2"), "pending");
     sg_task_result_fini(&r);
 }
 
 static void test_retryable_not_recorded(void **state)
 {
-    h_t *h = *state;
+    mh_t *h = *state;
     sg_task_result_t r = {0};
     char in[1024];
     order_input(in, sizeof(in), "o1", ORDER_TOTAL);
     /* The history insert fails after the order and its lines were written: the whole
      * transaction rolls back, nothing is recorded, no event leaves. */
-    db_exec(h, "CREATE TRIGGER no_history BEFORE INSERT ON order_history"
-               " BEGIN SELECT RAISE(ABORT, 'disk on fire'); END;");
+    assert_int_equal(mh_exec(h->db, "CREATE TRIGGER no_history BEFORE INSERT ON order_history"
+                                    " BEGIN SELECT RAISE(ABORT, 'disk on fire'); END;"),
+                     SQLITE_OK);
     call(h, "s1", "create_order", false, "create_pending", in, &r);
-    assert_failed(&r, SG_TASK_RETRYABLE, "order.store");
+    mh_assert_failed(&r, SG_TASK_RETRYABLE, "order.store", NULL);
     assert_non_null(strstr(r.error_message, "disk on fire"));
     assert_string_equal(status_of(h, "o1"), "none");
-    assert_int_equal(query_int(h, "SELECT count(*) FROM order_lines"), 0);
-    assert_int_equal(query_int(h, "SELECT count(*) FROM svc_idempotency"), 0);
+    assert_int_equal(mh_query_int(h->db, "SELECT count(*) FROM order_lines"), 0);
+    assert_int_equal(mh_query_int(h->db, "SELECT count(*) FROM svc_idempotency"), 0);
     assert_events(h, "");
     /* The retry runs the operation again and takes effect once. */
-    db_exec(h, "DROP TRIGGER no_history;");
+    assert_int_equal(mh_exec(h->db, "DROP TRIGGER no_history;"), SQLITE_OK);
     call(h, "s1", "create_order", false, "create_pending", in, &r);
-    assert_ok(&r, "{\"order_id\":\"o1\",\"status\":\"pending\"}");
-    assert_int_equal(query_int(h, "SELECT count(*) FROM order_lines"), 2);
+    mh_assert_ok(&r, "{\"order_id\":\"o1\",\"status\":\"pending\"}");
+    assert_int_equal(mh_query_int(h->db, "SELECT count(*) FROM order_lines"), 2);
     assert_events(h, "order.created");
 
     /* Same for a status change: approve rolled back entirely. */
-    db_exec(h, "CREATE TRIGGER no_history BEFORE INSERT ON order_history"
-               " BEGIN SELECT RAISE(ABORT, 'disk on fire'); END;");
+    assert_int_equal(mh_exec(h->db, "CREATE TRIGGER no_history BEFORE INSERT ON order_history"
+                                    " BEGIN SELECT RAISE(ABORT, 'disk on fire'); END;"),
+                     SQLITE_OK);
     const char *ain = "{\"order_id\":\"o1\",\"reservation_id\":\"r\",\"payment_id\":\"p\"}";
     call(h, "s1", "approve_order", false, "approve", ain, &r);
-    assert_failed(&r, SG_TASK_RETRYABLE, "order.store");
+    mh_assert_failed(&r, SG_TASK_RETRYABLE, "order.store", NULL);
     assert_string_equal(status_of(h, "o1"), "pending");
-    assert_int_equal(query_int(h, "SELECT count(*) FROM orders WHERE reservation_id IS NULL"
-                                  " AND version = 1"),
+    assert_int_equal(mh_query_int(h->db, "SELECT count(*) FROM orders WHERE reservation_id IS NULL"
+                                         " AND version = 1"),
                      1);
     assert_events(h, "");
-    db_exec(h, "DROP TRIGGER no_history;");
+    assert_int_equal(mh_exec(h->db, "DROP TRIGGER no_history;"), SQLITE_OK);
     call(h, "s1", "approve_order", false, "approve", ain, &r);
-    assert_ok(&r, NULL);
+    mh_assert_ok(&r, NULL);
     assert_events(h, "order.updated");
 
     /* Injected transient failures (chaos) before the operation: not recorded. */
-    h_reopen(h, "order.error_rate=1");
+    mh_reopen(h, "order.error_rate=1");
     call(h, "s1", "get", false, "get", "{\"order_id\":\"o1\"}", &r);
-    assert_failed(&r, SG_TASK_RETRYABLE, "order.unavailable");
+    mh_assert_failed(&r, SG_TASK_RETRYABLE, "order.unavailable", NULL);
     /* A lost reply: the outcome is recorded, the retry finds it. */
-    h_reopen(h, "order.lost_reply_rate=1");
+    mh_reopen(h, "order.lost_reply_rate=1");
     call(h, "c1", "begin_cancel", false, "begin_cancel",
          "{\"order_id\":\"o1\",\"reason\":\"other\"}", &r);
-    assert_failed(&r, SG_TASK_RETRYABLE, "order.reply_lost");
-    h_reopen(h, NULL);
+    mh_assert_failed(&r, SG_TASK_RETRYABLE, "order.reply_lost", NULL);
+    mh_reopen(h, NULL);
     call(h, "c1", "begin_cancel", false, "begin_cancel",
          "{\"order_id\":\"o1\",\"reason\":\"other\"}", &r);
-    assert_ok(&r, NULL);
+    mh_assert_ok(&r, NULL);
     assert_non_null(strstr(r.output, "\"payment_id\":\"p\""));
     assert_int_equal(history_of(h, "o1"), 3);
     assert_events(h, "order.updated");
@@ -912,7 +819,7 @@ static const bad_t bad_inputs[] = {
 
 static void test_invalid_input(void **state)
 {
-    h_t *h = *state;
+    mh_t *h = *state;
     sg_task_result_t r = {0};
     make_order(h, "o1", "pending");
     cJSON_Delete(drain(h));
@@ -923,7 +830,7 @@ static void test_invalid_input(void **state)
         call(h, "s-bad", sid, strcmp(b->op, "reject") == 0 || strcmp(b->op, "restore") == 0, b->op,
              b->input, &r);
         print_message("%s %s -> %s\n", b->op, b->input, r.error_message);
-        assert_failed(&r, SG_TASK_FATAL, "order.invalid_input");
+        mh_assert_failed(&r, SG_TASK_FATAL, "order.invalid_input", NULL);
         assert_non_null(strstr(r.error_message, b->names));
     }
     /* A too long shipping address. */
@@ -935,11 +842,11 @@ static void test_invalid_input(void **state)
     memset(big + n, 'x', 4200);
     snprintf(big + n + 4200, sizeof(big) - (size_t)n - 4200, "\"}}");
     call(h, "s-bad", "big", false, "create_pending", big, &r);
-    assert_failed(&r, SG_TASK_FATAL, "order.invalid_input");
+    mh_assert_failed(&r, SG_TASK_FATAL, "order.invalid_input", NULL);
     assert_non_null(strstr(r.error_message, "shipping_address"));
 
     /* Nothing happened to anything. */
-    assert_int_equal(query_int(h, "SELECT count(*) FROM orders"), 1);
+    assert_int_equal(mh_query_int(h->db, "SELECT count(*) FROM orders"), 1);
     assert_string_equal(status_of(h, "o1"), "pending");
     assert_int_equal(history_of(h, "o1"), 1);
     assert_events(h, "");
@@ -950,11 +857,11 @@ static void test_invalid_input(void **state)
 
 static void test_get(void **state)
 {
-    h_t *h = *state;
+    mh_t *h = *state;
     sg_task_result_t r = {0};
     make_order(h, "o1", "cancelled");
     call(h, "x", "get", false, "get", "{\"order_id\":\"o1\"}", &r);
-    assert_ok(&r, NULL);
+    mh_assert_ok(&r, NULL);
     cJSON *doc = cJSON_Parse(r.output);
     assert_non_null(doc);
     assert_string_equal(cJSON_GetObjectItem(doc, "order_id")->valuestring, "o1");
@@ -991,7 +898,7 @@ static void test_get(void **state)
     assert_null(sg_order_get_json(NULL, "o1"));
 
     call(h, "x", "get2", false, "get", "{\"order_id\":\"nope\"}", &r);
-    assert_failed(&r, SG_TASK_FATAL, "order.not_found");
+    mh_assert_failed(&r, SG_TASK_FATAL, "order.not_found", NULL);
     /* No address: null. */
     call(h, "s2", "create_order", false, "create_pending",
          "{\"order_id\":\"o2\",\"customer_id\":\"c\",\"items\":[{\"sku\":\"A\",\"qty\":1,"
@@ -1009,14 +916,14 @@ static void test_get(void **state)
 
 static void test_events_ack(void **state)
 {
-    h_t *h = *state;
+    mh_t *h = *state;
     make_order(h, "o1", "cancelled"); /* created, updated x3, cancelled */
-    drain_t d = {.arr = cJSON_CreateArray(), .last_seq = -1};
-    assert_int_equal(h->mod->events_peek(h->actx, 2, drain_fn, &d), SG_OK);
-    assert_string_equal(types_of(d.arr), "order.created,order.updated");
-    cJSON_Delete(d.arr);
+    int64_t last_seq;
+    cJSON *evs = peek_events(h, 2, &last_seq);
+    assert_string_equal(types_of(evs), "order.created,order.updated");
+    cJSON_Delete(evs);
     /* Peeking does not remove; acking up to a seq removes exactly those. */
-    assert_int_equal(h->mod->events_ack(h->actx, d.last_seq), SG_OK);
+    assert_int_equal(h->mod->events_ack(h->actx, last_seq), SG_OK);
     assert_events(h, "order.updated,order.updated,order.cancelled");
     assert_events(h, "");
 }
@@ -1029,7 +936,7 @@ static void test_events_ack(void **state)
     "\"currency\":\"EUR\",\"status\":\"%s\",\"reservation_id\":\"res-s1\","               \
     "\"payment_id\":\"pay-s1\"}"
 
-static sg_err_t seed(h_t *h, const char *json, char *err, size_t errlen)
+static sg_err_t seed(mh_t *h, const char *json, char *err, size_t errlen)
 {
     err[0] = '\0';
     return h->mod->seed(h->actx, json, err, errlen);
@@ -1037,26 +944,26 @@ static sg_err_t seed(h_t *h, const char *json, char *err, size_t errlen)
 
 static void test_seed(void **state)
 {
-    h_t *h = *state;
+    mh_t *h = *state;
     sg_task_result_t r = {0};
     char err[256], doc[1024];
     /* Today's section of activities/seed/shop.json, and the empty list. */
     assert_int_equal(seed(h, "{}", err, sizeof(err)), SG_OK);
     assert_int_equal(seed(h, "{\"orders\":[]}", err, sizeof(err)), SG_OK);
-    assert_int_equal(query_int(h, "SELECT count(*) FROM orders"), 0);
+    assert_int_equal(mh_query_int(h->db, "SELECT count(*) FROM orders"), 0);
 
     snprintf(doc, sizeof(doc), "{\"orders\":[" SEED_ORDER "]}", "approved");
     for (int i = 0; i < 2; i++) { /* twice is harmless */
         assert_int_equal(seed(h, doc, err, sizeof(err)), SG_OK);
-        assert_int_equal(query_int(h, "SELECT count(*) FROM orders WHERE order_id = 'seed-1'"
-                                      " AND status = 'approved' AND saga_id IS NULL AND"
-                                      " payment_id = 'pay-s1' AND total = 5900"),
+        assert_int_equal(mh_query_int(h->db, "SELECT count(*) FROM orders WHERE order_id = 'seed-1'"
+                                             " AND status = 'approved' AND saga_id IS NULL AND"
+                                             " payment_id = 'pay-s1' AND total = 5900"),
                          1);
-        assert_int_equal(query_int(h, "SELECT count(*) FROM order_lines"), 1);
-        assert_int_equal(query_int(h, "SELECT count(*) FROM order_history WHERE"
-                                      " order_id = 'seed-1' AND from_status IS NULL AND"
-                                      " to_status = 'approved' AND reason = 'seeded' AND"
-                                      " activity = 'seed'"),
+        assert_int_equal(mh_query_int(h->db, "SELECT count(*) FROM order_lines"), 1);
+        assert_int_equal(mh_query_int(h->db, "SELECT count(*) FROM order_history WHERE"
+                                             " order_id = 'seed-1' AND from_status IS NULL AND"
+                                             " to_status = 'approved' AND reason = 'seeded' AND"
+                                             " activity = 'seed'"),
                          1);
         assert_int_equal(history_of(h, "seed-1"), 1);
     }
@@ -1064,12 +971,13 @@ static void test_seed(void **state)
     /* A seeded approved order is what the demo cancels. */
     call(h, "c1", "begin_cancel", false, "begin_cancel",
          "{\"order_id\":\"seed-1\",\"reason\":\"customer_request\"}", &r);
-    assert_ok(&r, "{\"order_id\":\"seed-1\",\"customer_id\":\"cus_bob\",\"email\":"
-                  "\"bob@example.com\",\"reservation_id\":\"res-s1\",\"payment_id\":"
-                  "\"pay-s1\",\"amount\":5900,\"currency\":\"EUR\"}");
+    mh_assert_ok(&r, "{\"order_id\":\"seed-1\",\"customer_id\":\"cus_bob\",\"email\":"
+                     "\"bob@example.com\",\"reservation_id\":\"res-s1\",\"payment_id\":"
+                     "\"pay-s1\",\"amount\":5900,\"currency\":\"EUR\"}");
     /* Seeding replaces what it names: the status, and the cancel in progress. */
     assert_int_equal(seed(h, doc, err, sizeof(err)), SG_OK);
-    assert_int_equal(query_int(h, "SELECT count(*) FROM orders WHERE order_id = 'seed-1' AND"
+    assert_int_equal(mh_query_int(h->db,
+                                  "SELECT count(*) FROM orders WHERE order_id = 'seed-1' AND"
                                   " status = 'approved' AND previous_status = 'cancelling' AND"
                                   " cancel_saga_id IS NULL"),
                      1);
@@ -1087,7 +995,7 @@ static void test_seed(void **state)
 
 static void test_seed_errors(void **state)
 {
-    h_t *h = *state;
+    mh_t *h = *state;
     char err[256], doc[2048], one[1024];
     static const struct {
         const char *json;
@@ -1120,37 +1028,37 @@ static void test_seed_errors(void **state)
     assert_non_null(strstr(err, "status"));
     snprintf(doc, sizeof(doc), "{\"orders\":[" SEED_ORDER "]}", "shipped");
     assert_int_equal(seed(h, doc, err, sizeof(err)), SG_ERR_INVALID);
-    assert_int_equal(query_int(h, "SELECT count(*) FROM orders"), 0);
-    assert_int_equal(query_int(h, "SELECT count(*) FROM order_history"), 0);
+    assert_int_equal(mh_query_int(h->db, "SELECT count(*) FROM orders"), 0);
+    assert_int_equal(mh_query_int(h->db, "SELECT count(*) FROM order_history"), 0);
 }
 
 /* ---- durability ---- */
 
 static void test_survives_reopen(void **state)
 {
-    h_t *h = *state;
+    mh_t *h = *state;
     sg_task_result_t r = {0};
     make_order(h, "o1", "approved");
-    h_reopen(h, NULL);
+    mh_reopen(h, NULL);
     assert_string_equal(status_of(h, "o1"), "approved");
     /* Recorded outcomes survive: a redelivery after the restart gets the first answer. */
     char in[1024];
     order_input(in, sizeof(in), "o1", ORDER_TOTAL);
     call(h, "s-o1", "create_order", false, "create_pending", in, &r);
-    assert_ok(&r, "{\"order_id\":\"o1\",\"status\":\"pending\"}");
+    mh_assert_ok(&r, "{\"order_id\":\"o1\",\"status\":\"pending\"}");
     /* The outbox too. */
     assert_events(h, "order.created,order.updated");
     /* And the state machine goes on. */
     call(h, "c1", "begin_cancel", false, "begin_cancel",
          "{\"order_id\":\"o1\",\"reason\":\"other\"}", &r);
-    assert_ok(&r, NULL);
+    mh_assert_ok(&r, NULL);
     assert_string_equal(status_of(h, "o1"), "cancelling");
     sg_task_result_fini(&r);
 }
 
 static void test_open_errors(void **state)
 {
-    h_t *h = *state;
+    mh_t *h = *state;
     char err[256] = "";
     sg_activity_ctx_t *actx = NULL;
     sg_activity_env_t env = {.data_dir = "/nonexistent/dir"};
@@ -1172,24 +1080,24 @@ static void test_open_errors(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(test_state_machine, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_create_pending, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_invalid_total, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_create_exists, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_approve, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_reject, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_compensation_without_forward, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_begin_cancel_and_restore, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_cancel, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_idempotency, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_retryable_not_recorded, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_invalid_input, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_get, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_events_ack, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_seed, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_seed_errors, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_survives_reopen, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_open_errors, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_state_machine, setup, mh_teardown),
+        cmocka_unit_test_setup_teardown(test_create_pending, setup, mh_teardown),
+        cmocka_unit_test_setup_teardown(test_invalid_total, setup, mh_teardown),
+        cmocka_unit_test_setup_teardown(test_create_exists, setup, mh_teardown),
+        cmocka_unit_test_setup_teardown(test_approve, setup, mh_teardown),
+        cmocka_unit_test_setup_teardown(test_reject, setup, mh_teardown),
+        cmocka_unit_test_setup_teardown(test_compensation_without_forward, setup, mh_teardown),
+        cmocka_unit_test_setup_teardown(test_begin_cancel_and_restore, setup, mh_teardown),
+        cmocka_unit_test_setup_teardown(test_cancel, setup, mh_teardown),
+        cmocka_unit_test_setup_teardown(test_idempotency, setup, mh_teardown),
+        cmocka_unit_test_setup_teardown(test_retryable_not_recorded, setup, mh_teardown),
+        cmocka_unit_test_setup_teardown(test_invalid_input, setup, mh_teardown),
+        cmocka_unit_test_setup_teardown(test_get, setup, mh_teardown),
+        cmocka_unit_test_setup_teardown(test_events_ack, setup, mh_teardown),
+        cmocka_unit_test_setup_teardown(test_seed, setup, mh_teardown),
+        cmocka_unit_test_setup_teardown(test_seed_errors, setup, mh_teardown),
+        cmocka_unit_test_setup_teardown(test_survives_reopen, setup, mh_teardown),
+        cmocka_unit_test_setup_teardown(test_open_errors, setup, mh_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -193,10 +193,14 @@ static bool timer_cb(void *ctx, const char *id, int kind, int64_t step, bool com
                 (int)fire);
 }
 
-static bool event_cb(void *ctx, int64_t id, const char *type, const char *corr, int64_t ts,
-                     const char *payload)
+static bool event_cb(void *ctx, const sg_store_event_t *e)
 {
-    return emit(ctx, "%d %s %s @%d %s", (int)id, type, S(corr), (int)ts, S(payload));
+    if (e->event_id != NULL || e->source != NULL) {
+        return emit(ctx, "%d %s %s @%d %s [%s %s]", (int)e->id, e->type, S(e->correlation_id),
+                    (int)e->ts_ms, S(e->payload), S(e->event_id), S(e->source));
+    }
+    return emit(ctx, "%d %s %s @%d %s", (int)e->id, e->type, S(e->correlation_id), (int)e->ts_ms,
+                S(e->payload));
 }
 
 static bool outbox_cb(void *ctx, int64_t id, const char *topic, const char *key,
@@ -688,6 +692,18 @@ static void test_events(void **state)
     expect_events(st, NULL, NULL, 1, 2, "2 order.created i2 @11 {}\n3 order.cancelled i1 @12 -\n");
     expect_events(st, NULL, "i1", 1, 0, "3 order.cancelled i1 @12 -\n");
     expect_events(st, "nothing", NULL, 0, 0, "");
+    /* Imported events carry their own id and source, once. */
+    bool inserted = false;
+    assert_int_equal(sg_store_event_import(st, "01EV", "order.created", "i3", 14, "order",
+                                           "{\"n\":1}", &inserted),
+                     SG_OK);
+    assert_true(inserted);
+    assert_int_equal(
+        sg_store_event_import(st, "01EV", "order.created", "i3", 15, "x", NULL, &inserted), SG_OK);
+    assert_false(inserted);
+    expect_events(st, NULL, "i3", 0, 0, "5 order.created i3 @14 {\"n\":1} [01EV order]\n");
+    expect_events(st, "order.created", NULL, 1, 0,
+                  "2 order.created i2 @11 {}\n5 order.created i3 @14 {\"n\":1} [01EV order]\n");
     sg_store_close(st);
 }
 

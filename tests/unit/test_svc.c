@@ -16,18 +16,20 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "activities/common/events.h"
 #include "activities/common/svc.h"
+#include "tests/support/module_harness.h"
 
 typedef struct {
     char dir[256];
+    char db[512]; /* kit.db in dir */
     sg_svc_t *svc;
 } h_t;
 
-static const char schema[] = "CREATE TABLE IF NOT EXISTS counter(n INTEGER NOT NULL);"
-                             "INSERT INTO counter SELECT 0 WHERE NOT EXISTS (SELECT 1 FROM counter);";
+static const char schema[] =
+    "CREATE TABLE IF NOT EXISTS counter(n INTEGER NOT NULL);"
+    "INSERT INTO counter SELECT 0 WHERE NOT EXISTS (SELECT 1 FROM counter);";
 
 static void h_open(h_t *h, const char *chaos)
 {
@@ -39,11 +41,9 @@ static void h_open(h_t *h, const char *chaos)
 static int setup(void **state)
 {
     h_t *h = calloc(1, sizeof(*h));
-    const char *tmp = getenv("TMPDIR");
-    snprintf(h->dir, sizeof(h->dir), "%s/sg-test-svc-XXXXXX", tmp ? tmp : "/tmp");
-    if (mkdtemp(h->dir) == NULL) {
-        return -1;
-    }
+    assert_non_null(h);
+    mh_dir_make(h->dir, sizeof(h->dir), "svc");
+    snprintf(h->db, sizeof(h->db), "%s/kit.db", h->dir);
     h_open(h, NULL);
     *state = h;
     return 0;
@@ -53,13 +53,9 @@ static int teardown(void **state)
 {
     h_t *h = *state;
     sg_svc_close(h->svc);
-    char cmd[400];
-    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", h->dir);
-    if (system(cmd) != 0) {
-        return -1;
-    }
+    int rc = mh_dir_remove(h->dir);
     free(h);
-    return 0;
+    return rc;
 }
 
 /* ---- a tiny operation: adds input.by to the counter, emits an event, answers
@@ -117,17 +113,7 @@ static void op_add(sg_svc_tx_t *tx, const sg_task_t *task, const cJSON *input, v
 
 static int64_t counter(h_t *h)
 {
-    sqlite3 *db;
-    char path[300];
-    snprintf(path, sizeof(path), "%s/kit.db", h->dir);
-    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
-    sqlite3_stmt *s;
-    assert_int_equal(sqlite3_prepare_v2(db, "SELECT n FROM counter", -1, &s, NULL), SQLITE_OK);
-    assert_int_equal(sqlite3_step(s), SQLITE_ROW);
-    int64_t n = sqlite3_column_int64(s, 0);
-    sqlite3_finalize(s);
-    sqlite3_close(db);
-    return n;
+    return mh_query_int(h->db, "SELECT n FROM counter");
 }
 
 static void run(h_t *h, const char *key, bool comp, const char *input, int *calls,
@@ -144,32 +130,21 @@ static void run(h_t *h, const char *key, bool comp, const char *input, int *call
     sg_svc_run(h->svc, &t, op_add, calls, res);
 }
 
-typedef struct {
-    int n;
-    char types[8][32];
-    char corr[8][32];
-    int64_t last_seq;
-    size_t proto_len[8];
-} seen_t;
-
-static bool seen_cb(void *arg, const sg_domain_event_t *ev)
+/* The kit's outbox, without removing anything (mh_events_free it). */
+static void peek(h_t *h, mh_events_t *e)
 {
-    seen_t *s = arg;
-    if (s->n < 8) {
-        snprintf(s->types[s->n], sizeof(s->types[0]), "%s", ev->type);
-        snprintf(s->corr[s->n], sizeof(s->corr[0]), "%s", ev->correlation_id ? ev->correlation_id : "");
-        s->proto_len[s->n] = ev->proto_len;
-    }
-    s->n++;
-    s->last_seq = ev->seq;
-    return true;
+    memset(e, 0, sizeof(*e));
+    assert_int_equal(sg_svc_events_peek(h->svc, 100, mh_events_collect, e), SG_OK);
 }
 
-static seen_t peek(h_t *h)
+/* How many events the outbox holds. */
+static size_t outbox_len(h_t *h)
 {
-    seen_t s = {0};
-    assert_int_equal(sg_svc_events_peek(h->svc, 100, seen_cb, &s), SG_OK);
-    return s;
+    mh_events_t e;
+    peek(h, &e);
+    size_t n = e.n;
+    mh_events_free(&e);
+    return n;
 }
 
 /* ---- tests ---- */
@@ -190,11 +165,13 @@ static void test_once_per_key(void **state)
     sg_task_result_fini(&r);
     assert_int_equal(calls, 1);
     assert_int_equal(counter(h), 5);
-    seen_t s = peek(h);
+    mh_events_t s;
+    peek(h, &s);
     assert_int_equal(s.n, 1);
-    assert_string_equal(s.types[0], "inventory.updated");
+    assert_string_equal(s.type[0], "inventory.updated");
     assert_string_equal(s.corr[0], "inst1");
     assert_true(s.proto_len[0] > 0);
+    mh_events_free(&s);
 }
 
 static void test_fatal_recorded_with_effect(void **state)
@@ -213,7 +190,7 @@ static void test_fatal_recorded_with_effect(void **state)
     sg_task_result_fini(&r);
     assert_int_equal(calls, 1);
     assert_int_equal(counter(h), 3); /* a business refusal may commit (payment.failed) */
-    assert_int_equal(peek(h).n, 1);
+    assert_int_equal(outbox_len(h), 1);
 }
 
 static void test_retryable_rolls_back(void **state)
@@ -225,7 +202,7 @@ static void test_retryable_rolls_back(void **state)
     assert_int_equal(r.outcome, SG_TASK_RETRYABLE);
     sg_task_result_fini(&r);
     assert_int_equal(counter(h), 0);
-    assert_int_equal(peek(h).n, 0); /* the event went with the rollback */
+    assert_int_equal(outbox_len(h), 0); /* the event went with the rollback */
     run(h, "inst1/r", false, "{\"by\":4,\"answer\":\"ok\"}", &calls, &r);
     assert_int_equal(r.outcome, SG_TASK_OK);
     sg_task_result_fini(&r);
@@ -258,8 +235,12 @@ static void test_invalid_input(void **state)
     h_t *h = *state;
     int calls = 0;
     sg_task_result_t r;
-    const char *bad[] = {"", "[1]", "{\"by\":", "{\"by\":\"x\",\"answer\":\"ok\"}",
-                         "{\"by\":1}", "{\"by\":1.5,\"answer\":\"ok\"}",
+    const char *bad[] = {"",
+                         "[1]",
+                         "{\"by\":",
+                         "{\"by\":\"x\",\"answer\":\"ok\"}",
+                         "{\"by\":1}",
+                         "{\"by\":1.5,\"answer\":\"ok\"}",
                          "{\"by\":5000,\"answer\":\"ok\"}"};
     for (size_t i = 0; i < SG_ARRAY_LEN(bad); i++) {
         char key[32];
@@ -286,17 +267,20 @@ static void test_ack_removes(void **state)
         run(h, key, false, "{\"by\":1,\"answer\":\"ok\"}", &calls, &r);
         sg_task_result_fini(&r);
     }
-    seen_t s = peek(h);
+    mh_events_t s;
+    peek(h, &s);
     assert_int_equal(s.n, 3);
-    assert_int_equal(peek(h).n, 3); /* peeking does not remove */
-    seen_t first = {0};
+    assert_int_equal(outbox_len(h), 3); /* peeking does not remove */
+    mh_events_t first = {0};
     /* ack the first two only */
     assert_int_equal(sg_svc_events_ack(h->svc, s.last_seq - 1), SG_OK);
-    first = peek(h);
+    peek(h, &first);
     assert_int_equal(first.n, 1);
     assert_int_equal(first.last_seq, s.last_seq);
     assert_int_equal(sg_svc_events_ack(h->svc, s.last_seq), SG_OK);
-    assert_int_equal(peek(h).n, 0);
+    assert_int_equal(outbox_len(h), 0);
+    mh_events_free(&first);
+    mh_events_free(&s);
 }
 
 static void test_chaos(void **state)
@@ -366,13 +350,13 @@ static void test_event_encode_strict(void **state)
 {
     (void)state;
     const char *bad[][2] = {
-        {"order.created", "{\"order_id\":\"o\",\"oops\":1}"},   /* unknown field */
-        {"order.created", "{\"order_id\":5}"},                   /* wrong type */
-        {"order.created", "{\"total\":1.5}"},                    /* not an integer */
-        {"order.created", "{\"items\":{\"sku\":\"A\"}}"},        /* not an array */
+        {"order.created", "{\"order_id\":\"o\",\"oops\":1}"},       /* unknown field */
+        {"order.created", "{\"order_id\":5}"},                      /* wrong type */
+        {"order.created", "{\"total\":1.5}"},                       /* not an integer */
+        {"order.created", "{\"items\":{\"sku\":\"A\"}}"},           /* not an array */
         {"order.created", "{\"items\":[{\"sku\":\"A\",\"x\":1}]}"}, /* nested unknown */
-        {"order.created", "[]"},                                 /* not an object */
-        {"order.nope", "{}"},                                    /* unknown type */
+        {"order.created", "[]"},                                    /* not an object */
+        {"order.nope", "{}"},                                       /* unknown type */
     };
     for (size_t i = 0; i < SG_ARRAY_LEN(bad); i++) {
         cJSON *ev = cJSON_Parse(bad[i][1]);
@@ -399,14 +383,16 @@ static void test_emit_rejects_unknown_field(void **state)
     cJSON *f = cJSON_CreateObject();
     cJSON_AddStringToObject(f, "not_a_field", "x");
     assert_int_equal(sg_svc_emit_now(h->svc, "order.updated", NULL, f), SG_ERR_INVALID);
-    assert_int_equal(peek(h).n, 0);
+    assert_int_equal(outbox_len(h), 0);
     f = cJSON_CreateObject();
     cJSON_AddStringToObject(f, "order_id", "o1");
     cJSON_AddStringToObject(f, "status", "approved");
     assert_int_equal(sg_svc_emit_now(h->svc, "order.updated", NULL, f), SG_OK);
-    seen_t s = peek(h);
+    mh_events_t s;
+    peek(h, &s);
     assert_int_equal(s.n, 1);
     assert_string_equal(s.corr[0], "");
+    mh_events_free(&s);
 }
 
 /* ---- seeding through the registry ---- */
@@ -419,13 +405,11 @@ static void test_seed_all_errors(void **state)
     assert_int_equal(sg_activity_seed_all(&env, "{\"nosuch\":{}}", err, sizeof(err), NULL, NULL),
                      SG_ERR_NOT_FOUND);
     assert_non_null(strstr(err, "nosuch"));
-    assert_int_equal(sg_activity_seed_all(&env, "[", err, sizeof(err), NULL, NULL),
-                     SG_ERR_INVALID);
+    assert_int_equal(sg_activity_seed_all(&env, "[", err, sizeof(err), NULL, NULL), SG_ERR_INVALID);
     assert_int_equal(sg_activity_seed_all(&env, "{\"test\":{}}", err, sizeof(err), NULL, NULL),
                      SG_ERR_NOT_FOUND);
-    assert_int_equal(sg_activity_seed_all(&env, "{\"_comment\":\"x\"}", err, sizeof(err), NULL,
-                                          NULL),
-                     SG_OK);
+    assert_int_equal(
+        sg_activity_seed_all(&env, "{\"_comment\":\"x\"}", err, sizeof(err), NULL, NULL), SG_OK);
 }
 
 int main(void)

@@ -609,6 +609,70 @@ static void test_dot_live(void **state)
     free(m);
 }
 
+/* ---- the live state of an instance (live.c) ---- */
+
+static void assert_view(const sg_viz_step_t *v, sg_viz_state_t state, uint32_t attempt,
+                        uint32_t max)
+{
+    assert_string_equal(sg_viz_state_name(v->state), sg_viz_state_name(state));
+    assert_int_equal(v->attempt, attempt);
+    assert_int_equal(v->max_attempts, max);
+}
+
+static void test_live_from_instance(void **state)
+{
+    (void)state;
+    model_t *m = model_linear();
+    sg_step_state_t ss[MAX_STEPS] = {{0}};
+    sg_inst_t inst = {.def = &m->def, .status = SG_INST_RUNNING, .steps = ss};
+    unsigned validate = by_id(m, "validate_order")->index, res = by_id(m, "reserve_stock")->index;
+    unsigned fraud = by_id(m, "check_fraud")->index, charge = by_id(m, "charge_payment")->index;
+    unsigned confirm = by_id(m, "confirm_order")->index, cool = by_id(m, "cool_off")->index;
+    unsigned notify = by_id(m, "notify_customer")->index, ship = by_id(m, "ship")->index;
+    ss[validate] = (sg_step_state_t){.status = SG_SS_DONE, .attempt = 1};
+    ss[res] = (sg_step_state_t){
+        .status = SG_SS_DONE, .attempt = 2, .comp = SG_CS_DONE, .comp_attempt = 2};
+    ss[fraud] = (sg_step_state_t){.status = SG_SS_SKIPPED};
+    ss[charge] = (sg_step_state_t){.status = SG_SS_FAILED, .attempt = 3};
+    ss[confirm] = (sg_step_state_t){.status = SG_SS_BACKOFF, .attempt = 1};
+    ss[cool] = (sg_step_state_t){.status = SG_SS_WAITING};
+    /* Two attempts since an operator retry at attempt 3: the policy counts from there. */
+    ss[notify] = (sg_step_state_t){.status = SG_SS_RUNNING, .attempt = 5, .attempt_base = 3};
+    sg_viz_step_t live[MAX_STEPS];
+    memset(live, 0xff, sizeof live);
+    sg_viz_live(&inst, live);
+    assert_view(&live[validate], SG_VIZ_DONE, 1, 3);
+    assert_view(&live[res], SG_VIZ_COMPENSATED, 2, 10);
+    assert_view(&live[fraud], SG_VIZ_SKIPPED, 0, 3);
+    assert_view(&live[charge], SG_VIZ_FAILED, 3, 3);
+    assert_view(&live[confirm], SG_VIZ_RETRYING, 2, 3);
+    assert_view(&live[cool], SG_VIZ_RUNNING, 0, 0);
+    assert_view(&live[notify], SG_VIZ_RUNNING, 2, 0);
+    assert_view(&live[ship], SG_VIZ_PENDING, 0, 10);
+    char *dot = render(m, live);
+    assert_has(dot, "<B>undone ✓ · attempt 2/10</B>");
+    assert_has(dot, "<B>retry 2/3</B>");
+    sg_free(dot);
+
+    /* Compensations: waiting for a retry, queued, failed; an undo the pivot abandoned. */
+    ss[res].comp = SG_CS_BACKOFF;
+    ss[res].comp_attempt = 3;
+    ss[res].comp_attempt_base = 1;
+    ss[validate].comp = SG_CS_PENDING;
+    sg_viz_live(&inst, live);
+    assert_view(&live[res], SG_VIZ_COMPENSATING, 3, 10);
+    assert_view(&live[validate], SG_VIZ_COMPENSATING, 0, 0);
+    ss[res].comp = SG_CS_FAILED;
+    ss[res].comp_attempt = 11;
+    sg_viz_live(&inst, live);
+    assert_view(&live[res], SG_VIZ_COMPENSATION_FAILED, 10, 10);
+    inst.status = SG_INST_COMPLETED;
+    sg_viz_live(&inst, live);
+    assert_view(&live[validate], SG_VIZ_DONE, 1, 3);
+    assert_view(&live[res], SG_VIZ_COMPENSATION_FAILED, 10, 10);
+    free(m);
+}
+
 /* Appends to what is in the buffer; an empty saga still draws start -> COMPLETED. */
 static void test_dot_appends_and_empty(void **state)
 {
@@ -1007,6 +1071,7 @@ int main(void)
         cmocka_unit_test(test_dot_parallel),
         cmocka_unit_test(test_dot_hostile),
         cmocka_unit_test(test_dot_live),
+        cmocka_unit_test(test_live_from_instance),
         cmocka_unit_test(test_dot_appends_and_empty),
         cmocka_unit_test(test_dot_oom),
         cmocka_unit_test(test_svg_garbage),
