@@ -135,6 +135,10 @@ void gw__h_events(gw_req_t *r);
 void gw__h_order_create(gw_req_t *r);
 void gw__h_order_get(gw_req_t *r);
 void gw__h_order_cancel(gw_req_t *r);
+/* dlq.c: the kafka transport's dead letters (GET /v1/dlq, requeue, discard). */
+void gw__h_dlq_list(gw_req_t *r);
+void gw__h_dlq_requeue(gw_req_t *r);
+void gw__h_dlq_discard(gw_req_t *r);
 
 /* metrics.c: HTTP metrics in the driver's registry, and GET /metrics. */
 typedef struct gw_metrics gw_metrics_t;

@@ -39,12 +39,17 @@ static void h_healthz(gw_req_t *r)
     reply_status(r, "ok");
 }
 
-/* Ready: the gateway is not stopping (it is stopped before the driver, so the driver
- * runs) and the database answers a read. 503 otherwise: the one deliberate 5xx. */
+/* Ready: the gateway is not stopping, the driver runs and its last commit worked, and
+ * the database answers a read. 503 otherwise: the one deliberate 5xx. */
 static void h_readyz(gw_req_t *r)
 {
     if (!gw__serving(r->gw)) {
         gw__problem(r, MHD_HTTP_SERVICE_UNAVAILABLE, "not-ready", "sagad is stopping");
+        return;
+    }
+    if (!sg_driver_ready(gw__driver(r->gw))) {
+        gw__problem(r, MHD_HTTP_SERVICE_UNAVAILABLE, "not-ready",
+                    "the engine is not running or its last commit failed");
         return;
     }
     char err[256] = "";
@@ -445,6 +450,9 @@ const gw_route_t gw__routes[] = {
     {"GET", "/v1/workflows/{name}/graph", gw__h_workflow_graph, SG_SCOPE_READ},
     {"GET", "/v1/instances/{id}/graph", gw__h_instance_graph, SG_SCOPE_READ},
     {"GET", "/v1/events", gw__h_events, SG_SCOPE_READ},
+    {"GET", "/v1/dlq", gw__h_dlq_list, SG_SCOPE_OPERATE},
+    {"POST", "/v1/dlq/{id}/requeue", gw__h_dlq_requeue, SG_SCOPE_OPERATE},
+    {"POST", "/v1/dlq/{id}/discard", gw__h_dlq_discard, SG_SCOPE_OPERATE},
     {"POST", "/v1/orders", gw__h_order_create, SG_SCOPE_START},
     {"GET", "/v1/orders/{id}", gw__h_order_get, SG_SCOPE_READ},
     {"POST", "/v1/orders/{id}/cancel", gw__h_order_cancel, SG_SCOPE_OPERATE},

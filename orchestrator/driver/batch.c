@@ -96,7 +96,8 @@ static bool write_cmd(sg_driver_t *d, sg_inst_t *inst, sg_cmd_t *c, uint64_t now
         char event_id[27];
         sg_ulid_new(now, event_id);
         return sg_store_event_import(st, event_id, c->name, inst->id, (int64_t)now, "sagad",
-                                     c->payload, NULL) == SG_OK;
+                                     c->payload, NULL) == SG_OK &&
+               drv__outbox_event(d, inst->id, event_id, c->name, c->payload, now);
     }
     }
     return false;
@@ -417,6 +418,7 @@ static void after_commit(sg_driver_t *d)
         }
     }
     atomic_fetch_add(&d->dispatched, d->n_dispatch);
+    drv__outbox_committed(d);
     sweep_timers(d);
     for (size_t i = 0; i < d->n_replies; i++) {
         reply(d->replies[i].it, d->replies[i].rc, &d->replies[i].res);
@@ -440,7 +442,9 @@ static void recover_from_failed_batch(sg_driver_t *d, item_t *items)
     sg_log(SG_LOG_ERROR, NULL, "batch rolled back: %s", sg_store_errmsg(d->store));
     drv__reload_all(d);
     for (item_t *it = items; it != NULL; it = it->next) {
-        if (it->kind != ITEM_RESULT) {
+        if (it->kind == ITEM_DEAD_LETTER) {
+            drv__dlq_again(d, it); /* nothing behind it may be acknowledged first */
+        } else if (it->kind != ITEM_RESULT) {
             reply(it, SG_ERR_IO, NULL);
         }
     }
@@ -476,6 +480,17 @@ void drv__run_batch(sg_driver_t *d, item_t *items, uint64_t now)
                 rc = SG_ERR_NOMEM;
             }
             break;
+        case ITEM_DEAD_LETTER:
+        case ITEM_DLQ_ACTION:
+        case ITEM_OUTBOX: {
+            sg_err_t answer = SG_OK;
+            rc = it->kind == ITEM_OUTBOX ? drv__outbox_apply(d, it)
+                                         : drv__dlq_apply(d, it, now, &answer);
+            if (rc == SG_OK && !add_reply(d, it, answer, NULL)) {
+                rc = SG_ERR_NOMEM;
+            }
+            break;
+        }
         default:
             rc = do_control(d, it, now);
         }
@@ -487,10 +502,12 @@ void drv__run_batch(sg_driver_t *d, item_t *items, uint64_t now)
         n++;
     }
     if (rc != SG_OK || sg_store_commit(d->store) != SG_OK) {
+        atomic_store(&d->last_batch_failed, true);
         clear_batch(d);
         recover_from_failed_batch(d, items);
         goto done;
     }
+    atomic_store(&d->last_batch_failed, false);
     after_commit(d);
     clear_batch(d);
     atomic_fetch_add(&d->batches, 1);

@@ -33,6 +33,11 @@ static sg_err_t enqueue(sg_driver_t *d, item_t *it)
     return SG_OK;
 }
 
+sg_err_t drv__enqueue(sg_driver_t *d, item_t *it)
+{
+    return enqueue(d, it);
+}
+
 /* Takes up to max items; waits until there is work, a timer is due, or stop. */
 static item_t *take_batch(sg_driver_t *d, size_t max, bool *stop)
 {
@@ -210,7 +215,10 @@ sg_err_t sg_driver_start(const sg_driver_opts_t *opts, sg_driver_t **out, char *
                               .on_result = on_result,
                               .results_sync = results_sync,
                               .kafka = d->opts.kafka,
+                              .on_dead_letter = drv__on_dead_letter,
+                              .on_published = drv__on_published,
                               .ctx = d};
+    drv__outbox_init(d); /* before the transport can report on a publication */
     rc = d->tvt->start(&to, &d->transport, err, errlen);
     if (rc != SG_OK) {
         goto fail;
@@ -229,8 +237,11 @@ sg_err_t sg_driver_start(const sg_driver_opts_t *opts, sg_driver_t **out, char *
         goto fail;
     }
     rc = drv__relay_start(d);
+    if (rc == SG_OK) {
+        rc = drv__outbox_start(d);
+    }
     if (rc != SG_OK) {
-        snprintf(err, errlen, "cannot start the event relay thread");
+        snprintf(err, errlen, "cannot start the event relay threads");
         goto fail;
     }
     *out = d;
@@ -253,6 +264,7 @@ void sg_driver_stop(sg_driver_t *d)
     /* The relay first: the engine thread answers what it has queued, then it sees
      * stopping and leaves (events not handed on wait in the outboxes for the restart). */
     drv__relay_stop(d);
+    drv__outbox_stop(d); /* its rows not yet published stay for the restart */
     /* The engine thread first: it finishes the work in hand and may still dispatch.
      * Then the workers: results that arrive from now on are refused, and their attempts
      * stay "running" in the database, to be dispatched again at the next start. */
@@ -262,6 +274,7 @@ void sg_driver_stop(sg_driver_t *d)
     if (d->transport != NULL) {
         d->tvt->stop(d->transport);
     }
+    drv__outbox_fini(d); /* after the transport: it reports publications until it stops */
     while (d->head != NULL) {
         item_t *next = d->head->next;
         drv__item_free(d->head);
@@ -283,6 +296,14 @@ void sg_driver_stop(sg_driver_t *d)
     pthread_cond_destroy(&d->relay_cv);
     pthread_mutex_destroy(&d->mu);
     sg_free(d);
+}
+
+bool sg_driver_ready(sg_driver_t *d)
+{
+    pthread_mutex_lock(&d->mu);
+    bool up = d->running && !d->stopping;
+    pthread_mutex_unlock(&d->mu);
+    return up && !atomic_load(&d->last_batch_failed);
 }
 
 /* ---- requests ---- */

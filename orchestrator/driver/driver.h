@@ -78,6 +78,18 @@ sg_err_t sg_driver_start_saga_async(sg_driver_t *d, const char *workflow, int64_
 sg_err_t sg_driver_cancel(sg_driver_t *d, const char *id);
 sg_err_t sg_driver_retry(sg_driver_t *d, const char *id);
 
+/*
+ * Dead letters (kafka transport; rows of the store's dlq table, listed with
+ * sg_store_dlq_list). Requeue puts the dead letter's original task back on its tasks topic
+ * (through sagad's outbox, in the transaction that marks the row "requeued"); discard
+ * only marks it "discarded". Both block until durable. SG_ERR_NOT_FOUND: no such row;
+ * SG_ERR_STATE: its status does not allow it (requeued is final; new and discarded may be
+ * requeued; only new may be discarded); SG_ERR_INVALID: it cannot be requeued by this
+ * sagad (no kafka transport, or a queue that names no topic). Any thread but the engine's.
+ */
+sg_err_t sg_driver_dlq_requeue(sg_driver_t *d, int64_t id);
+sg_err_t sg_driver_dlq_discard(sg_driver_t *d, int64_t id);
+
 /* Re-reads the workflows folder: new (name, version) pairs are registered; a changed
  * file that kept its version is refused (logged). Any thread. */
 void sg_driver_reload(sg_driver_t *d);
@@ -97,6 +109,11 @@ typedef struct {
 } sg_driver_stats_t;
 
 void sg_driver_stats(sg_driver_t *d, sg_driver_stats_t *out);
+
+/* Ready to take work: the engine thread runs, no stop has begun, and its last batch
+ * committed (false after a failed commit, e.g. a full disk, until one succeeds). Any
+ * thread. */
+bool sg_driver_ready(sg_driver_t *d);
 
 /* The driver's metrics registry (sagas per workflow, attempts per activity, batches,
  * queue depths), where the gateway adds its own series for GET /metrics. Valid until

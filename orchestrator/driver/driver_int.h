@@ -15,7 +15,16 @@
 
 /* ---- work items ---- */
 
-typedef enum { ITEM_START, ITEM_CANCEL, ITEM_RETRY, ITEM_RESULT, ITEM_EVENTS } item_kind_t;
+typedef enum {
+    ITEM_START,
+    ITEM_CANCEL,
+    ITEM_RETRY,
+    ITEM_RESULT,
+    ITEM_EVENTS,
+    ITEM_DEAD_LETTER, /* dlq.c: a dead letter to record */
+    ITEM_DLQ_ACTION,  /* dlq.c: an operator's requeue or discard */
+    ITEM_OUTBOX,      /* outbox.c: the relay fetches or deletes outbox rows */
+} item_kind_t;
 
 /* A domain event copied out of a module's outbox, on its way into the event log. */
 typedef struct {
@@ -51,6 +60,9 @@ typedef struct item {
     /* EVENTS */
     relay_ev_t *events;
     size_t n_events;
+    /* DEAD_LETTER, DLQ_ACTION, OUTBOX: the kind's own data, freed with ext_free */
+    void *ext;
+    void (*ext_free)(void *ext);
 } item_t;
 
 void drv__item_free(item_t *it);
@@ -158,7 +170,9 @@ struct sg_driver {
     _Atomic uint64_t started, completed, compensated, failed, compensation_failed;
     _Atomic uint64_t batches, items, dispatched, duplicates, batch_us_total, active;
     _Atomic uint64_t events_relayed;
-    struct drv_metrics *metrics; /* instrument.c; NULL when it could not be allocated */
+    atomic_bool last_batch_failed; /* for sg_driver_ready */
+    struct drv_metrics *metrics;   /* instrument.c; NULL when it could not be allocated */
+    struct drv_outbox *outbox;     /* outbox.c; NULL when the transport cannot publish */
 };
 
 /* batch.c: one transaction's worth of work (engine thread). */
@@ -173,8 +187,42 @@ sg_err_t drv__relay_start(sg_driver_t *d);
 void drv__relay_stop(sg_driver_t *d); /* after stopping was set; joins the thread */
 /* Imports the events of an ITEM_EVENTS item (engine thread, inside the batch). */
 sg_err_t drv__relay_import(sg_driver_t *d, const item_t *it);
+/* Enqueues it without waiting (driver.c): SG_ERR_STATE while stopping (it is not
+ * taken then). */
+sg_err_t drv__enqueue(sg_driver_t *d, item_t *it);
 /* Enqueues it and waits until the engine thread answered it (driver.c). */
 sg_err_t drv__wait_for(sg_driver_t *d, item_t *it, waiter_t *w);
+
+/* dlq.c: dead letters from the transport (kafka), recorded in the store's dlq table
+ * through the engine thread, and the operators' requeue / discard. */
+void drv__on_dead_letter(void *ctx, const sg_dead_letter_t *dl); /* transport thread */
+/* Applies an ITEM_DEAD_LETTER or ITEM_DLQ_ACTION (engine thread, inside the batch);
+ * *answer is what its caller gets. Non-SG_OK only when the batch must roll back. */
+sg_err_t drv__dlq_apply(sg_driver_t *d, item_t *it, uint64_t now, sg_err_t *answer);
+/* A batch holding this dead letter failed: queue it again, first (engine thread). */
+void drv__dlq_again(sg_driver_t *d, item_t *it);
+
+/* outbox.c: sagad's own outbox (workflow events, requeued dead letters), published by a
+ * relay thread through the transport's publish(); rows are deleted after delivery. */
+void drv__outbox_init(sg_driver_t *d); /* before the transport starts; off without publish */
+sg_err_t drv__outbox_start(sg_driver_t *d);
+void drv__outbox_stop(sg_driver_t *d); /* after stopping was set; joins the thread */
+void drv__outbox_fini(sg_driver_t *d); /* after the transport stopped */
+void drv__on_published(void *ctx, void *opaque, sg_err_t rc); /* transport thread */
+/* Engine thread, inside the batch. A workflow event as the message of its type on the
+ * topic of that name (false only when the store failed; an event that does not fit its
+ * message stays in the log only, with one warning per type). */
+bool drv__outbox_event(sg_driver_t *d, const char *instance_id, const char *event_id,
+                       const char *type, const char *data, uint64_t now);
+/* Any message (false when the store failed). */
+bool drv__outbox_put(sg_driver_t *d, const char *topic, const char *key, const void *value,
+                     size_t len, uint64_t now);
+/* Applies an ITEM_OUTBOX (engine thread, inside the batch). */
+sg_err_t drv__outbox_apply(sg_driver_t *d, item_t *it);
+/* After a commit: wakes the relay when the batch wrote to the outbox. */
+void drv__outbox_committed(sg_driver_t *d);
+/* Outbox messages delivered and deleted so far (metrics). Any thread. */
+uint64_t drv__outbox_published(sg_driver_t *d);
 
 /* recover.c: resume unfinished instances (engine thread, before the loop): load them,
  * arm their timers, and dispatch their in-flight attempts again (same idempotency key). */

@@ -199,6 +199,66 @@ static double read_relayed(void *ctx)
     return (double)atomic_load(&((sg_driver_t *)ctx)->events_relayed);
 }
 
+/* The transport's counters (kafka), read at scrape time. */
+static sg_transport_stats_t transport_stats(void *ctx)
+{
+    sg_driver_t *d = ctx;
+    sg_transport_stats_t st = {0};
+    d->tvt->stats(d->transport, &st);
+    return st;
+}
+
+static double read_undecodable(void *ctx)
+{
+    return (double)transport_stats(ctx).results_undecodable;
+}
+
+static double read_recreated(void *ctx)
+{
+    return (double)transport_stats(ctx).producer_recreated;
+}
+
+static double read_unacked(void *ctx)
+{
+    return (double)transport_stats(ctx).tasks_unacked;
+}
+
+static double read_dead_letters(void *ctx)
+{
+    return (double)transport_stats(ctx).dead_letters;
+}
+
+static double read_published(void *ctx)
+{
+    return (double)drv__outbox_published(ctx);
+}
+
+static void register_transport(sg_driver_t *d, sg_metrics_t *reg)
+{
+    if (d->tvt->stats != NULL) {
+        sg_metrics_counter_fn(reg, "sagad_kafka_results_undecodable_total",
+                              "Messages of saga.results skipped because they are no "
+                              "ActivityResult.",
+                              read_undecodable, d);
+        sg_metrics_counter_fn(reg, "sagad_kafka_producer_recreated_total",
+                              "Kafka producers replaced after a fatal error (nothing pending "
+                              "is lost).",
+                              read_recreated, d);
+        sg_metrics_gauge_fn(reg, "sagad_kafka_tasks_awaiting_delivery",
+                            "Tasks produced to Kafka that the broker has not acknowledged yet.",
+                            read_unacked, d);
+        sg_metrics_counter_fn(reg, "sagad_kafka_dead_letters_total",
+                              "Dead letters read from the saga.tasks.<queue>.dlq topics.",
+                              read_dead_letters, d);
+    }
+    if (d->outbox != NULL) {
+        sg_metrics_counter_fn(reg, "sagad_outbox_published_total",
+                              "Messages of sagad's outbox (workflow events, requeued dead "
+                              "letters) acknowledged by the broker.",
+                              read_published, d);
+    }
+}
+
 /* ---- lifecycle ---- */
 
 static void register_readers(sg_driver_t *d, sg_metrics_t *reg)
@@ -223,6 +283,7 @@ static void register_readers(sg_driver_t *d, sg_metrics_t *reg)
     sg_metrics_counter_fn(reg, "sagad_events_relayed_total",
                           "Domain events moved from the services' outboxes into the event log.",
                           read_relayed, d);
+    register_transport(d, reg);
 }
 
 void drv__metrics_init(sg_driver_t *d)

@@ -25,6 +25,9 @@ void drv__item_free(item_t *it)
         sg_free(e->json);
     }
     sg_free(it->events);
+    if (it->ext_free != NULL) {
+        it->ext_free(it->ext);
+    }
     sg_free(it);
 }
 

@@ -234,8 +234,10 @@ static void put_step(const sg_def_t *def, const sg_step_t *st, int depth, sg_buf
     sg_buf_printf(out, "%*s  fails: ", depth * 2, "");
     put_plan(def, st, out, any_maybe);
     if (st->compensate != NULL) {
-        sg_buf_printf(out, "%*s  times out: %s (%s) first, as the effect may have happened\n",
-                      depth * 2, "", st->compensate->activity, st->id);
+        sg_buf_printf(
+            out,
+            "%*s  times out or fails retryably: %s (%s) first, as the effect may have happened\n",
+            depth * 2, "", st->compensate->activity, st->id);
     }
     put_routes(def, st, depth, out, any_maybe);
 }

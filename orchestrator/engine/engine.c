@@ -249,6 +249,14 @@ static void run_step(eng_t *e, const sg_step_t *st)
 
 /* ---- failures ---- */
 
+void eng__mark_maybe_effect(eng_t *e, sg_step_state_t *ss)
+{
+    if (!ss->maybe_effect) {
+        ss->maybe_effect = true;
+        ss->done_seq = ++e->inst->done_counter; /* its place in the reverse-order undo */
+    }
+}
+
 static const sg_route_t *match_route(const sg_step_t *st, const char *code)
 {
     for (size_t r = 0; r < st->n_routes; r++) {
@@ -331,6 +339,12 @@ static sg_err_t on_result(eng_t *e, const sg_event_t *ev)
         eng__hist(e, "stale_result_ignored", (int32_t)st->index, ev->attempt, NULL);
         return SG_OK;
     }
+    if (ev->outcome == SG_OUTCOME_RETRYABLE) {
+        /* A retryable failure promises no effect OR an effect recorded for the retry to
+         * find (activity.h): if the retries run out, the effect may exist, so the step
+         * is compensated like a timed-out one (an undo of nothing does nothing). */
+        eng__mark_maybe_effect(e, ss);
+    }
     if (ev->outcome != SG_OUTCOME_OK) {
         eng__fail_step(e, st, ev->error_code ? ev->error_code : "error",
                        ev->error_message ? ev->error_message : "",
@@ -343,7 +357,7 @@ static sg_err_t on_result(eng_t *e, const sg_event_t *ev)
         char *err = NULL;
         if (eng__eval_on(e, st->output.text, raw, &out, &err) != SG_OK) {
             /* The effect happened but its output cannot be read: undo it if we can. */
-            ss->maybe_effect = true;
+            eng__mark_maybe_effect(e, ss);
             eng__fail_step(e, st, "saga.mapping_error", err ? err : "output mapping failed", false);
             sg_free(err);
             return SG_OK;
@@ -379,10 +393,7 @@ static sg_err_t on_timer(eng_t *e, const sg_event_t *ev)
         st->kind == SG_STEP_ACTIVITY) {
         /* The outcome is unknown: the effect may have happened, so it is compensated
          * (compensations are safe to run for effects that did not happen). */
-        if (!ss->maybe_effect) {
-            ss->maybe_effect = true;
-            ss->done_seq = ++e->inst->done_counter;
-        }
+        eng__mark_maybe_effect(e, ss);
         eng__fail_step(e, st, "saga.timeout", "the attempt timed out", true);
     } else if (ev->timer == SG_TIMER_BACKOFF && live && ss->status == SG_SS_BACKOFF &&
                e->inst->status == SG_INST_RUNNING) {

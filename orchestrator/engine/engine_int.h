@@ -58,6 +58,9 @@ bool eng__attempts_left(const sg_retry_t *r, uint32_t attempt, uint32_t base);
 void eng__schedule_backoff(eng_t *e, const sg_step_t *st, bool comp, uint32_t attempt,
                            const sg_retry_t *r);
 void eng__step_done(eng_t *e, const sg_step_t *st, char *output);
+/* The step's effect may have happened (a timeout, a retryable failure): compensate it
+ * if the saga compensates, in the order of when this became known. */
+void eng__mark_maybe_effect(eng_t *e, sg_step_state_t *ss);
 void eng__fail_step(eng_t *e, const sg_step_t *st, const char *code, const char *msg,
                     bool retryable);
 void eng__finish(eng_t *e, sg_inst_status_t status);

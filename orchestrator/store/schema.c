@@ -66,6 +66,17 @@ static const char *const migrations[] = {
     "ALTER TABLE events ADD COLUMN event_id TEXT;"
     "ALTER TABLE events ADD COLUMN source TEXT;"
     "CREATE UNIQUE INDEX events_event_id ON events(event_id);",
+    /* 3: dead letters read from the saga.tasks.<queue>.dlq topics, once each (the
+     * consumer is at-least-once; the unique position makes a second copy a no-op), with
+     * what an operator decided about them. */
+    "CREATE TABLE dlq(id INTEGER PRIMARY KEY AUTOINCREMENT, topic TEXT NOT NULL,"
+    " part INTEGER NOT NULL, off INTEGER NOT NULL, queue TEXT NOT NULL, msg_key TEXT,"
+    " instance_id TEXT, step_id TEXT, attempt INTEGER, idempotency_key TEXT, activity TEXT,"
+    " input TEXT, reason TEXT, headers TEXT, received_ms INTEGER NOT NULL,"
+    " task BLOB NOT NULL, status TEXT NOT NULL DEFAULT 'new', updated_ms INTEGER NOT NULL,"
+    " UNIQUE(topic, part, off));"
+    "CREATE INDEX dlq_queue ON dlq(queue, id);"
+    "CREATE INDEX dlq_status ON dlq(status, id);",
 };
 
 _Static_assert(SG_ARRAY_LEN(migrations) == SG_STORE_SCHEMA_VERSION,
@@ -89,6 +100,11 @@ _Static_assert(STORE_APPLICATION_ID == 1935763297, "migration 1 stamps STORE_APP
 /* Spelling out the active statuses lets the planner use the partial index instances_active
  * for a status that is bound only at run time. */
 #define ACTIVE "status IN ('RUNNING', 'COMPENSATING')"
+#define DLQ_COLS                                                                            \
+    "id, topic, part, off, queue, msg_key, instance_id, step_id, attempt, idempotency_key," \
+    " activity, input, reason, headers, received_ms, status, updated_ms, length(task)"
+#define DLQ_LIST_SQL(filter) \
+    "SELECT " DLQ_COLS " FROM dlq WHERE id > ?1" filter " ORDER BY id LIMIT ?4"
 #define EVENT_LIST_SQL(filter)                                                      \
     "SELECT id, type, correlation_id, ts_ms, payload, event_id, source FROM events" \
     " WHERE id > ?1" filter " ORDER BY id LIMIT ?4"
@@ -139,6 +155,14 @@ const store_query_t store__queries[STORE_Q__COUNT] = {
         {"put outbox message",
          "INSERT INTO outbox(topic, key, payload, created_ms) VALUES (?1, ?2, ?3, ?4)"},
     [STORE_Q_OUTBOX_DEL] = {"delete outbox message", "DELETE FROM outbox WHERE id = ?1"},
+    [STORE_Q_DLQ_INSERT] = {"insert dead letter",
+                            "INSERT INTO dlq(topic, part, off, queue, msg_key, instance_id,"
+                            " step_id, attempt, idempotency_key, activity, input, reason,"
+                            " headers, received_ms, task, status, updated_ms) VALUES (?1, ?2,"
+                            " ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, 'new',"
+                            " ?14) ON CONFLICT(topic, part, off) DO NOTHING"},
+    [STORE_Q_DLQ_STATUS] = {"set dead letter status",
+                            "UPDATE dlq SET status = ?2, updated_ms = ?3 WHERE id = ?1"},
     [STORE_Q_BEGIN_READ] = {"begin", "BEGIN"},
     [STORE_Q_COMMIT] = {"commit", "COMMIT"},
     [STORE_Q_ROLLBACK] = {"rollback", "ROLLBACK"},
@@ -187,6 +211,11 @@ const store_query_t store__queries[STORE_Q__COUNT] = {
     [STORE_Q_OUTBOX_FETCH] = {"fetch outbox",
                               "SELECT id, topic, key, payload FROM outbox WHERE id > ?1"
                               " ORDER BY id LIMIT ?2"},
+    [STORE_Q_DLQ_GET] = {"get dead letter", "SELECT " DLQ_COLS ", task FROM dlq WHERE id = ?1"},
+    [STORE_Q_DLQ_LIST] = {"list dead letters", DLQ_LIST_SQL("")},
+    [STORE_Q_DLQ_LIST_Q] = {"list dead letters", DLQ_LIST_SQL(" AND queue = ?2")},
+    [STORE_Q_DLQ_LIST_S] = {"list dead letters", DLQ_LIST_SQL(" AND status = ?3")},
+    [STORE_Q_DLQ_LIST_QS] = {"list dead letters", DLQ_LIST_SQL(" AND queue = ?2 AND status = ?3")},
     [STORE_Q_INTEGRITY] = {"integrity check", "PRAGMA integrity_check"},
 };
 

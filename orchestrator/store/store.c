@@ -385,6 +385,7 @@ typedef struct {
         sg_store_timer_cb timer;
         sg_store_event_cb event;
         sg_store_outbox_cb outbox;
+        sg_store_dlq_cb dlq;
     } cb;
     void *ctx;
 } visit_t;
@@ -903,4 +904,112 @@ sg_err_t sg_store_outbox_delete(sg_store_t *st, int64_t id)
         err = fail(st, SG_ERR_NOT_FOUND, "delete outbox message: no message %" PRId64, id);
     }
     return err;
+}
+
+/* ---- dead letters ---- */
+
+sg_err_t sg_store_dlq_insert(sg_store_t *st, const sg_store_dlq_t *row, bool *inserted)
+{
+    const char *what = store__queries[STORE_Q_DLQ_INSERT].name;
+    if (inserted != NULL) {
+        *inserted = false;
+    }
+    if (row == NULL || !present(row->topic) || !present(row->queue) ||
+        (row->task == NULL && row->task_len > 0)) {
+        return missing(st, what, "topic, queue and task");
+    }
+    const arg_t a[] = {A_TEXT(row->topic),
+                       A_INT(row->partition),
+                       A_INT(row->offset),
+                       A_TEXT(row->queue),
+                       A_TEXT(row->key),
+                       A_TEXT(row->instance_id),
+                       A_TEXT(row->step_id),
+                       A_INT(row->attempt),
+                       A_TEXT(row->idempotency_key),
+                       A_TEXT(row->activity),
+                       A_TEXT(row->input),
+                       A_TEXT(row->reason),
+                       A_TEXT(row->headers),
+                       A_INT(row->received_ms),
+                       A_BLOB(row->task_len > 0 ? row->task : "", row->task_len)};
+    int changes = 0;
+    sg_err_t rc = run_write(st, STORE_Q_DLQ_INSERT, a, SG_ARRAY_LEN(a), &changes);
+    if (inserted != NULL) {
+        *inserted = rc == SG_OK && changes > 0;
+    }
+    return rc;
+}
+
+sg_err_t sg_store_dlq_set_status(sg_store_t *st, int64_t id, const char *status, int64_t now_ms)
+{
+    const arg_t a[] = {A_INT(id), A_TEXT(status), A_INT(now_ms)};
+    if (!present(status)) {
+        return missing(st, store__queries[STORE_Q_DLQ_STATUS].name, "status");
+    }
+    int changes = 0;
+    sg_err_t rc = run_write(st, STORE_Q_DLQ_STATUS, a, SG_ARRAY_LEN(a), &changes);
+    if (rc == SG_OK && changes == 0) {
+        rc = fail(st, SG_ERR_NOT_FOUND, "set dead letter status: no dead letter %" PRId64, id);
+    }
+    return rc;
+}
+
+/* Columns as DLQ_COLS (schema.c), then the task blob for a get. */
+static bool dlq_row(q_t *q, void *arg)
+{
+    const visit_t *v = arg;
+    sg_store_dlq_t r = {.id = col_int(q, 0, true),
+                        .topic = col_text(q, 1, true),
+                        .partition = col_int(q, 2, true),
+                        .offset = col_int(q, 3, true),
+                        .queue = col_text(q, 4, true),
+                        .key = col_text(q, 5, false),
+                        .instance_id = col_text(q, 6, false),
+                        .step_id = col_text(q, 7, false),
+                        .attempt = col_int(q, 8, false),
+                        .idempotency_key = col_text(q, 9, false),
+                        .activity = col_text(q, 10, false),
+                        .input = col_text(q, 11, false),
+                        .reason = col_text(q, 12, false),
+                        .headers = col_text(q, 13, false),
+                        .received_ms = col_int(q, 14, true),
+                        .status = col_text(q, 15, true),
+                        .updated_ms = col_int(q, 16, true)};
+    int64_t len = col_int(q, 17, false);
+    r.task_len = len > 0 ? (size_t)len : 0;
+    if (sqlite3_column_count(q->s) > 18) {
+        if (sqlite3_column_type(q->s, 18) != SQLITE_BLOB) {
+            corrupt(q, 18, "is not a blob");
+        }
+        r.task = sqlite3_column_blob(q->s, 18);
+        if (r.task == NULL && r.task_len > 0 && q->err == SG_OK) {
+            q->err = fail(q->st, SG_ERR_NOMEM, "%s: out of memory", q->what);
+        }
+    }
+    return q->err == SG_OK && v->cb.dlq(v->ctx, &r);
+}
+
+sg_err_t sg_store_dlq_get(sg_store_t *st, int64_t id, sg_store_dlq_cb cb, void *ctx)
+{
+    visit_t v = {.cb.dlq = cb, .ctx = ctx};
+    const arg_t a[] = {A_INT(id)};
+    size_t n = 0;
+    if (cb == NULL) {
+        return no_cb(st, STORE_Q_DLQ_GET);
+    }
+    sg_err_t err = run_read(st, STORE_Q_DLQ_GET, a, 1, dlq_row, &v, &n);
+    if (err == SG_OK && n == 0) {
+        err = fail(st, SG_ERR_NOT_FOUND, "get dead letter: no dead letter %" PRId64, id);
+    }
+    return err;
+}
+
+sg_err_t sg_store_dlq_list(sg_store_t *st, const char *queue, const char *status, int64_t after_id,
+                           size_t limit, sg_store_dlq_cb cb, void *ctx)
+{
+    visit_t v = {.cb.dlq = cb, .ctx = ctx};
+    int id = STORE_Q_DLQ_LIST + (queue != NULL ? 1 : 0) + (status != NULL ? 2 : 0);
+    const arg_t a[] = {A_INT(after_id), A_TEXT(queue), A_TEXT(status), A_INT(limit_of(limit))};
+    return cb == NULL ? no_cb(st, id) : run_read(st, id, a, SG_ARRAY_LEN(a), dlq_row, &v, NULL);
 }

@@ -1,8 +1,8 @@
 /*
  * store: the durable state of sagad in one SQLite file (WAL): definitions, instances,
- * step attempts, the append-only history, timers, idempotency keys, domain events and
- * the outbox. It deals in plain rows of strings and integers; what they mean (statuses,
- * reasons, timer kinds) belongs to the engine and its driver.
+ * step attempts, the append-only history, timers, idempotency keys, domain events, the
+ * outbox and the dead letters of the Kafka transport. It deals in plain rows of strings and
+ * integers; what they mean (statuses, reasons, timer kinds) belongs to the engine and its driver.
  *
  * It must never interpret saga state, build SQL from strings (every statement is a
  * constant, prepared once per handle and bound with parameters), or write through a
@@ -60,7 +60,7 @@ typedef struct {
 } sg_store_opts_t;
 
 /* The schema version this code creates and understands. */
-#define SG_STORE_SCHEMA_VERSION 2
+#define SG_STORE_SCHEMA_VERSION 3
 
 /* ---- handle and transactions ---- */
 
@@ -325,6 +325,48 @@ sg_err_t sg_store_outbox_fetch(sg_store_t *st, int64_t after_id, size_t limit,
 /* Removes a published message. SG_ERR_NOT_FOUND if there is no such id (deleted twice:
  * two relays?). Writer only. */
 sg_err_t sg_store_outbox_delete(sg_store_t *st, int64_t id);
+
+/* ---- dead letters (read from the saga.tasks.<queue>.dlq topics) ---- */
+
+/* One dead letter. Strings and blobs handed to a callback are valid during the call. */
+typedef struct {
+    int64_t id;        /* position in the table: increasing, never reused */
+    const char *topic; /* the .dlq topic it was read from */
+    int64_t partition; /* its position there: unique with topic */
+    int64_t offset;
+    const char *queue; /* the queue whose task it is ("payment") */
+    const char *key;   /* the message key (the instance id); may be NULL */
+    const char *instance_id, *step_id, *idempotency_key, *activity; /* may be NULL when */
+    int64_t attempt;     /* the task could not be decoded (attempt 0) */
+    const char *input;   /* the task's input JSON; may be NULL */
+    const char *reason;  /* the sagad.dlq.reason header; may be NULL */
+    const char *headers; /* every sagad.dlq.* header as a JSON object; may be NULL */
+    int64_t received_ms, updated_ms;
+    const char *status; /* "new", "requeued", "discarded" */
+    const void *task;   /* the original bytes of the task message (NULL in lists) */
+    size_t task_len;    /* its length (also in lists) */
+} sg_store_dlq_t;
+
+/*
+ * Records a dead letter with status "new" (row->id and row->status are ignored; updated_ms
+ * is received_ms). topic, queue and task are required. A second copy of the same (topic,
+ * partition, offset) changes nothing and sets *inserted (may be NULL) to false. Writer only.
+ */
+sg_err_t sg_store_dlq_insert(sg_store_t *st, const sg_store_dlq_t *row, bool *inserted);
+
+/* Sets the status of dead letter id (any text: the caller checks the transitions).
+ * SG_ERR_NOT_FOUND if there is no such row. Writer only. */
+sg_err_t sg_store_dlq_set_status(sg_store_t *st, int64_t id, const char *status, int64_t now_ms);
+
+typedef bool (*sg_store_dlq_cb)(void *ctx, const sg_store_dlq_t *row);
+
+/* Calls cb once with dead letter id, its task bytes included. SG_ERR_NOT_FOUND if none. */
+sg_err_t sg_store_dlq_get(sg_store_t *st, int64_t id, sg_store_dlq_cb cb, void *ctx);
+
+/* Dead letters with id > after_id of queue and status (each NULL: any), by id, at most
+ * limit (0: no limit), without their task bytes (task NULL, task_len set). */
+sg_err_t sg_store_dlq_list(sg_store_t *st, const char *queue, const char *status, int64_t after_id,
+                           size_t limit, sg_store_dlq_cb cb, void *ctx);
 
 /* ---- maintenance ---- */
 

@@ -16,6 +16,10 @@
  *
  * Tasks live only in memory here; the attempt rows in sagad's store are their durable
  * record (re-dispatched at recovery), and workers dedupe on the idempotency key.
+ * publish() produces sagad's own outbox messages (its workflow events, requeued dead
+ * letters) with the same producer and reports each delivery to on_published; the driver
+ * deletes the outbox row only then. Dead letters of every saga.tasks.<queue>.dlq are read
+ * by kafka_dlq.c (when the driver asks for them) and committed like results.
  * Topics are created at start when missing (saga.results, and saga.tasks.<queue> and
  * its .dlq for every queue served); a queue seen first in dispatch() gets its topics
  * from the consumer thread. A broker outage is logged, never fatal.
@@ -24,7 +28,7 @@
  * thread, and never call it after stop() returned.
  */
 #include "orchestrator/log/log.h"
-#include "orchestrator/transport/kafka.h"
+#include "orchestrator/transport/kafka_int.h"
 
 #include <pthread.h>
 #include <signal.h>
@@ -48,7 +52,9 @@ struct sg_transport {
     rd_kafka_t *consumer;
     sg_transport_result_fn on_result;
     sg_transport_sync_fn results_sync;
+    sg_transport_published_fn on_published;
     void *ctx;
+    kafka_dlq_t *dlq; /* NULL unless on_dead_letter was given */
 
     pthread_mutex_t mu;
     pthread_cond_t cv; /* handed changed, or stop began */
@@ -65,8 +71,12 @@ struct sg_transport {
     size_t n_create, cap_create;
     uint64_t create_after; /* monotonic ms */
     uint64_t last_warn;
+    /* topics publish() created (or found) already */
+    char **published_topics;
+    size_t n_published_topics, cap_published_topics;
 
     _Atomic uint64_t dispatched, results, undecodable, commits;
+    _Atomic uint64_t published, publishing; /* acknowledged; sent, not yet reported */
 };
 
 static uint64_t mono_ms(void)
@@ -156,12 +166,14 @@ static bool create_topics(sg_transport_t *t, int timeout_ms)
     char err[512] = "";
     sg_err_t rc =
         sg_kafka_topics_create(&t->ko, (const char *const *)names, n, timeout_ms, err, sizeof(err));
-    bool results_created = false;
+    bool results_created = false, dlq_created = false;
     pthread_mutex_lock(&t->mu);
     if (rc == SG_OK) {
         /* The first n entries are those created; others may have been queued since. */
         for (size_t i = 0; i < n; i++) {
             results_created |= strcmp(t->create[i], SG_KAFKA_RESULTS_TOPIC) == 0;
+            size_t len = strlen(t->create[i]), suf = strlen(SG_KAFKA_DLQ_SUFFIX);
+            dlq_created |= len > suf && strcmp(t->create[i] + len - suf, SG_KAFKA_DLQ_SUFFIX) == 0;
             sg_free(t->create[i]);
         }
         memmove(t->create, t->create + n, (t->n_create - n) * sizeof(*t->create));
@@ -180,6 +192,9 @@ static bool create_topics(sg_transport_t *t, int timeout_ms)
         rd_kafka_topic_partition_list_add(sub, SG_KAFKA_RESULTS_TOPIC, RD_KAFKA_PARTITION_UA);
         rd_kafka_subscribe(t->consumer, sub);
         rd_kafka_topic_partition_list_destroy(sub);
+    }
+    if (rc == SG_OK && dlq_created && t->dlq != NULL) {
+        kafka__dlq_resubscribe(t->dlq); /* the regex finds the new topics now */
     }
     return rc == SG_OK;
 }
@@ -248,19 +263,28 @@ static void *consumer_main(void *arg)
     return NULL;
 }
 
-/* Commits what the engine has made durable (see the top of the file). */
+/* Commits what the engine has made durable (see the top of the file): the offsets of
+ * saga.results and those of the dead letters, behind one results_sync. */
 static void *commit_main(void *arg)
 {
     sg_transport_t *t = arg;
     pthread_mutex_lock(&t->mu);
     while (!t->stopping) {
-        if (!t->handed_dirty) {
-            wait_ms(t, 500);
+        rd_kafka_topic_partition_list_t *snap = NULL, *dsnap = NULL;
+        if (t->handed_dirty) {
+            snap = rd_kafka_topic_partition_list_copy(t->handed);
+            t->handed_dirty = snap == NULL; /* out of memory: the next round tries */
+        }
+        pthread_mutex_unlock(&t->mu);
+        dsnap = t->dlq != NULL ? kafka__dlq_take(t->dlq) : NULL;
+        if (snap == NULL && dsnap == NULL) {
+            pthread_mutex_lock(&t->mu);
+            if (!t->stopping) {
+                /* Dead letters are rare: their commit may wait this long. */
+                wait_ms(t, t->handed_dirty ? COMMIT_RETRY_MS : 500);
+            }
             continue;
         }
-        rd_kafka_topic_partition_list_t *snap = rd_kafka_topic_partition_list_copy(t->handed);
-        t->handed_dirty = false;
-        pthread_mutex_unlock(&t->mu);
         sg_err_t rc = t->results_sync != NULL ? t->results_sync(t->ctx) : SG_OK;
         rd_kafka_resp_err_t e = RD_KAFKA_RESP_ERR_NO_ERROR;
         if (rc == SG_OK && snap != NULL) {
@@ -270,14 +294,17 @@ static void *commit_main(void *arg)
                        SG_KAFKA_RESULTS_TOPIC, rd_kafka_err2str(e));
             }
         }
-        bool ok = rc == SG_OK && snap != NULL && e == RD_KAFKA_RESP_ERR_NO_ERROR;
+        if (dsnap != NULL) {
+            kafka__dlq_commit(t->dlq, dsnap, rc == SG_OK);
+        }
+        bool ok = rc == SG_OK && e == RD_KAFKA_RESP_ERR_NO_ERROR;
         if (snap != NULL) {
             rd_kafka_topic_partition_list_destroy(snap);
         }
         pthread_mutex_lock(&t->mu);
         if (ok) {
             atomic_fetch_add(&t->commits, 1);
-        } else {
+        } else if (snap != NULL) {
             t->handed_dirty = true;
         }
         if (!t->stopping) {
@@ -371,6 +398,74 @@ static sg_err_t kafka_dispatch(sg_transport_t *t, const sg_task_t *task)
     return rc;
 }
 
+/* ---- publish: sagad's outbox ---- */
+
+/* The producer's thread: a message is on Kafka (or never will be). Tasks are produced
+ * with a NULL opaque; publications never are (see kafka_publish). */
+static void delivered(void *arg, void *opaque, sg_err_t rc)
+{
+    sg_transport_t *t = arg;
+    if (opaque == NULL) {
+        return;
+    }
+    atomic_fetch_sub(&t->publishing, 1);
+    if (rc == SG_OK) {
+        atomic_fetch_add(&t->published, 1);
+    }
+    if (t->on_published != NULL) {
+        t->on_published(t->ctx, opaque, rc);
+    }
+}
+
+/* Creates topic the first time it is published to, so that it gets our partitions and
+ * replication rather than the broker's defaults. A failure is logged and left to the
+ * producer (it waits for the topic, or the broker creates it). */
+static void ensure_topic(sg_transport_t *t, const char *topic)
+{
+    pthread_mutex_lock(&t->mu);
+    for (size_t i = 0; i < t->n_published_topics; i++) {
+        if (strcmp(t->published_topics[i], topic) == 0) {
+            pthread_mutex_unlock(&t->mu);
+            return;
+        }
+    }
+    pthread_mutex_unlock(&t->mu);
+    char err[512] = "";
+    const char *names[] = {topic};
+    if (sg_kafka_topics_create(&t->ko, names, 1, CREATE_TIMEOUT_MS, err, sizeof(err)) != SG_OK) {
+        if (warn_due(t)) {
+            sg_log(SG_LOG_WARN, NULL, "kafka: %s; publishing anyway", err);
+        }
+        return;
+    }
+    pthread_mutex_lock(&t->mu);
+    push_str(&t->published_topics, &t->n_published_topics, &t->cap_published_topics, topic,
+             strlen(topic)); /* on OOM it is simply created again next time */
+    pthread_mutex_unlock(&t->mu);
+}
+
+static sg_err_t kafka_publish(sg_transport_t *t, const char *topic, const char *key,
+                              const void *value, size_t len, void *opaque)
+{
+    if (t == NULL || topic == NULL || opaque == NULL || strlen(topic) > SG_KAFKA_TOPIC_MAX) {
+        return SG_ERR_INVALID;
+    }
+    pthread_mutex_lock(&t->mu);
+    bool stopping = t->stopping;
+    pthread_mutex_unlock(&t->mu);
+    if (stopping) {
+        return SG_ERR_STATE;
+    }
+    ensure_topic(t, topic);
+    atomic_fetch_add(&t->publishing, 1);
+    sg_err_t rc = sg_kafka_producer_send(t->prod, topic, key, key != NULL ? strlen(key) : 0, value,
+                                         len, NULL, 0, opaque);
+    if (rc != SG_OK) {
+        atomic_fetch_sub(&t->publishing, 1);
+    }
+    return rc;
+}
+
 /* ---- start / stop ---- */
 
 static void kafka_free(sg_transport_t *t)
@@ -397,8 +492,12 @@ static void kafka_free(sg_transport_t *t)
     for (size_t i = 0; i < t->n_create; i++) {
         sg_free(t->create[i]);
     }
+    for (size_t i = 0; i < t->n_published_topics; i++) {
+        sg_free(t->published_topics[i]);
+    }
     sg_free(t->queues);
     sg_free(t->create);
+    sg_free(t->published_topics);
     sg_kafka_props_free(t->props);
     sg_free(t->brokers);
     sg_free(t->group);
@@ -423,6 +522,10 @@ static void kafka_stop(sg_transport_t *t)
     if (t->commit_started) {
         pthread_join(t->commit_thread, NULL);
     }
+    /* Dead letters handed over since the last sync are read again at the next start,
+     * and stored once (the store keys them by position). */
+    kafka__dlq_free(t->dlq);
+    t->dlq = NULL;
     if (t->consumer_started) {
         pthread_join(t->consumer_thread, NULL);
     }
@@ -530,8 +633,9 @@ static sg_err_t start_threads(sg_transport_t *t, char *err, size_t errlen)
         t->consumer_started && pthread_create(&t->commit_thread, NULL, commit_main, t) == 0;
     t->admin_started =
         t->commit_started && pthread_create(&t->admin_thread, NULL, admin_main, t) == 0;
+    bool dlq_ok = t->admin_started && (t->dlq == NULL || kafka__dlq_start(t->dlq) == SG_OK);
     pthread_sigmask(SIG_SETMASK, &old, NULL);
-    if (!t->admin_started) {
+    if (!dlq_ok) {
         snprintf(err, errlen, "cannot start the kafka transport's threads");
         return SG_ERR_NOMEM;
     }
@@ -554,6 +658,7 @@ static sg_err_t kafka_start(const sg_transport_opts_t *opts, sg_transport_t **ou
     pthread_cond_init(&t->cv, NULL);
     t->on_result = opts->on_result;
     t->results_sync = opts->results_sync;
+    t->on_published = opts->on_published;
     t->ctx = opts->ctx;
     t->handed = rd_kafka_topic_partition_list_new(8);
     sg_err_t rc = t->handed != NULL ? copy_opts(t, opts->kafka) : SG_ERR_NOMEM;
@@ -564,7 +669,7 @@ static sg_err_t kafka_start(const sg_transport_opts_t *opts, sg_transport_t **ou
         snprintf(err, errlen, "out of memory");
         goto fail;
     }
-    rc = sg_kafka_producer_new(&t->ko, t->client, opts->queue_cap, NULL, NULL, &t->prod, err,
+    rc = sg_kafka_producer_new(&t->ko, t->client, opts->queue_cap, delivered, t, &t->prod, err,
                                errlen);
     if (rc != SG_OK) {
         goto fail;
@@ -573,6 +678,10 @@ static sg_err_t kafka_start(const sg_transport_opts_t *opts, sg_transport_t **ou
      * down only delays this (the consumer thread tries again, then subscribes again). */
     create_topics(t, CREATE_TIMEOUT_MS);
     rc = make_consumer(t, err, errlen);
+    if (rc == SG_OK && opts->on_dead_letter != NULL) {
+        rc =
+            kafka__dlq_new(&t->ko, t->group, opts->on_dead_letter, opts->ctx, &t->dlq, err, errlen);
+    }
     if (rc == SG_OK) {
         rc = start_threads(t, err, errlen);
     }
@@ -589,10 +698,23 @@ fail:
 }
 
 /* Tasks not yet acknowledged by the broker: what this process holds (workers' backlogs
- * are theirs to report). */
+ * are theirs to report); publications are counted apart. */
 static size_t kafka_queued(sg_transport_t *t)
 {
-    return sg_kafka_producer_pending(t->prod);
+    size_t pending = sg_kafka_producer_pending(t->prod);
+    uint64_t publishing = atomic_load(&t->publishing);
+    return pending > publishing ? pending - (size_t)publishing : 0;
+}
+
+static void kafka_stats(sg_transport_t *t, sg_transport_stats_t *out)
+{
+    sg_kafka_producer_stats_t ps;
+    sg_kafka_producer_stats(t->prod, &ps);
+    *out = (sg_transport_stats_t){.results_undecodable = atomic_load(&t->undecodable),
+                                  .producer_recreated = ps.recreated,
+                                  .tasks_unacked = kafka_queued(t),
+                                  .dead_letters = t->dlq != NULL ? kafka__dlq_count(t->dlq) : 0,
+                                  .published = atomic_load(&t->published)};
 }
 
 const sg_transport_vt_t sg_transport_kafka = {
@@ -604,4 +726,6 @@ const sg_transport_vt_t sg_transport_kafka = {
     .events_peek = NULL,
     .events_ack = NULL,
     .queued = kafka_queued,
+    .publish = kafka_publish,
+    .stats = kafka_stats,
 };

@@ -31,6 +31,44 @@ typedef void (*sg_transport_result_fn)(void *ctx, const sg_task_t *task,
 /* Receives one domain event of the module serving queue (see events_peek); false stops. */
 typedef bool (*sg_transport_event_fn)(void *arg, const char *queue, const sg_domain_event_t *ev);
 
+/*
+ * A dead letter: a task message a worker gave up on (it could not be decoded, or it was
+ * started too often without finishing), as read back from saga.tasks.<queue>.dlq.
+ * Everything is the transport's and valid during the callback only. Text fields are
+ * printable ASCII (the transport replaces anything else: they come from outside).
+ */
+typedef struct {
+    const char *topic; /* "saga.tasks.payment.dlq" */
+    int32_t partition;
+    int64_t offset;
+    const char *queue; /* "payment" */
+    const char *key;   /* the message key, NULL when absent or not printable */
+    const void *value; /* the task's original bytes */
+    size_t len;
+    const char *reason;  /* header sagad.dlq.reason; NULL when absent */
+    const char *headers; /* every sagad.dlq.* header as a JSON object text */
+    /* from the value when it decodes as an ActivityTask; NULL / 0 otherwise */
+    const char *instance_id, *step_id, *idempotency_key, *activity, *input;
+    uint32_t attempt;
+} sg_dead_letter_t;
+
+/* Called once per dead letter read, on a transport thread (never the caller of dispatch).
+ * Copy what is needed; the offset is acknowledged only once results_sync covered it. */
+typedef void (*sg_transport_dlq_fn)(void *ctx, const sg_dead_letter_t *dl);
+
+/* A message given to publish() is on its topic (rc SG_OK), or can never be (SG_ERR_INVALID:
+ * dropped and logged). On a transport thread; never for a message publish() refused. */
+typedef void (*sg_transport_published_fn)(void *ctx, void *opaque, sg_err_t rc);
+
+/* Counters of a transport for /metrics (zero where it has none). */
+typedef struct {
+    uint64_t results_undecodable; /* result messages skipped because they did not decode */
+    uint64_t producer_recreated;  /* producers replaced after a fatal error */
+    uint64_t tasks_unacked;       /* tasks produced, not yet acknowledged by the broker */
+    uint64_t dead_letters;        /* dead letters read (and handed to on_dead_letter) */
+    uint64_t published;           /* publish() messages the broker acknowledged */
+} sg_transport_stats_t;
+
 #define SG_TRANSPORT_DEFAULT_THREADS 8u
 #define SG_TRANSPORT_DEFAULT_QUEUE_CAP 1000000u
 
@@ -72,6 +110,10 @@ typedef struct {
     sg_transport_sync_fn results_sync; /* NULL: results count as durable once on_result
                                           returned (recovery re-dispatches the rest) */
     const sg_kafka_opts_t *kafka;      /* kafka transport only; NULL = defaults */
+    /* kafka: read the dead letters of every saga.tasks.<queue>.dlq topic (NULL: do not);
+     * their offsets are committed after results_sync, like those of results. */
+    sg_transport_dlq_fn on_dead_letter;
+    sg_transport_published_fn on_published; /* reports on publish(); NULL: none */
 } sg_transport_opts_t;
 
 typedef struct {
@@ -119,6 +161,17 @@ typedef struct {
     /* Optional (NULL: not known): tasks accepted but not yet started, for /metrics.
      * Any thread, until stop(). */
     size_t (*queued)(sg_transport_t *t);
+    /*
+     * Optional (NULL: the transport has nowhere to publish, e.g. embedded). Queues a copy
+     * of a message of sagad's outbox for topic (created when missing), key may be NULL.
+     * SG_OK: on_published(ctx, opaque, rc) follows once, unless stop() comes first;
+     * SG_ERR_LIMIT (full, try later), SG_ERR_STATE (stopping), SG_ERR_NOMEM otherwise.
+     * May block while it creates the topic. Any thread but a callback's.
+     */
+    sg_err_t (*publish)(sg_transport_t *t, const char *topic, const char *key, const void *value,
+                        size_t len, void *opaque);
+    /* Optional: the transport's counters (see sg_transport_stats_t). Any thread. */
+    void (*stats)(sg_transport_t *t, sg_transport_stats_t *out);
 } sg_transport_vt_t;
 
 /* The transport called name, from the one static table; NULL if unknown. Any thread. */

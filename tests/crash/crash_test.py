@@ -393,6 +393,7 @@ def analyse_history(rows, status):
     """Walks one history; returns (problems, facts) where facts describe the path taken."""
     probs = []
     facts = {"completed": [], "done_order": [], "compensated": [], "timed_out": set(),
+             "in_doubt": set(),
              "comp_timed_out": set(), "dispatched": set(), "comp_dispatched": set(),
              "failed": {}, "skipped": [], "timeouts": []}
     seqs = [r[0] for r in rows]
@@ -451,8 +452,12 @@ def analyse_history(rows, status):
             if d.get("code") == "saga.timeout" and name is not None:
                 facts["timed_out"].add(name)
                 facts["timeouts"].append((name, False, attempt, d["_ts"]))
+            # A timeout or a retryable failure leaves the effect in doubt: the step is
+            # compensated like a completion (a no-op when nothing happened).
+            if name is not None and (d.get("code") == "saga.timeout" or d.get("retryable") is True):
+                facts["in_doubt"].add(name)
                 if name not in facts["done_order"]:
-                    facts["done_order"].append(name)  # maybe done: compensated like a completion
+                    facts["done_order"].append(name)
         elif typ == "compensation_attempt_failed":
             if d.get("code") == "saga.timeout":
                 facts["comp_timed_out"].add(name)
@@ -493,14 +498,15 @@ def analyse_history(rows, status):
     return probs, facts
 
 
-def expected_path(inp, timed_out=()):
+def expected_path(inp, in_doubt=()):
     """(completed steps, failing step or None, compensated steps in order). A failing step
-    that timed out may have had its effect, so it is compensated first."""
+    that timed out or failed retryably may have had its effect, so it is compensated
+    first."""
     fail = FAIL_STEP.get(inp["fail_at"])
     if fail is None:
         return [s for s in STEPS if s not in CONDITIONAL], None, []
     done = [s for s in STEPS[:STEPS.index(fail)] if s not in CONDITIONAL]
-    order = done + ([fail] if fail in timed_out else [])
+    order = done + ([fail] if fail in in_doubt else [])
     return done, fail, [s for s in reversed(order) if s in COMPENSABLE]
 
 
@@ -532,7 +538,7 @@ def check_effects(iid, inst_status, inp, facts, eff):
             probs.append("%s completed in the history but has no ok effect (%s)"
                          % (s, fwd[s]["outcome"] if s in fwd else "no row"))
     for s in ok_fwd:
-        if s not in facts["completed"] and s not in facts["timed_out"]:
+        if s not in facts["completed"] and s not in facts["in_doubt"]:
             probs.append("%s has an ok effect but the saga never saw it complete" % s)
     _, fail, _ = expected_path(inp)
     if fail is not None and fail in fwd and fail != DESIGNED_TIMEOUT:
@@ -555,7 +561,7 @@ def check_effects(iid, inst_status, inp, facts, eff):
                 if c is None or c["outcome"] != "ok":
                     probs.append("%s happened but its compensation is %s"
                                  % (s, c["outcome"] if c else "missing"))
-            elif c is not None and not (s in facts["timed_out"] and c["outcome"] == "noop"):
+            elif c is not None and not (s in facts["in_doubt"] and c["outcome"] == "noop"):
                 probs.append("compensation of %s (%s) without its forward effect"
                              % (s, c["outcome"]))
         undone = [s for s in ok_fwd if s in COMPENSABLE and s in comp]
@@ -664,7 +670,7 @@ def run_checks(ck, args, sagas, sagad, kills, stats):
         s = by_id.get(iid)
         if s is None or row["status"] != expected_status(s.input):
             continue
-        done, fail, undo = expected_path(s.input, facts["timed_out"])
+        done, fail, undo = expected_path(s.input, facts["in_doubt"])
         if unexpected_timeouts(s.input, facts):
             continue  # a timed-out attempt changes the path; the generic rules still hold
         if facts["completed"] != done or (fail and fail not in facts["failed"]) or \

@@ -62,6 +62,7 @@ static void start(fx_t *fx)
     if (rc != SG_OK) {
         fail_msg("driver start: %s (%s)", sg_strerror(rc), err);
     }
+    assert_true(sg_driver_ready(fx->d));
 }
 
 static int setup(void **state)

@@ -266,7 +266,13 @@ static void test_retries_then_exhausted(void **state)
     }
     failed(h, "charge", 3, false, SG_OUTCOME_RETRYABLE, "payment.gateway");
     assert_status(h, SG_INST_COMPENSATING);
+    /* A retryable failure may hide a recorded effect (a lost reply): the charge is
+     * undone too, first, as it became in doubt after the reserve completed. */
+    expect_dispatch(h, "charge", true, 1, "payment.refund");
+    comp_ok(h, "charge", 1);
     expect_dispatch(h, "reserve", true, 1, "inventory.release");
+    comp_ok(h, "reserve", 1);
+    assert_status(h, SG_INST_COMPENSATED);
     h_free(h);
 }
 
@@ -276,7 +282,17 @@ static void test_non_retryable_code_list(void **state)
     h_t *h = start_order();
     /* reported as retryable by the worker, but the saga lists it as non-retryable */
     failed(h, "reserve", 1, false, SG_OUTCOME_RETRYABLE, "inventory.out_of_stock");
-    assert_status(h, SG_INST_COMPENSATED); /* nothing completed: nothing to undo */
+    /* not retried; but the worker said retryable, so an effect may be recorded: undone */
+    assert_status(h, SG_INST_COMPENSATING);
+    expect_dispatch(h, "reserve", true, 1, "inventory.release");
+    comp_ok(h, "reserve", 1);
+    assert_status(h, SG_INST_COMPENSATED);
+    h_free(h);
+
+    /* reported non-retryable (a business refusal): no effect, nothing to undo */
+    h = start_order();
+    failed(h, "reserve", 1, false, SG_OUTCOME_FATAL, "inventory.out_of_stock");
+    assert_status(h, SG_INST_COMPENSATED);
     assert_int_equal(count_cmds(h, SG_CMD_DISPATCH), 0);
     h_free(h);
 }
@@ -435,6 +451,9 @@ static void test_deadline(void **state)
     assert_int_equal(timer(h, NULL, 0, false, SG_TIMER_DEADLINE), SG_OK);
     assert_status(h, SG_INST_COMPENSATING);
     assert_int_equal(h->inst->reason, SG_REASON_DEADLINE);
+    /* the failed attempt may have charged (its reply lost): refund, then release */
+    expect_dispatch(h, "charge", true, 1, "payment.refund");
+    comp_ok(h, "charge", 1);
     expect_dispatch(h, "reserve", true, 1, "inventory.release");
     /* the abandoned retry's timer fires later: ignored */
     timer(h, "charge", 1, false, SG_TIMER_BACKOFF);
@@ -500,7 +519,16 @@ static void test_on_error_routes(void **state)
     h = h_new(flow_yaml, "{}");
     h_apply(h, (sg_event_t){.kind = SG_EV_START});
     failed(h, "a", 1, false, SG_OUTCOME_RETRYABLE, "q.undo"); /* compensate at once */
+    expect_dispatch(h, "a", true, 1, "q.undo_a"); /* a retryable failure may hide an effect */
+    comp_ok(h, "a", 1);
     assert_status(h, SG_INST_COMPENSATED);
+    h_free(h);
+
+    h = h_new(flow_yaml, "{}");
+    h_apply(h, (sg_event_t){.kind = SG_EV_START});
+    failed(h, "a", 1, false, SG_OUTCOME_FATAL, "q.undo"); /* a refusal: nothing to undo */
+    assert_status(h, SG_INST_COMPENSATED);
+    assert_int_equal(count_cmds(h, SG_CMD_DISPATCH), 0);
     h_free(h);
 }
 
