@@ -616,3 +616,30 @@ sg_err_t sg_svc_events_ack(sg_svc_t *svc, int64_t upto_seq)
     pthread_mutex_unlock(&svc->mu);
     return ok ? SG_OK : SG_ERR_IO;
 }
+
+/* ---- readers from outside ---- */
+
+char *sg_svc_read_json(const char *data_dir, const char *service, const char *key,
+                       int (*read)(sqlite3 *db, const char *key, char **out))
+{
+    if (data_dir == NULL || service == NULL || key == NULL) {
+        return NULL;
+    }
+    char *path = sg_asprintf("%s/%s.db", data_dir, service);
+    sqlite3 *db = NULL;
+    char *out = NULL;
+    if (path != NULL &&
+        sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX, NULL) == SQLITE_OK) {
+        sqlite3_busy_timeout(db, 5000);
+        if (sqlite3_exec(db, "BEGIN", NULL, NULL, NULL) == SQLITE_OK) {
+            if (read(db, key, &out) != 1) {
+                sg_free(out);
+                out = NULL;
+            }
+            sqlite3_exec(db, "COMMIT", NULL, NULL, NULL);
+        }
+    }
+    sqlite3_close(db);
+    sg_free(path);
+    return out;
+}

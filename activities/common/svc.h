@@ -124,6 +124,14 @@ sg_err_t sg_svc_emit_in(sg_svc_tx_t *tx, const char *type, const char *correlati
 sg_err_t sg_svc_events_peek(sg_svc_t *svc, size_t max, sg_event_fn fn, void *arg);
 sg_err_t sg_svc_events_ack(sg_svc_t *svc, int64_t upto_seq);
 
+/*
+ * For readers outside the service (the REST gateway): opens <data_dir>/<service>.db
+ * read-only, runs read(db, key, &out) inside one read transaction (one snapshot), and
+ * returns out when read returned 1 (found), else NULL. Free with sg_free. Never writes.
+ */
+char *sg_svc_read_json(const char *data_dir, const char *service, const char *key,
+                       int (*read)(sqlite3 *db, const char *key, char **out));
+
 /* ---- typed readers of input fields: each returns false (and fills res with
  * "<name>.invalid_input" naming the field) when the field is missing or of the wrong
  * type. ---- */

@@ -349,25 +349,6 @@ int order__record_json(sqlite3 *db, const char *order_id, char **out)
 
 char *sg_order_get_json(const char *data_dir, const char *order_id)
 {
-    if (data_dir == NULL || order_id == NULL) {
-        return NULL;
-    }
-    char *path = sg_asprintf("%s/order.db", data_dir);
-    sqlite3 *db = NULL;
-    char *out = NULL;
-    if (path != NULL &&
-        sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX, NULL) == SQLITE_OK) {
-        sqlite3_busy_timeout(db, 5000);
-        /* One read transaction: the order, its lines and its history from one snapshot. */
-        if (sqlite3_exec(db, "BEGIN", NULL, NULL, NULL) == SQLITE_OK) {
-            if (order__record_json(db, order_id, &out) != 1) {
-                sg_free(out);
-                out = NULL;
-            }
-            sqlite3_exec(db, "COMMIT", NULL, NULL, NULL);
-        }
-    }
-    sqlite3_close(db);
-    sg_free(path);
-    return out;
+    /* The order, its lines and its history from one snapshot. */
+    return sg_svc_read_json(data_dir, "order", order_id, order__record_json);
 }

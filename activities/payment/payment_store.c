@@ -368,25 +368,6 @@ static int order_payment_json(sqlite3 *db, const char *order_id, char **out)
 
 char *sg_payment_order_json(const char *data_dir, const char *order_id)
 {
-    if (data_dir == NULL || order_id == NULL) {
-        return NULL;
-    }
-    char *path = sg_asprintf("%s/payment.db", data_dir);
-    sqlite3 *db = NULL;
-    char *out = NULL;
-    if (path != NULL &&
-        sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX, NULL) == SQLITE_OK) {
-        sqlite3_busy_timeout(db, 5000);
-        /* One read transaction: the whole ledger of the order from one snapshot. */
-        if (sqlite3_exec(db, "BEGIN", NULL, NULL, NULL) == SQLITE_OK) {
-            if (order_payment_json(db, order_id, &out) != 1) {
-                sg_free(out);
-                out = NULL;
-            }
-            sqlite3_exec(db, "COMMIT", NULL, NULL, NULL);
-        }
-    }
-    sqlite3_close(db);
-    sg_free(path);
-    return out;
+    /* The whole ledger of the order from one snapshot. */
+    return sg_svc_read_json(data_dir, "payment", order_id, order_payment_json);
 }
