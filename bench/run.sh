@@ -35,3 +35,7 @@ if [ -x "$b/bench_engine" ]; then
 fi
 echo "== REST with wrk on loopback: GET /v1/instances/{id} (issue: 20,000/s) and starts"
 run bench/rest.sh "$build"
+echo "== sagas over Kafka (a real broker) with 1, 2 and 4 saga-workers, next to embedded"
+# 64 sagas in flight are bound by the round trips of each task; 256 load the processes.
+run bench/kafka.sh "$build"
+KBENCH_INFLIGHT=256 KBENCH_SAGAS=2000 run bench/kafka.sh "$build"

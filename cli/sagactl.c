@@ -2,11 +2,11 @@
  * sagactl: the command-line client of sagad, for humans and scripts. Offline commands
  * work on files alone (validate, check, graph FILE); online commands talk to sagad's REST
  * API (start, get, list, history, cancel, retry, watch, graph --instance/--workflow,
- * workflows, orders create/get/cancel, events). Human tables by default, `-o json` for
- * the server's JSON as it sent it.
+ * workflows, orders create/get/cancel, events, dlq list/requeue/discard). Human tables by
+ * default, `-o json` for the server's JSON as it sent it.
  *
  * This file holds the command table, the argument parser and every --help text; the
- * commands live in offline.c, instances.c and orders.c, the REST client in http.c.
+ * commands live in offline.c, instances.c, orders.c and dlq.c, the REST client in http.c.
  * It must never change a file it reads; results go to stdout, diagnostics to stderr
  * (except for `validate`, whose report is its output).
  */
@@ -84,6 +84,13 @@ static const cli_opt_t events_opts[] = {
     {"--limit", NULL, "N", "at most N events (1..1000, default 100)"},
     {0}};
 
+static const cli_opt_t dlq_list_opts[] = {
+    {"--queue", NULL, "Q", "only the dead letters of this queue, e.g. payment"},
+    {"--status", NULL, "S", "new, requeued or discarded"},
+    {"--after", NULL, "N", "only dead letters after id N (paging)"},
+    {"--limit", NULL, "N", "at most N (1..1000, default 100)"},
+    {0}};
+
 #define ONLINE (CLI_ONLINE | CLI_FORMAT)
 
 static const cli_cmd_t orders_subs[] = {
@@ -102,6 +109,23 @@ static const cli_cmd_t orders_subs[] = {
      "Refunds the payment, releases the stock, closes the order and tells the customer\n"
      "(POST /v1/orders/ID/cancel). An order that has shipped cannot be cancelled.",
      ONLINE, 1, 1, orders_cancel_opts, cli__cmd_orders_cancel, NULL, 0},
+};
+
+static const cli_cmd_t dlq_subs[] = {
+    {"list", "[--queue Q] [--status S] [--after N] [--limit N]",
+     "dead letters: tasks saga-workers gave up on, oldest first",
+     "Shows GET /v1/dlq: the tasks that workers dead-lettered (undecodable, or started\n"
+     "--max-deliveries times without finishing), as sagad read them from the\n"
+     "saga.tasks.<queue>.dlq topics. Empty unless sagad runs --transport kafka. When\n"
+     "there are more, the option for the next page is printed on stderr.",
+     ONLINE, 0, 0, dlq_list_opts, cli__cmd_dlq_list, NULL, 0},
+    {"requeue", "ID", "put a dead letter's task back on its tasks topic",
+     "The task's original message goes to saga.tasks.<queue> again (a worker counts its\n"
+     "starts from zero). Useful while its attempt still runs in sagad: a task past its\n"
+     "deadline is refused by the worker. A new or discarded dead letter can be requeued.",
+     ONLINE, 1, 1, no_opts, cli__cmd_dlq_requeue, NULL, 0},
+    {"discard", "ID", "mark a new dead letter as dealt with (nothing is sent)", NULL, ONLINE, 1, 1,
+     no_opts, cli__cmd_dlq_discard, NULL, 0},
 };
 
 static const cli_cmd_t commands[] = {
@@ -152,6 +176,8 @@ static const cli_cmd_t commands[] = {
      "Oldest first; when there are more, the option for the next page is printed on\n"
      "stderr.",
      ONLINE, 0, 0, events_opts, cli__cmd_events, NULL, 0},
+    {"dlq", "list|requeue|discard ...", "dead letters of the Kafka transport", NULL, ONLINE, 0, 0,
+     no_opts, NULL, dlq_subs, SG_ARRAY_LEN(dlq_subs)},
 };
 
 /* ---- help ---- */

@@ -1,7 +1,7 @@
 /*
  * sagactl internals, shared by the files of cli/: the command table and argument parser
  * (sagactl.c), the REST client (http.c), tables and readable values (output.c), and the
- * commands (offline.c, instances.c, orders.c). Never included from another folder.
+ * commands (offline.c, instances.c, orders.c, dlq.c). Never included from another folder.
  *
  * Exit statuses are part of the interface (scripts test them); they are documented in
  * `sagactl --help` and docs/cli.md and must never change meaning.
@@ -178,5 +178,9 @@ int cli__cmd_orders_create(cli_ctx_t *c);
 int cli__cmd_orders_get(cli_ctx_t *c);
 int cli__cmd_orders_cancel(cli_ctx_t *c);
 int cli__cmd_events(cli_ctx_t *c);
+
+int cli__cmd_dlq_list(cli_ctx_t *c);
+int cli__cmd_dlq_requeue(cli_ctx_t *c);
+int cli__cmd_dlq_discard(cli_ctx_t *c);
 
 #endif

@@ -112,7 +112,7 @@ expect "no command" 2 "$ctl"
 expect "unknown command" 2 "$ctl" lsit
 has "unknown command suggests" 'did you mean "list"' "$tmp/err"
 for c in validate check graph start get list history cancel retry watch workflows orders events \
-    "orders create" "orders get" "orders cancel"; do
+    "orders create" "orders get" "orders cancel" dlq "dlq list" "dlq requeue" "dlq discard"; do
   # shellcheck disable=SC2086
   expect "$c --help" 0 "$ctl" $c --help
   has "$c --help usage line" "^usage: sagactl $c"
@@ -298,6 +298,16 @@ has "events paging hint" "more: add --after 1" "$tmp/err"
 expect "events --after --limit -o json" 0 "$ctl" events --after 1 --limit 1 -o json
 json "events after" "d['items'][0]['id'] == 2"
 expect "events bad limit" 2 "$ctl" events --limit 0
+
+# Embedded sagad: nothing is dead-lettered, every dead letter id is unknown.
+expect "dlq list" 0 "$ctl" dlq list
+has "dlq table" "^ID +STATUS +QUEUE +RECEIVED +INSTANCE +STEP +ATTEMPT +REASON"
+expect "dlq list -o json" 0 "$ctl" dlq list --queue payment --status new -o json
+json "dlq list is empty" "d == {'items': [], 'next_after': None}"
+expect "dlq list bad status: 400 -> 1" 1 "$ctl" dlq list --status bogus
+expect "dlq requeue unknown: 404 -> 3" 3 "$ctl" dlq requeue 1
+expect "dlq discard unknown: 404 -> 3" 3 "$ctl" dlq discard 7
+expect "dlq discard bad id" 2 "$ctl" dlq discard x
 
 # ---- the shop with --auth: API keys of several scopes --------------------------------------
 mkdir -p "$tmp/keys"

@@ -16,10 +16,17 @@ queue, all on one data folder, and checks:
            handlers answer from their records, sagad ignores the duplicate results, and
            no effect happens a second time;
   poison   a message that is no ActivityTask goes to saga.tasks.test.dlq and the task
-           after it on the same partition still runs;
+           after it on the same partition still runs; sagad records the dead letter
+           (GET /v1/dlq) and an operator discards it;
   crash    a task that is started again and again and never finishes (the worker is
            killed while it runs) goes to the DLQ after --max-deliveries starts, counted in
            saga-worker.db across the kills, and the partition goes on;
+  requeue  a real saga's task dead-lettered after --max-deliveries 1 (its worker killed
+           while it ran) shows up in GET /v1/dlq; POST /v1/dlq/{id}/requeue puts it back,
+           a worker runs it (its start count begins again) and the saga completes;
+  events   the saga's own order.completed events reach the Kafka topic of that name
+           (sagad's outbox), keyed by saga, as OrderCompleted messages from "sagad";
+           order.created, which fits no message, stays in the log with one warning;
   stop     SIGTERM stops sagad and the workers cleanly (exit 0);
   effects  after all that, no effect is lost or applied twice (test-effects.db: each
            step's effect once, compensations only for declined sagas, in reverse order;
@@ -259,6 +266,54 @@ def dlq_entries(broker):
     return out
 
 
+def topic_keys(broker, topic):
+    """The keys of every message of topic (empty when it does not exist yet)."""
+    r = subprocess.run(["kcat", "-b", broker, "-C", "-t", topic, "-o", "beginning", "-e", "-q",
+                        "-f", "%k\n"], capture_output=True, timeout=60, text=True,
+                       errors="replace")
+    return [k for k in r.stdout.splitlines() if k] if r.returncode == 0 else []
+
+
+def proto_fields(data):
+    """The scalar fields of a protobuf message: {number: str | int} (last one wins)."""
+    out, i = {}, 0
+
+    def varint_at(i):
+        n, shift = 0, 0
+        while True:
+            b = data[i]
+            i += 1
+            n |= (b & 0x7F) << shift
+            shift += 7
+            if not b & 0x80:
+                return n, i
+    while i < len(data):
+        key, i = varint_at(i)
+        field, wire = key >> 3, key & 7
+        if wire == 0:
+            out[field], i = varint_at(i)
+        elif wire == 2:
+            n, i = varint_at(i)
+            out[field] = data[i:i + n].decode("utf-8", "replace")
+            i += n
+        else:
+            raise ValueError("wire type %d" % wire)
+    return out
+
+
+def rest_json(w, method, path):
+    st, raw = http_call(w.rest, method, path, body=None if method == "GET" else {})
+    try:
+        return st, json.loads(raw)
+    except ValueError:
+        return st, raw
+
+
+def dlq_rows(w, query=""):
+    st, d = rest_json(w, "GET", "/v1/dlq" + query)
+    return d["items"] if st == 200 else []
+
+
 # ---- the test ----------------------------------------------------------------------------
 
 class World:
@@ -459,6 +514,21 @@ def phase_poison(w, tmp):
           len(dl) == 1 and "ActivityTask" in dl[0][1].get("sagad.dlq.reason", "") and
           dl[0][1].get("sagad.dlq.topic") == "saga.tasks.test" and
           dl[0][1].get("sagad.dlq.partition") == "0", str(dl))
+    rows = wait_until(lambda: [r for r in dlq_rows(w, "?queue=test&status=new")
+                               if r["key"] == "poison-0"], 60, 0.2)
+    check("poison: sagad recorded the dead letter (GET /v1/dlq)",
+          len(rows) == 1 and "ActivityTask" in (rows[0]["reason"] or "") and
+          rows[0]["instance_id"] is None and rows[0]["topic"] == "saga.tasks.test.dlq" and
+          rows[0]["headers"].get("sagad.dlq.partition") == "0", str(rows))
+    if rows:
+        st, d = rest_json(w, "POST", "/v1/dlq/%d/discard" % rows[0]["id"])
+        check("poison: discard answers 200, status discarded",
+              st == 200 and d.get("status") == "discarded", "%s %s" % (st, d))
+        st, d = rest_json(w, "POST", "/v1/dlq/%d/discard" % rows[0]["id"])
+        check("poison: a second discard is a 409", st == 409 and
+              d.get("dlq_status") == "discarded", "%s %s" % (st, d))
+        check("poison: listed as discarded",
+              [r["id"] for r in dlq_rows(w, "?status=discarded")] == [rows[0]["id"]])
 
 
 def phase_crash(w, tmp):
@@ -499,6 +569,97 @@ def phase_crash(w, tmp):
     never = query(w.effects, "SELECT COUNT(*) FROM effects WHERE key = ?", ("CRASH1/s",))
     check("crash: the crashing task never had an effect", never == [(0,)], str(never))
     return name
+
+
+def phase_requeue(w):
+    """A saga's task dead-lettered (its worker killed while it ran, --max-deliveries 1),
+    then requeued by an operator: the task runs and the saga completes."""
+    for name, pr in list(w.workers.items()):
+        if pr.alive():
+            rc = pr.term()
+            check("requeue: %s stops on SIGTERM with exit 0" % name, rc == 0, str(rc))
+    a = w.start_worker("--max-deliveries", "1")
+    check("requeue: a worker with --max-deliveries 1 joins",
+          wait_until(lambda: w.assigned(a), 60, 0.1))
+    iid = w.submit(900, False, 4000)
+
+    def hold_started():
+        # The hold task runs in the worker: sagad's attempt is running and the worker
+        # counted a start after it was dispatched (the reserve task's row is older).
+        att = query(w.db, "SELECT started_ms FROM step_attempts WHERE instance_id = ? AND "
+                    "step = 1 AND compensation = 0 AND status = 'running'", (iid,))
+        return att and query(w.deliveries, "SELECT 1 FROM deliveries WHERE topic = "
+                             "'saga.tasks.test' AND starts = 1 AND first_ms >= ?", (att[0][0],))
+    check("requeue: the saga's hold task started", wait_until(hold_started, 60, 0.02))
+    w.workers[a].kill9()
+    b = w.start_worker("--max-deliveries", "1")
+    rows = wait_until(lambda: [r for r in dlq_rows(w, "?queue=test&status=new")
+                               if r["instance_id"] == iid], 90, 0.2)
+    check("requeue: the dead-lettered task is in GET /v1/dlq with its saga, step and attempt",
+          len(rows) == 1 and rows[0]["step_id"] == "hold" and rows[0]["attempt"] == 1 and
+          rows[0]["idempotency_key"] == iid + "/hold" and
+          "without finishing" in (rows[0]["reason"] or "") and rows[0]["input"] == {"ms": 4000},
+          str(rows))
+    if not rows:
+        return
+    st, d = rest_json(w, "POST", "/v1/dlq/%d/requeue" % rows[0]["id"])
+    check("requeue: POST /v1/dlq/{id}/requeue answers 202, status requeued",
+          st == 202 and d.get("status") == "requeued", "%s %s" % (st, d))
+    done = wait_until(lambda: w.statuses([iid])[iid] in TERMINAL, 60, 0.1)
+    w.expected[iid] = "COMPLETED"
+    check("requeue: the requeued task ran and the saga completed",
+          done and w.statuses([iid])[iid] == "COMPLETED", str(w.statuses([iid])))
+    st, d = rest_json(w, "POST", "/v1/dlq/%d/requeue" % rows[0]["id"])
+    check("requeue: a second requeue is a 409", st == 409, "%s %s" % (st, d))
+    r = subprocess.run([w.bin("sagactl"), "--server", "http://127.0.0.1:%d" % w.rest, "dlq",
+                        "list", "--queue", "test", "--status", "requeued"],
+                       capture_output=True, text=True, timeout=30)
+    check("requeue: sagactl dlq list shows it", r.returncode == 0 and iid in r.stdout and
+          "hold" in r.stdout, r.stdout + r.stderr)
+    return b
+
+
+def phase_events(w):
+    """The sagas' own order.completed events are on Kafka; order.created stays in the log."""
+    done = [r[0] for r in query(w.db, "SELECT id FROM instances WHERE workflow = ? AND "
+                                "status = 'COMPLETED'", (WORKFLOW,))]
+
+    def published():
+        keys = topic_keys(w.broker, "order.completed")
+        return keys if set(done) <= set(keys) else None
+    keys = wait_until(published, 60, 0.5) or topic_keys(w.broker, "order.completed")
+    check("events: every completed saga's order.completed is on its Kafka topic (%d sagas)"
+          % len(done), done and set(done) <= set(keys),
+          "%d of %d missing" % (len(set(done) - set(keys)), len(done)))
+    check("events: nothing else is on it (duplicates allowed: consumers dedupe on event_id)",
+          set(keys) <= set(done), str(sorted(set(keys) - set(done))[:3]))
+    r = subprocess.run(["kcat", "-b", w.broker, "-C", "-t", "order.completed", "-o", "beginning",
+                        "-c", "1", "-e", "-q", "-D", "", "-f", "%s"], capture_output=True,
+                       timeout=60)
+    f = proto_fields(r.stdout) if r.returncode == 0 and r.stdout else {}
+    check("events: an OrderCompleted message with the envelope of the services' events",
+          f.get(2) == "order.completed" and f.get(5) == "sagad" and f.get(4) in done and
+          f.get(16) == f.get(4) and str(f.get(10, "")).startswith("n-") and len(f.get(1, "")) == 26,
+          str(f))
+    logged = [e for e in rest_json(w, "GET", "/v1/events?type=order.created&limit=1000")[1]
+              .get("items", []) if e["source"] == "sagad"]
+    check("events: order.created (no message fits its data) is in the event log",
+          len(logged) >= len(done), "%d logged" % len(logged))
+    warned = [seg.count("event order.created is kept in the event log but not published")
+              for seg in w.sagad.log_text().split("=== kafka_e2e: start sagad")[1:]]
+    check("events: ... and sagad warned about it once per process", warned and
+          max(warned) <= 1 and sum(warned) >= 1, str(warned))
+    st, raw = http_call(w.rest, "GET", "/metrics")
+    text = raw.decode()
+    series = dict(line.rsplit(" ", 1) for line in text.splitlines()
+                  if line and not line.startswith("#"))
+    check("metrics: the transport's series are in /metrics",
+          st == 200 and float(series.get("sagad_kafka_dead_letters_total", -1)) >= 2 and
+          float(series.get("sagad_outbox_published_total", -1)) > 0 and
+          "sagad_kafka_results_undecodable_total" in series and
+          "sagad_kafka_producer_recreated_total" in series and
+          "sagad_kafka_tasks_awaiting_delivery" in series,
+          str({k: v for k, v in series.items() if "kafka" in k or "outbox" in k}))
 
 
 def check_effects(w):
@@ -591,6 +752,12 @@ def main():
         t = time.monotonic()
         phase_crash(w, tmp)
         log("   (crash: %.1f s)" % (time.monotonic() - t))
+        t = time.monotonic()
+        phase_requeue(w)
+        log("   (requeue: %.1f s)" % (time.monotonic() - t))
+        t = time.monotonic()
+        phase_events(w)
+        log("   (events: %.1f s)" % (time.monotonic() - t))
         for name, pr in list(w.workers.items()):
             if pr.alive():
                 rc = pr.term()

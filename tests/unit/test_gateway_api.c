@@ -5,8 +5,10 @@
  * an ephemeral port, libcurl as the client. Every new route's success and error cases:
  * validate (checked against sagactl's golden output), graphs of definitions and of a
  * compensated order in DOT and SVG, events filtered and paged, orders created, read,
- * cancelled and read again with every part (record, sagas, reservation, payment). A
- * second gateway on a driver without the shop shows the 404s of a sagad without it.
+ * cancelled and read again with every part (record, sagas, reservation, payment), the
+ * dead letters (rows written by a second writer, as the kafka transport's would be:
+ * listed, filtered, paged, discarded, not requeued by an embedded sagad). A second
+ * gateway on a driver without the shop shows the 404s of a sagad without it.
  * Sagas are awaited by polling GET with a bounded number of tries.
  */
 /* cmocka.h needs these first; the blank line keeps clang-format from reordering them. */
@@ -919,6 +921,127 @@ static void test_events(void **state)
     expect_problem("GET", longtype, NULL, NULL, 400, "bad-parameter");
 }
 
+/* ---- dead letters ---- */
+
+static void put_dead_letter(const char *queue, int64_t offset, const char *instance)
+{
+    sg_store_t *w = NULL;
+    assert_int_equal(sg_store_open(fx->db, NULL, &w, NULL, 0), SG_OK);
+    char topic[64];
+    snprintf(topic, sizeof(topic), "saga.tasks.%s.dlq", queue);
+    sg_store_dlq_t row = {.topic = topic,
+                          .partition = 1,
+                          .offset = offset,
+                          .queue = queue,
+                          .key = instance,
+                          .instance_id = instance,
+                          .step_id = instance != NULL ? "charge_payment" : NULL,
+                          .attempt = instance != NULL ? 3 : 0,
+                          .idempotency_key = instance != NULL ? "I/charge_payment" : NULL,
+                          .activity = instance != NULL ? "payment.charge" : NULL,
+                          .input = instance != NULL ? "{\"amount\":12}" : NULL,
+                          .reason = "started 3 times without finishing",
+                          .headers = "{\"sagad.dlq.starts\":\"3\"}",
+                          .received_ms = 1764130267123,
+                          .task = "\x0a\x01x",
+                          .task_len = 3};
+    assert_int_equal(sg_store_dlq_insert(w, &row, NULL), SG_OK);
+    sg_store_close(w);
+}
+
+static void test_dlq(void **state)
+{
+    (void)state;
+    /* An embedded sagad dead-letters nothing. */
+    resp_t r = get("/v1/dlq");
+    assert_int_equal(r.status, 200);
+    assert_int_equal(cJSON_GetArraySize(item(r.json, "items")), 0);
+    assert_true(cJSON_IsNull(item(r.json, "next_after")));
+    resp_free(&r);
+    expect_problem("POST", "/v1/dlq/1/requeue", NULL, NULL, 404, "dlq-not-found");
+    expect_problem("POST", "/v1/dlq/1/discard", NULL, NULL, 404, "dlq-not-found");
+
+    /* Rows as the kafka transport's reader leaves them. */
+    put_dead_letter("payment", 10, "01JDX2AAAAAAAAAAAAAAAAAAAA");
+    put_dead_letter("test", 11, NULL);
+    put_dead_letter("payment", 12, "01JDX2BBBBBBBBBBBBBBBBBBBB");
+    r = get("/v1/dlq");
+    assert_int_equal(r.status, 200);
+    assert_int_equal(cJSON_GetArraySize(item(r.json, "items")), 3);
+    const cJSON *first = item(r.json, "items")->child;
+    long id1 = (long)num(first, "id");
+    expect_str(first, "status", "new");
+    expect_str(first, "queue", "payment");
+    expect_str(first, "topic", "saga.tasks.payment.dlq");
+    expect_str(first, "instance_id", "01JDX2AAAAAAAAAAAAAAAAAAAA");
+    expect_str(first, "step_id", "charge_payment");
+    expect_str(first, "reason", "started 3 times without finishing");
+    expect_str(first, "received_at", "2025-11-26T04:11:07.123Z");
+    expect_str(item(first, "headers"), "sagad.dlq.starts", "3");
+    assert_int_equal((int)num(item(first, "input"), "amount"), 12);
+    assert_int_equal((int)num(first, "attempt"), 3);
+    assert_int_equal((int)num(first, "offset"), 10);
+    assert_int_equal((int)num(first, "task_bytes"), 3);
+    const cJSON *poison = first->next;
+    assert_true(cJSON_IsNull(item(poison, "instance_id")));
+    assert_true(cJSON_IsNull(item(poison, "attempt")));
+    assert_true(cJSON_IsNull(item(poison, "input")));
+    resp_free(&r);
+
+    r = get("/v1/dlq?queue=payment&limit=1");
+    assert_int_equal(cJSON_GetArraySize(item(r.json, "items")), 1);
+    assert_int_equal((long)num(r.json, "next_after"), id1);
+    resp_free(&r);
+    char path[128];
+    snprintf(path, sizeof(path), "/v1/dlq?queue=payment&limit=1&after=%ld", id1);
+    r = get(path);
+    assert_int_equal(cJSON_GetArraySize(item(r.json, "items")), 1);
+    expect_str(item(r.json, "items")->child, "instance_id", "01JDX2BBBBBBBBBBBBBBBBBBBB");
+    assert_true(cJSON_IsNull(item(r.json, "next_after")));
+    resp_free(&r);
+
+    /* Discard is a status change; an embedded sagad cannot requeue. */
+    snprintf(path, sizeof(path), "/v1/dlq/%ld/discard", id1);
+    r = request("POST", path, NULL, NULL);
+    assert_int_equal(r.status, 200);
+    expect_str(r.json, "status", "discarded");
+    resp_free(&r);
+    r = request("POST", path, "{}", NULL);
+    assert_problem(&r, 409, "conflict");
+    expect_str(r.json, "dlq_status", "discarded");
+    resp_free(&r);
+    snprintf(path, sizeof(path), "/v1/dlq/%ld/requeue", id1);
+    r = request("POST", path, NULL, NULL);
+    assert_problem(&r, 409, "conflict");
+    assert_non_null(strstr(str(r.json, "detail"), "--transport kafka"));
+    resp_free(&r);
+    r = get("/v1/dlq?status=discarded");
+    assert_int_equal(cJSON_GetArraySize(item(r.json, "items")), 1);
+    assert_int_equal((long)num(item(r.json, "items")->child, "id"), id1);
+    resp_free(&r);
+    r = get("/v1/dlq?status=new&queue=test");
+    assert_int_equal(cJSON_GetArraySize(item(r.json, "items")), 1);
+    resp_free(&r);
+
+    static const char *const bad[] = {
+        "/v1/dlq?limit=0",   "/v1/dlq?limit=1001", "/v1/dlq?after=-1", "/v1/dlq?status=old",
+        "/v1/dlq?queue=a.b", "/v1/dlq?queue=",     "/v1/dlq?status=",  "/v1/dlq?limit=x&after=1",
+    };
+    for (size_t i = 0; i < SG_ARRAY_LEN(bad); i++) {
+        expect_problem("GET", bad[i], NULL, NULL, 400, "bad-parameter");
+    }
+    static const char *const unknown[] = {"/v1/dlq/0/discard", "/v1/dlq/-1/discard",
+                                          "/v1/dlq/x/requeue", "/v1/dlq/99999999/requeue",
+                                          "/v1/dlq/99999999999999999999/discard"};
+    for (size_t i = 0; i < SG_ARRAY_LEN(unknown); i++) {
+        expect_problem("POST", unknown[i], NULL, NULL, 404, "dlq-not-found");
+    }
+    r = get("/v1/dlq/1/requeue");
+    assert_int_equal(r.status, 405);
+    assert_string_equal(r.allow, "POST");
+    resp_free(&r);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -932,6 +1055,7 @@ int main(void)
         cmocka_unit_test(test_declined_order_and_its_graph),
         cmocka_unit_test(test_order_errors),
         cmocka_unit_test(test_events),
+        cmocka_unit_test(test_dlq),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

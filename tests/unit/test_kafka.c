@@ -5,7 +5,11 @@
  * saga.results -> on_result, an undecodable result skipped, an activity no worker can
  * take answered fatally, offsets of saga.results committed only after results_sync
  * said the engine made them durable, and the producer recreated after a fatal error
- * without losing a message.
+ * without losing a message. Then sagad's side of the dead letters and of its outbox: the
+ * reader of saga.tasks.<queue>.dlq (fields, headers, offsets after sync only), publish(),
+ * and the whole driver over the transport: a workflow's event on its topic, one that
+ * does not fit its message kept in the log only, a dead letter recorded, requeued onto
+ * its tasks topic, discarded, and the transport's metrics.
  *
  * The real broker, sagad and saga-workers as processes are tests/kafka/kafka_e2e.py.
  * Every wait is bounded and on a condition, never a blind sleep.
@@ -25,9 +29,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
+#include "activities/common/events.h"
+#include "orchestrator/driver/driver.h"
 #include "orchestrator/log/log.h"
 #include "orchestrator/transport/kafka.h"
 
@@ -292,8 +299,15 @@ static void mock_start(mock_t *m)
     m->mc = rd_kafka_mock_cluster_new(m->host, 1);
     assert_non_null(m->mc);
     snprintf(m->brokers, sizeof(m->brokers), "%s", rd_kafka_mock_cluster_bootstraps(m->mc));
-    static const char *const topics[] = {SG_KAFKA_RESULTS_TOPIC, "saga.tasks.test",
-                                         "saga.tasks.test.dlq", "fatal.test"};
+    /* The mock has no CreateTopics: every topic used is made here (the shop's queues for
+     * sagad's driver, which serves them all). */
+    static const char *const topics[] = {SG_KAFKA_RESULTS_TOPIC,    "saga.tasks.test",
+                                         "saga.tasks.test.dlq",     "fatal.test",
+                                         "order.completed",         "order.created",
+                                         "saga.tasks.order",        "saga.tasks.order.dlq",
+                                         "saga.tasks.inventory",    "saga.tasks.inventory.dlq",
+                                         "saga.tasks.payment",      "saga.tasks.payment.dlq",
+                                         "saga.tasks.notification", "saga.tasks.notification.dlq"};
     for (size_t i = 0; i < sizeof(topics) / sizeof(topics[0]); i++) {
         assert_int_equal(rd_kafka_mock_topic_create(m->mc, topics[i], PARTITIONS, 1),
                          RD_KAFKA_RESP_ERR_NO_ERROR);
@@ -595,14 +609,15 @@ static void test_undecodable_result_skipped(void **state)
     pthread_mutex_unlock(&h->col.mu);
 }
 
-/* The sum over saga.results' partitions of group "sagad"'s committed offsets, and of the
- * high watermarks. */
-static void offsets(const char *brokers, int64_t *committed, int64_t *high)
+/* The sum over topic's partitions of group's committed offsets, and of the high
+ * watermarks. */
+static void offsets_of(const char *brokers, const char *group, const char *topic,
+                       int64_t *committed, int64_t *high)
 {
-    rd_kafka_t *c = client(brokers, RD_KAFKA_CONSUMER, "sagad");
+    rd_kafka_t *c = client(brokers, RD_KAFKA_CONSUMER, group);
     rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(PARTITIONS);
     for (int i = 0; i < PARTITIONS; i++) {
-        rd_kafka_topic_partition_list_add(l, SG_KAFKA_RESULTS_TOPIC, i);
+        rd_kafka_topic_partition_list_add(l, topic, i);
     }
     *committed = 0;
     *high = 0;
@@ -615,12 +630,18 @@ static void offsets(const char *brokers, int64_t *committed, int64_t *high)
     }
     for (int i = 0; i < PARTITIONS; i++) {
         int64_t lo = 0, hi = 0;
-        if (rd_kafka_query_watermark_offsets(c, SG_KAFKA_RESULTS_TOPIC, i, &lo, &hi, 10000) == 0) {
+        if (rd_kafka_query_watermark_offsets(c, topic, i, &lo, &hi, 10000) == 0) {
             *high += hi;
         }
     }
     rd_kafka_topic_partition_list_destroy(l);
     rd_kafka_destroy(c);
+}
+
+/* The same for saga.results and the group "sagad". */
+static void offsets(const char *brokers, int64_t *committed, int64_t *high)
+{
+    offsets_of(brokers, "sagad", SG_KAFKA_RESULTS_TOPIC, committed, high);
 }
 
 static void test_offsets_after_sync_only(void **state)
@@ -770,6 +791,434 @@ static void test_producer_limits(void **state)
     assert_null(t);
 }
 
+/* ---- dead letters and publish() ---- */
+
+/* What on_dead_letter and on_published saw. */
+typedef struct {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    size_t n;
+    char key[2][64], queue[2][32], reason[2][128], headers[2][512], instance[2][32];
+    char step[2][32], input[2][64];
+    uint32_t attempt[2];
+    size_t len[2];
+    size_t published;
+    uintptr_t opaque;
+    sg_err_t rc;
+} seen_t;
+
+static seen_t seen = {.mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER};
+
+static void on_dead_letter(void *ctx, const sg_dead_letter_t *dl)
+{
+    (void)ctx;
+    pthread_mutex_lock(&seen.mu);
+    size_t i = seen.n < 2 ? seen.n : 1;
+    snprintf(seen.key[i], sizeof(seen.key[i]), "%s", dl->key ? dl->key : "-");
+    snprintf(seen.queue[i], sizeof(seen.queue[i]), "%s", dl->queue);
+    snprintf(seen.reason[i], sizeof(seen.reason[i]), "%s", dl->reason ? dl->reason : "-");
+    snprintf(seen.headers[i], sizeof(seen.headers[i]), "%s", dl->headers);
+    snprintf(seen.instance[i], sizeof(seen.instance[i]), "%s",
+             dl->instance_id ? dl->instance_id : "-");
+    snprintf(seen.step[i], sizeof(seen.step[i]), "%s", dl->step_id ? dl->step_id : "-");
+    snprintf(seen.input[i], sizeof(seen.input[i]), "%s", dl->input ? dl->input : "-");
+    seen.attempt[i] = dl->attempt;
+    seen.len[i] = dl->len;
+    seen.n++;
+    pthread_cond_broadcast(&seen.cv);
+    pthread_mutex_unlock(&seen.mu);
+}
+
+static void on_published(void *ctx, void *opaque, sg_err_t rc)
+{
+    (void)ctx;
+    pthread_mutex_lock(&seen.mu);
+    seen.published++;
+    seen.opaque = (uintptr_t)opaque;
+    seen.rc = rc;
+    pthread_cond_broadcast(&seen.cv);
+    pthread_mutex_unlock(&seen.mu);
+}
+
+/* Waits until *count reaches n (seen.mu guards it). */
+static bool wait_seen(const size_t *count, size_t n)
+{
+    struct timespec until;
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_sec += WAIT_SECONDS;
+    pthread_mutex_lock(&seen.mu);
+    while (*count < n) {
+        if (pthread_cond_timedwait(&seen.cv, &seen.mu, &until) == ETIMEDOUT) {
+            break;
+        }
+    }
+    bool ok = *count >= n;
+    pthread_mutex_unlock(&seen.mu);
+    return ok;
+}
+
+static void seen_reset(void)
+{
+    pthread_mutex_lock(&seen.mu);
+    seen.n = seen.published = 0;
+    seen.opaque = 0;
+    pthread_mutex_unlock(&seen.mu);
+}
+
+/* Produces one message with the headers a worker gives a dead letter (reason NULL: none). */
+static void produce(const char *brokers, const char *topic, int32_t partition, const char *key,
+                    const void *value, size_t len, const char *reason)
+{
+    rd_kafka_t *p = client(brokers, RD_KAFKA_PRODUCER, NULL);
+    rd_kafka_headers_t *h = rd_kafka_headers_new(4);
+    if (reason != NULL) {
+        rd_kafka_header_add(h, "sagad.dlq.reason", -1, reason, -1);
+        rd_kafka_header_add(h, "sagad.dlq.starts", -1, "3", -1);
+        rd_kafka_header_add(h, "not.ours", -1, "x", -1);
+    }
+    assert_int_equal(rd_kafka_producev(p, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_PARTITION(partition),
+                                       RD_KAFKA_V_KEY(key, strlen(key)),
+                                       RD_KAFKA_V_VALUE((void *)value, len), RD_KAFKA_V_HEADERS(h),
+                                       RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_END),
+                     RD_KAFKA_RESP_ERR_NO_ERROR);
+    assert_int_equal(rd_kafka_flush(p, 30000), RD_KAFKA_RESP_ERR_NO_ERROR);
+    rd_kafka_destroy(p);
+}
+
+/* The bytes of an ActivityTask for instance id (step "charge", attempt 2). */
+static uint8_t *task_bytes(const char *id, size_t *len)
+{
+    char key[64];
+    snprintf(key, sizeof(key), "%s/charge", id);
+    sg_task_t task = {.instance_id = id,
+                      .step_id = "charge",
+                      .step = 1,
+                      .attempt = 2,
+                      .activity = "test.echo",
+                      .input = "{\"a\":1}",
+                      .idempotency_key = key,
+                      .deadline_ms = sg_now_ms() + 600000};
+    uint8_t *buf = NULL;
+    assert_int_equal(sg_wire_task_encode(&task, 1, &buf, len), SG_OK);
+    return buf;
+}
+
+static void test_dead_letters_read(void **state)
+{
+    h_t *h = *state;
+    seen_reset();
+    h->col.allow_sync = false; /* the "engine" has not committed anything yet */
+    sg_transport_opts_t o = {.queues = (const char *const[]){"test", NULL},
+                             .on_result = on_result,
+                             .results_sync = results_sync,
+                             .on_dead_letter = on_dead_letter,
+                             .ctx = &h->col,
+                             .kafka = &h->ko};
+    char err[512] = "";
+    assert_int_equal(h->vt->start(&o, &h->t, err, sizeof(err)), SG_OK);
+    static const char poison[] = "\xff\xff\xff\x0f not a task";
+    produce(h->mock.brokers, "saga.tasks.test.dlq", 0, "poison-1", poison, sizeof(poison) - 1,
+            "not an ActivityTask\nmessage");
+    size_t len = 0;
+    uint8_t *task = task_bytes("I900", &len);
+    produce(h->mock.brokers, "saga.tasks.test.dlq", 1, "I900", task, len,
+            "started 3 times without finishing");
+    sg_free(task);
+    assert_true(wait_seen(&seen.n, 2));
+    pthread_mutex_lock(&seen.mu);
+    int p = strcmp(seen.key[0], "poison-1") == 0 ? 0 : 1, t = 1 - p; /* partitions race */
+    assert_string_equal(seen.key[p], "poison-1");
+    assert_string_equal(seen.queue[p], "test");
+    assert_string_equal(seen.reason[p], "not an ActivityTask?message"); /* made printable */
+    assert_string_equal(seen.instance[p], "-");
+    assert_int_equal(seen.len[p], sizeof(poison) - 1);
+    assert_non_null(strstr(seen.headers[p], "\"sagad.dlq.starts\":\"3\""));
+    assert_null(strstr(seen.headers[p], "not.ours"));
+    assert_string_equal(seen.instance[t], "I900");
+    assert_string_equal(seen.step[t], "charge");
+    assert_int_equal(seen.attempt[t], 2);
+    assert_string_equal(seen.input[t], "{\"a\":1}");
+    assert_string_equal(seen.reason[t], "started 3 times without finishing");
+    pthread_mutex_unlock(&seen.mu);
+
+    /* Nothing is committed while results_sync says no; everything once it says yes. */
+    pthread_mutex_lock(&h->col.mu);
+    size_t asked = h->col.syncs;
+    pthread_mutex_unlock(&h->col.mu);
+    uint64_t end = mono_ms() + WAIT_SECONDS * 1000u;
+    for (;;) {
+        pthread_mutex_lock(&h->col.mu);
+        bool again = h->col.syncs >= asked + 2;
+        pthread_mutex_unlock(&h->col.mu);
+        if (again || mono_ms() > end) {
+            break;
+        }
+        usleep(10000);
+    }
+    int64_t committed = 0, high = 0;
+    offsets_of(h->mock.brokers, "sagad.dlq", "saga.tasks.test.dlq", &committed, &high);
+    assert_int_equal(committed, 0);
+    assert_int_equal(high, 2);
+    pthread_mutex_lock(&h->col.mu);
+    h->col.allow_sync = true;
+    pthread_mutex_unlock(&h->col.mu);
+    do {
+        offsets_of(h->mock.brokers, "sagad.dlq", "saga.tasks.test.dlq", &committed, &high);
+    } while (committed != 2 && mono_ms() < end);
+    assert_int_equal(committed, 2);
+    sg_transport_stats_t st;
+    h->vt->stats(h->t, &st);
+    assert_int_equal(st.dead_letters, 2);
+    assert_int_equal(st.results_undecodable, 0);
+}
+
+/* A copy of the first message of topic with this key (free it), read from the start of
+ * every partition without a group; NULL when none came. */
+static rd_kafka_message_t *find_message(const char *brokers, const char *topic, const char *key)
+{
+    rd_kafka_t *c = client(brokers, RD_KAFKA_CONSUMER, "find");
+    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(PARTITIONS);
+    for (int i = 0; i < PARTITIONS; i++) {
+        rd_kafka_topic_partition_list_add(l, topic, i)->offset = RD_KAFKA_OFFSET_BEGINNING;
+    }
+    assert_int_equal(rd_kafka_assign(c, l), RD_KAFKA_RESP_ERR_NO_ERROR);
+    rd_kafka_topic_partition_list_destroy(l);
+    rd_kafka_message_t *copy = NULL;
+    uint64_t end = mono_ms() + WAIT_SECONDS * 1000u;
+    while (copy == NULL && mono_ms() < end) {
+        rd_kafka_message_t *m = rd_kafka_consumer_poll(c, 100);
+        if (m != NULL && m->err == 0 && m->key_len == strlen(key) &&
+            memcmp(m->key, key, m->key_len) == 0) {
+            copy = calloc(1, sizeof(*copy) + m->len);
+            copy->len = m->len;
+            copy->payload = (char *)(copy + 1);
+            memcpy(copy->payload, m->payload, m->len);
+        }
+        if (m != NULL) {
+            rd_kafka_message_destroy(m);
+        }
+    }
+    rd_kafka_destroy(c);
+    return copy;
+}
+
+static void test_publish(void **state)
+{
+    h_t *h = *state;
+    seen_reset();
+    h->col.allow_sync = true;
+    sg_transport_opts_t o = {.queues = (const char *const[]){"test", NULL},
+                             .on_result = on_result,
+                             .on_published = on_published,
+                             .ctx = &h->col,
+                             .kafka = &h->ko};
+    char err[512] = "";
+    assert_int_equal(h->vt->start(&o, &h->t, err, sizeof(err)), SG_OK);
+    assert_int_equal(h->vt->publish(h->t, "order.completed", "K1", "v1", 2, NULL),
+                     SG_ERR_INVALID); /* publications are told apart by their opaque */
+    assert_int_equal(h->vt->publish(h->t, "order.completed", "K1", "v1", 2, (void *)7), SG_OK);
+    assert_true(wait_seen(&seen.published, 1));
+    pthread_mutex_lock(&seen.mu);
+    assert_int_equal(seen.opaque, 7);
+    assert_int_equal(seen.rc, SG_OK);
+    pthread_mutex_unlock(&seen.mu);
+    rd_kafka_message_t *m = find_message(h->mock.brokers, "order.completed", "K1");
+    assert_non_null(m);
+    assert_int_equal(m->len, 2);
+    assert_memory_equal(m->payload, "v1", 2);
+    free(m);
+    sg_transport_stats_t st;
+    h->vt->stats(h->t, &st);
+    assert_int_equal(st.published, 1);
+    assert_int_equal(st.tasks_unacked, 0);
+}
+
+/* ---- the driver over the transport ---- */
+
+static const char events_saga[] =
+    "saga: kafka_events\nversion: 1\ntimeout: 1m\n"
+    "events:\n"
+    "  on_start: [order.created]\n" /* its default payload fits no message */
+    "  on_complete:\n"
+    "    - type: order.completed\n"
+    "      data: '{order_id: \"o-1\", total: 12, saga_id: .saga.id}'\n"
+    "steps:\n"
+    "  - id: one\n    activity: test.echo\n    input: '{n: 1}'\n    pivot: true\n";
+
+typedef struct {
+    char event_id[32];
+    size_t n;
+} log_t;
+
+static bool log_cb(void *ctx, const sg_store_event_t *ev)
+{
+    log_t *l = ctx;
+    snprintf(l->event_id, sizeof(l->event_id), "%s", ev->event_id ? ev->event_id : "");
+    l->n++;
+    return true;
+}
+
+static bool dlq_cb(void *ctx, const sg_store_dlq_t *row)
+{
+    int64_t *ids = ctx;
+    ids[ids[0] < 7 ? ++ids[0] : 7] = row->id;
+    return true;
+}
+
+/* The ids of the dead letters in status (ids[0] = how many), read as the gateway does. */
+static void dlq_ids(const char *db, const char *status, int64_t ids[8])
+{
+    memset(ids, 0, 8 * sizeof(*ids));
+    sg_store_t *ro = NULL;
+    sg_store_opts_t so = {.readonly = true};
+    assert_int_equal(sg_store_open(db, &so, &ro, NULL, 0), SG_OK);
+    assert_int_equal(sg_store_dlq_list(ro, "test", status, 0, 0, dlq_cb, ids), SG_OK);
+    sg_store_close(ro);
+}
+
+/* The value of an unlabelled series in the driver's /metrics text, or -1. */
+static double metric(sg_driver_t *d, const char *name)
+{
+    sg_buf_t b;
+    sg_buf_init(&b);
+    sg_metrics_render(sg_driver_metrics(d), &b);
+    double v = -1;
+    char want[128];
+    snprintf(want, sizeof(want), "\n%s ", name);
+    const char *at = b.data != NULL ? strstr(b.data, want) : NULL;
+    if (at != NULL) {
+        v = strtod(at + strlen(want), NULL);
+    }
+    sg_buf_fini(&b);
+    return v;
+}
+
+static bool metric_reaches(sg_driver_t *d, const char *name, double v)
+{
+    uint64_t end = mono_ms() + WAIT_SECONDS * 1000u;
+    while (metric(d, name) < v && mono_ms() < end) {
+        usleep(10000);
+    }
+    return metric(d, name) >= v;
+}
+
+static void test_driver_over_kafka(void **state)
+{
+    h_t *h = *state;
+    start_fake(h);
+    char dir[] = "/tmp/sg_kafka_driverXXXXXX";
+    assert_non_null(mkdtemp(dir));
+    char wf[300], db[300], file[320];
+    snprintf(wf, sizeof(wf), "%s/wf", dir);
+    snprintf(db, sizeof(db), "%s/sagad.db", dir);
+    snprintf(file, sizeof(file), "%s/events.yaml", wf);
+    assert_int_equal(mkdir(wf, 0700), 0);
+    FILE *f = fopen(file, "w");
+    assert_non_null(f);
+    fputs(events_saga, f);
+    fclose(f);
+    sg_driver_opts_t o = {.db_path = db,
+                          .sync = SG_SYNC_OFF,
+                          .workflows_dir = wf,
+                          .data_dir = dir,
+                          .transport = "kafka",
+                          .test_activities = true,
+                          .kafka = &h->ko};
+    sg_driver_t *d = NULL;
+    char err[512] = "";
+    assert_int_equal(sg_driver_start(&o, &d, err, sizeof(err)), SG_OK);
+
+    /* A saga's event on its topic, as the message of its type, with the envelope. */
+    sg_start_result_t res;
+    assert_int_equal(sg_driver_start_saga(d, "kafka_events", 0, "{}", NULL, &res, NULL), SG_OK);
+    assert_true(sg_driver_wait_idle(d, WAIT_SECONDS * 1000u));
+    rd_kafka_message_t *m = find_message(h->mock.brokers, "order.completed", res.id);
+    assert_non_null(m);
+    cJSON *ev = sg_event_decode("order.completed", m->payload, m->len);
+    free(m);
+    assert_non_null(ev);
+    assert_string_equal(cJSON_GetObjectItem(ev, "source")->valuestring, "sagad");
+    assert_string_equal(cJSON_GetObjectItem(ev, "type")->valuestring, "order.completed");
+    assert_string_equal(cJSON_GetObjectItem(ev, "correlation_id")->valuestring, res.id);
+    assert_string_equal(cJSON_GetObjectItem(ev, "saga_id")->valuestring, res.id);
+    assert_string_equal(cJSON_GetObjectItem(ev, "order_id")->valuestring, "o-1");
+    assert_int_equal((int)cJSON_GetObjectItem(ev, "total")->valuedouble, 12);
+    /* The same event as the one in the log (consumers may match them by id). */
+    sg_store_t *ro = NULL;
+    sg_store_opts_t so = {.readonly = true};
+    assert_int_equal(sg_store_open(db, &so, &ro, NULL, 0), SG_OK);
+    log_t lg = {.n = 0};
+    assert_int_equal(sg_store_event_list(ro, "order.completed", res.id, 0, 0, log_cb, &lg), SG_OK);
+    assert_int_equal(lg.n, 1);
+    assert_string_equal(cJSON_GetObjectItem(ev, "event_id")->valuestring, lg.event_id);
+    cJSON_Delete(ev);
+    /* order.created fits no message: in the log, never on Kafka. */
+    lg.n = 0;
+    assert_int_equal(sg_store_event_list(ro, "order.created", res.id, 0, 0, log_cb, &lg), SG_OK);
+    assert_int_equal(lg.n, 1);
+    sg_store_close(ro);
+    int64_t lo = 0, hi = 0;
+    rd_kafka_t *c = client(h->mock.brokers, RD_KAFKA_CONSUMER, NULL);
+    hi = 0;
+    for (int i = 0; i < PARTITIONS; i++) {
+        int64_t l1 = 0, h1 = 0;
+        assert_int_equal(rd_kafka_query_watermark_offsets(c, "order.created", i, &l1, &h1, 10000),
+                         0);
+        lo += l1;
+        hi += h1;
+    }
+    rd_kafka_destroy(c);
+    assert_int_equal(hi - lo, 0);
+    assert_true(metric_reaches(d, "sagad_outbox_published_total", 1));
+
+    /* A dead letter: recorded once, requeued onto its tasks topic, then final. */
+    size_t len = 0;
+    uint8_t *task = task_bytes("X1", &len);
+    produce(h->mock.brokers, "saga.tasks.test.dlq", 0, "X1", task, len, "started 3 times");
+    int64_t ids[8];
+    uint64_t end = mono_ms() + WAIT_SECONDS * 1000u;
+    do {
+        dlq_ids(db, "new", ids);
+    } while (ids[0] < 1 && mono_ms() < end && usleep(10000) == 0);
+    assert_int_equal(ids[0], 1);
+    int64_t id = ids[1];
+    assert_int_equal(sg_driver_dlq_discard(d, id + 1000), SG_ERR_NOT_FOUND);
+    assert_int_equal(sg_driver_dlq_requeue(d, id), SG_OK);
+    assert_int_equal(sg_driver_dlq_requeue(d, id), SG_ERR_STATE);
+    assert_int_equal(sg_driver_dlq_discard(d, id), SG_ERR_STATE);
+    dlq_ids(db, "requeued", ids);
+    assert_int_equal(ids[0], 1);
+    /* The requeued task is on saga.tasks.test again, byte for byte (the fake worker
+     * answers it; sagad ignores the answer: X1 is no saga of its). */
+    m = find_message(h->mock.brokers, "saga.tasks.test", "X1");
+    assert_non_null(m);
+    assert_int_equal(m->len, len);
+    assert_memory_equal(m->payload, task, len);
+    free(m);
+    sg_free(task);
+    assert_true(metric_reaches(d, "sagad_outbox_published_total", 2));
+    assert_true(metric_reaches(d, "sagad_kafka_dead_letters_total", 1));
+    assert_true(metric(d, "sagad_kafka_results_undecodable_total") == 0);
+    assert_true(metric(d, "sagad_kafka_producer_recreated_total") == 0);
+    assert_true(metric(d, "sagad_kafka_tasks_awaiting_delivery") >= 0);
+    /* Its offset is committed once the row is durable. */
+    int64_t committed = 0;
+    do {
+        offsets_of(h->mock.brokers, "sagad.dlq", "saga.tasks.test.dlq", &committed, &hi);
+    } while (committed != 1 && mono_ms() < end);
+    assert_int_equal(committed, 1);
+    sg_driver_stop(d);
+
+    /* A restart reads nothing twice and keeps the decision. */
+    assert_int_equal(sg_driver_start(&o, &d, err, sizeof(err)), SG_OK);
+    dlq_ids(db, NULL, ids);
+    assert_int_equal(ids[0], 1);
+    sg_driver_stop(d);
+    char cmd[400];
+    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+    assert_int_equal(system(cmd), 0);
+}
+
 int main(void)
 {
     sg_log_set_level(getenv("SG_TEST_LOG") ? SG_LOG_DEBUG : SG_LOG_ERROR);
@@ -785,6 +1234,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_offsets_after_sync_only, setup, teardown),
         cmocka_unit_test_setup_teardown(test_producer_recreated_after_fatal, setup, teardown),
         cmocka_unit_test_setup_teardown(test_producer_limits, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_dead_letters_read, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_publish, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_driver_over_kafka, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -739,6 +739,118 @@ static void test_outbox(void **state)
     sg_store_close(st);
 }
 
+/* ---- dead letters ---- */
+
+/* The ids of the rows dlq_cb saw last, in order. */
+static int64_t dlq_ids[8];
+
+static bool dlq_cb(void *ctx, const sg_store_dlq_t *r)
+{
+    out_t *o = ctx;
+    if (o->n < SG_ARRAY_LEN(dlq_ids)) {
+        dlq_ids[o->n] = r->id;
+    }
+    size_t used = strlen(o->text);
+    snprintf(o->text + used, sizeof(o->text) - used, "%s %s/%lld/%lld %s %s %s %lld %s %zu%s\n",
+             r->status, r->topic, (long long)r->partition, (long long)r->offset, r->queue,
+             r->key ? r->key : "-", r->instance_id ? r->instance_id : "-", (long long)r->attempt,
+             r->reason ? r->reason : "-", r->task_len, r->task != NULL ? " +task" : "");
+    o->last_created = r->updated_ms;
+    o->n++;
+    return true;
+}
+
+static sg_store_dlq_t dead_letter(const char *queue, int64_t partition, int64_t offset,
+                                  const char *instance)
+{
+    static char topic[64];
+    snprintf(topic, sizeof(topic), "saga.tasks.%s.dlq", queue);
+    return (sg_store_dlq_t){.topic = topic,
+                            .partition = partition,
+                            .offset = offset,
+                            .queue = queue,
+                            .key = instance,
+                            .instance_id = instance,
+                            .step_id = instance != NULL ? "charge" : NULL,
+                            .attempt = instance != NULL ? 2 : 0,
+                            .idempotency_key = instance != NULL ? "i/charge" : NULL,
+                            .activity = instance != NULL ? "payment.charge" : NULL,
+                            .input = instance != NULL ? "{\"amount\":12}" : NULL,
+                            .reason = "started 3 times without finishing",
+                            .headers = "{\"sagad.dlq.starts\":\"3\"}",
+                            .received_ms = 100 + offset,
+                            .task = "\x0a\x00\xff",
+                            .task_len = 3};
+}
+
+static void test_dlq(void **state)
+{
+    (void)state;
+    sg_store_t *st = fresh("dlq");
+    bool inserted = false;
+    sg_store_dlq_t a = dead_letter("payment", 0, 7, "i1");
+    assert_int_equal(sg_store_dlq_insert(st, &a, &inserted), SG_OK);
+    assert_true(inserted);
+    /* The consumer is at-least-once: the same position again is a no-op. */
+    assert_int_equal(sg_store_dlq_insert(st, &a, &inserted), SG_OK);
+    assert_false(inserted);
+    sg_store_dlq_t b = dead_letter("test", 1, 0, NULL); /* undecodable: no task fields */
+    assert_int_equal(sg_store_dlq_insert(st, &b, &inserted), SG_OK);
+    sg_store_dlq_t c = dead_letter("payment", 0, 9, "i2");
+    assert_int_equal(sg_store_dlq_insert(st, &c, NULL), SG_OK);
+    sg_store_dlq_t bad = dead_letter("payment", 0, 10, "i3");
+    bad.queue = NULL;
+    assert_int_equal(sg_store_dlq_insert(st, &bad, &inserted), SG_ERR_INVALID);
+    assert_false(inserted);
+
+    out_t o = {0};
+    assert_int_equal(sg_store_dlq_list(st, NULL, NULL, 0, 0, dlq_cb, &o), SG_OK);
+    assert_string_equal(o.text,
+                        "new saga.tasks.payment.dlq/0/7 payment i1 i1 2 started 3 times without "
+                        "finishing 3\n"
+                        "new saga.tasks.test.dlq/1/0 test - - 0 started 3 times without "
+                        "finishing 3\n"
+                        "new saga.tasks.payment.dlq/0/9 payment i2 i2 2 started 3 times without "
+                        "finishing 3\n");
+    /* Ids increase (an ignored copy may leave a gap). */
+    int64_t id1 = dlq_ids[0], id2 = dlq_ids[1], id3 = dlq_ids[2];
+    assert_true(id1 > 0 && id1 < id2 && id2 < id3);
+    memset(&o, 0, sizeof(o));
+    assert_int_equal(sg_store_dlq_list(st, "payment", NULL, id1, 0, dlq_cb, &o), SG_OK);
+    assert_int_equal(o.n, 1);
+    assert_int_equal(dlq_ids[0], id3);
+    memset(&o, 0, sizeof(o));
+    assert_int_equal(sg_store_dlq_list(st, NULL, NULL, 0, 2, dlq_cb, &o), SG_OK);
+    assert_int_equal(o.n, 2);
+
+    assert_int_equal(sg_store_dlq_set_status(st, id1, "requeued", 500), SG_OK);
+    assert_int_equal(sg_store_dlq_set_status(st, id3 + 100, "requeued", 500), SG_ERR_NOT_FOUND);
+    assert_int_equal(sg_store_dlq_set_status(st, id1, NULL, 500), SG_ERR_INVALID);
+    memset(&o, 0, sizeof(o));
+    assert_int_equal(sg_store_dlq_list(st, "payment", "requeued", 0, 0, dlq_cb, &o), SG_OK);
+    assert_int_equal(o.n, 1);
+    assert_int_equal(o.last_created, 500);
+    memset(&o, 0, sizeof(o));
+    assert_int_equal(sg_store_dlq_list(st, NULL, "new", 0, 0, dlq_cb, &o), SG_OK);
+    assert_int_equal(o.n, 2);
+
+    /* A get carries the task's bytes, a list does not. */
+    memset(&o, 0, sizeof(o));
+    assert_int_equal(sg_store_dlq_get(st, id2, dlq_cb, &o), SG_OK);
+    assert_non_null(strstr(o.text, " 3 +task\n"));
+    assert_int_equal(sg_store_dlq_get(st, id3 + 100, dlq_cb, &o), SG_ERR_NOT_FOUND);
+    assert_int_equal(sg_store_dlq_get(st, id2, NULL, NULL), SG_ERR_INVALID);
+    sg_store_close(st);
+
+    sg_store_t *ro = open_at(db_path("dlq"), SG_SYNC_FULL, true);
+    assert_int_equal(sg_store_dlq_insert(ro, &c, NULL), SG_ERR_STATE);
+    assert_int_equal(sg_store_dlq_set_status(ro, id2, "discarded", 1), SG_ERR_STATE);
+    memset(&o, 0, sizeof(o));
+    assert_int_equal(sg_store_dlq_list(ro, "test", "new", 0, 0, dlq_cb, &o), SG_OK);
+    assert_int_equal(o.n, 1);
+    sg_store_close(ro);
+}
+
 /* ---- read-only handles, transactions, durability ---- */
 
 static void test_readonly_refuses_writes(void **state)
@@ -1130,6 +1242,7 @@ int main(void)
         cmocka_unit_test(test_timers),
         cmocka_unit_test(test_events),
         cmocka_unit_test(test_outbox),
+        cmocka_unit_test(test_dlq),
         cmocka_unit_test(test_readonly_refuses_writes),
         cmocka_unit_test(test_transactions),
         cmocka_unit_test(test_durability_across_reopen),
