@@ -205,6 +205,8 @@ suite_kafka() {
   run_counted kafka tests/kafka/broker_smoke.sh
   # sagad --transport kafka and saga-workers as processes: kill -9, broker crash, replay, DLQ.
   run_counted kafka-e2e python3 tests/kafka/kafka_e2e.py --build "$BUILD"
+  # The shop's order saga with the services in saga-workers; a payment worker killed.
+  run_counted kafka-orders python3 tests/kafka/kafka_orders.py --build "$BUILD"
 }
 
 suites=("$@")
