@@ -45,7 +45,15 @@ sg_err_t wk_deliveries_open(const char *data_dir, wk_deliveries_t **out, char *e
     int rc = sqlite3_open_v2(path, &dl->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL);
     if (rc == SQLITE_OK) {
         sqlite3_busy_timeout(dl->db, 5000);
-        rc = sqlite3_exec(dl->db, schema_sql, NULL, NULL, NULL);
+        /* Workers started together race to switch a new file to WAL, and SQLite answers
+         * that race with SQLITE_BUSY without waiting: try again, a bounded number of times. */
+        for (int i = 0; i < 200; i++) {
+            rc = sqlite3_exec(dl->db, schema_sql, NULL, NULL, NULL);
+            if (rc != SQLITE_BUSY && rc != SQLITE_LOCKED) {
+                break;
+            }
+            sqlite3_sleep(25);
+        }
     }
     if (rc == SQLITE_OK) {
         rc = sqlite3_prepare_v2(

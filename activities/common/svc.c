@@ -48,6 +48,23 @@ static const char kit_schema[] =
 
 /* ---- opening ---- */
 
+/* Runs setup SQL. Workers of one queue starting together race to switch a new file to
+ * WAL and to create its tables, and SQLite answers some of those races with SQLITE_BUSY
+ * without waiting for the busy timeout: try again, a bounded number of times. */
+static int exec_setup(sqlite3 *db, const char *sql, char **emsg)
+{
+    int rc = SQLITE_BUSY;
+    for (int i = 0; i < 200 && (rc == SQLITE_BUSY || rc == SQLITE_LOCKED); i++) {
+        if (i > 0) {
+            sqlite3_free(*emsg);
+            *emsg = NULL;
+            sqlite3_sleep(25);
+        }
+        rc = sqlite3_exec(db, sql, NULL, NULL, emsg);
+    }
+    return rc;
+}
+
 static bool prep(sg_svc_t *svc, const char *sql, sqlite3_stmt **out, char *err, size_t errlen)
 {
     if (sqlite3_prepare_v3(svc->db, sql, -1, SQLITE_PREPARE_PERSISTENT, out, NULL) != SQLITE_OK) {
@@ -110,10 +127,10 @@ sg_err_t sg_svc_open(const sg_activity_env_t *env, const char *name, const char 
     sg_free(path);
     sqlite3_busy_timeout(svc->db, 10000);
     char *emsg = NULL;
-    if (sqlite3_exec(svc->db, "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;", NULL, NULL,
-                     &emsg) != SQLITE_OK ||
-        sqlite3_exec(svc->db, kit_schema, NULL, NULL, &emsg) != SQLITE_OK ||
-        (schema_sql != NULL && sqlite3_exec(svc->db, schema_sql, NULL, NULL, &emsg) != SQLITE_OK)) {
+    if (exec_setup(svc->db, "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;", &emsg) !=
+            SQLITE_OK ||
+        exec_setup(svc->db, kit_schema, &emsg) != SQLITE_OK ||
+        (schema_sql != NULL && exec_setup(svc->db, schema_sql, &emsg) != SQLITE_OK)) {
         snprintf(err, errlen, "%s.db: %s", name, emsg ? emsg : sqlite3_errmsg(svc->db));
         sqlite3_free(emsg);
         sg_svc_close(svc);
