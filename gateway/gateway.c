@@ -288,13 +288,6 @@ static bool headers_ok(struct MHD_Connection *con, gw_req_t *r)
     return false;
 }
 
-static uint64_t mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
-
 /* "ip:ADDRESS" of the client, the caller's name when nobody authenticates. */
 static void client_name(struct MHD_Connection *con, char *out, size_t outlen)
 {
@@ -365,7 +358,7 @@ static bool admit(sg_gateway_t *g, struct MHD_Connection *con, unsigned need, gw
         rate = who.rate;
         burst = who.burst;
     }
-    unsigned wait = gw__rl_take(g->rl, caller, rate, burst, mono_ms());
+    unsigned wait = gw__rl_take(g->rl, caller, rate, burst, sg_mono_ms());
     if (wait > 0) {
         gw__problem(r, MHD_HTTP_TOO_MANY_REQUESTS, "rate-limited",
                     "too many requests from %s: at most %g per second; retry in %u s", caller, rate,

@@ -89,13 +89,6 @@ struct wk_queue {
     uint64_t last_commit;
 };
 
-static uint64_t mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
-
 static void timed_wait(pthread_cond_t *cv, pthread_mutex_t *mu, uint64_t ms)
 {
     struct timespec ts;
@@ -212,7 +205,7 @@ static rd_kafka_topic_partition_list_t *commit_list_locked(wk_queue_t *q)
         rd_kafka_topic_partition_list_add(l, q->topic, p->partition)->offset = p->next_commit;
         p->dirty = false;
     }
-    q->last_commit = mono_ms();
+    q->last_commit = sg_mono_ms();
     return l;
 }
 
@@ -519,10 +512,10 @@ static void flow(wk_queue_t *q)
  * ms. True when idle. */
 static bool wait_idle(wk_queue_t *q, uint64_t ms)
 {
-    uint64_t end = mono_ms() + ms;
+    uint64_t end = sg_mono_ms() + ms;
     pthread_mutex_lock(&q->mu);
     drop_queued_locked(q);
-    while (q->taken > 0 && mono_ms() < end) {
+    while (q->taken > 0 && sg_mono_ms() < end) {
         timed_wait(&q->done, &q->mu, 100);
     }
     bool idle = q->taken == 0;
@@ -569,7 +562,7 @@ static void *consumer_main(void *arg)
     wk_queue_t *q = arg;
     while (!atomic_load(&q->w->stopping)) {
         flow(q);
-        if (mono_ms() - q->last_commit >= COMMIT_EVERY_MS) {
+        if (sg_mono_ms() - q->last_commit >= COMMIT_EVERY_MS) {
             commit(q, false);
         }
         rd_kafka_message_t *m = rd_kafka_consumer_poll(q->consumer, 100);
@@ -591,12 +584,12 @@ static void *consumer_main(void *arg)
     drop_queued_locked(q);
     pthread_mutex_unlock(&q->mu);
     flow(q);
-    uint64_t end = mono_ms() + WK_DRAIN_MS;
+    uint64_t end = sg_mono_ms() + WK_DRAIN_MS;
     for (;;) {
         pthread_mutex_lock(&q->mu);
         unsigned left = q->taken;
         pthread_mutex_unlock(&q->mu);
-        if (left == 0 || mono_ms() >= end) {
+        if (left == 0 || sg_mono_ms() >= end) {
             break;
         }
         rd_kafka_message_t *m = rd_kafka_consumer_poll(q->consumer, 50);

@@ -49,13 +49,6 @@ typedef struct {
     bool nomem;
 } page_t;
 
-static uint64_t mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
-
 static void timed_wait(wk_relay_t *r, uint64_t ms)
 {
     struct timespec ts;
@@ -127,9 +120,9 @@ static bool wait_reports(wk_relay_t *r)
     pthread_mutex_lock(&r->mu);
     while (r->outstanding > 0) {
         if (r->stop && end == 0) {
-            end = mono_ms() + RELAY_STOP_MS;
+            end = sg_mono_ms() + RELAY_STOP_MS;
         }
-        if (end != 0 && mono_ms() >= end) {
+        if (end != 0 && sg_mono_ms() >= end) {
             break;
         }
         timed_wait(r, 100);
@@ -202,11 +195,11 @@ static void *relay_main(void *arg)
             timed_wait(r, RELAY_IDLE_MS);
         }
         r->kicked = false;
-        bool topics = r->next_topics != 0 && mono_ms() >= r->next_topics;
+        bool topics = r->next_topics != 0 && sg_mono_ms() >= r->next_topics;
         pthread_mutex_unlock(&r->mu);
         if (topics) {
             bool ok = wk_ensure_topics(r->w, 5000);
-            r->next_topics = ok ? 0 : mono_ms() + TOPICS_RETRY_MS;
+            r->next_topics = ok ? 0 : sg_mono_ms() + TOPICS_RETRY_MS;
         }
         size_t moved = relay_round(r);
         pthread_mutex_lock(&r->mu);
@@ -228,7 +221,7 @@ sg_err_t wk_relay_start(wk_t *w, bool topics_ok, wk_relay_t **out, char *err, si
     }
     r->token.kind = WK_MSG_EVENT;
     r->w = w;
-    r->next_topics = topics_ok ? 0 : mono_ms() + TOPICS_RETRY_MS;
+    r->next_topics = topics_ok ? 0 : sg_mono_ms() + TOPICS_RETRY_MS;
     pthread_mutex_init(&r->mu, NULL);
     pthread_cond_init(&r->cv, NULL);
     if (pthread_create(&r->thread, NULL, relay_main, r) != 0) {

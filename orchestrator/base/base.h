@@ -153,6 +153,9 @@ void sg_ulid_new(uint64_t now_ms, char out[27]);
 uint64_t sg_random64(void);
 /* Wall-clock milliseconds since the epoch. */
 uint64_t sg_now_ms(void);
+/* A monotonic clock (never jumps), for durations and local deadlines only. */
+uint64_t sg_mono_ms(void);
+uint64_t sg_mono_us(void);
 
 /* Reads a whole file, refusing files over max_bytes (SG_ERR_LIMIT). */
 sg_err_t sg_file_read(const char *path, size_t max_bytes, char **out, size_t *out_len);

@@ -27,6 +27,18 @@ uint64_t sg_now_ms(void)
     return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
 }
 
+uint64_t sg_mono_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
+uint64_t sg_mono_ms(void)
+{
+    return sg_mono_us() / 1000u;
+}
+
 /* Per-thread generator seeded from the kernel: ids are drawn often, syscalls are slow. */
 static _Thread_local uint64_t rng_state;
 

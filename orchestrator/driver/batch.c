@@ -450,16 +450,9 @@ static void recover_from_failed_batch(sg_driver_t *d, item_t *items)
     }
 }
 
-static uint64_t mono_us(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
-}
-
 void drv__run_batch(sg_driver_t *d, item_t *items, uint64_t now)
 {
-    uint64_t t0 = mono_us();
+    uint64_t t0 = sg_mono_us();
     if (sg_store_begin(d->store) != SG_OK) {
         recover_from_failed_batch(d, items);
         goto done;
@@ -512,7 +505,7 @@ void drv__run_batch(sg_driver_t *d, item_t *items, uint64_t now)
     clear_batch(d);
     atomic_fetch_add(&d->batches, 1);
     atomic_fetch_add(&d->items, n);
-    uint64_t us = mono_us() - t0;
+    uint64_t us = sg_mono_us() - t0;
     atomic_fetch_add(&d->batch_us_total, us);
     drv__metrics_batch(d, n, us);
 done:

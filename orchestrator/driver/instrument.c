@@ -38,13 +38,6 @@ struct drv_metrics {
     size_t cap, count; /* cap: 0 or a power of two */
 };
 
-static uint64_t mono_us(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
-}
-
 /* ---- attempts in flight: open addressing, backward-shift deletion ---- */
 
 static uint64_t flight_hash(const char *id, uint32_t step, uint32_t attempt, bool comp)
@@ -357,7 +350,7 @@ void drv__metrics_committed(sg_driver_t *d)
                           (const char *[]){inst->def->name, sg_inst_status_name(inst->status)}, 1);
         }
     }
-    uint64_t now = mono_us();
+    uint64_t now = sg_mono_us();
     for (size_t i = 0; i < d->n_dispatch; i++) {
         const dispatch_t *dp = &d->dispatches[i];
         flight_put(m, dp->instance_id, dp->task.step, dp->task.attempt, dp->task.compensation,
@@ -384,7 +377,7 @@ void drv__metrics_redispatch(sg_driver_t *d, const sg_inst_t *inst, uint32_t ste
 {
     const char *activity = activity_of(d, inst->id, step, compensation);
     if (d->metrics != NULL && activity != NULL) {
-        flight_put(d->metrics, inst->id, step, attempt, compensation, activity, mono_us());
+        flight_put(d->metrics, inst->id, step, attempt, compensation, activity, sg_mono_us());
     }
 }
 
@@ -401,7 +394,7 @@ static void attempt_ended(sg_driver_t *d, const char *id, uint32_t step, uint32_
         activity = f.activity;
         if (strcmp(outcome, "timeout") != 0) { /* no result came: nothing to time */
             sg_metric_observe(m->latency, (const char *[]){activity},
-                              (double)(mono_us() - f.t0_us) / 1e6);
+                              (double)(sg_mono_us() - f.t0_us) / 1e6);
         }
     } else {
         activity = activity_of(d, id, step, comp);

@@ -68,13 +68,6 @@ struct sg_transport {
     void *ctx;
 };
 
-static uint64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
-
 static void fifo_push(fifo_t *f, node_t *n)
 {
     n->next = NULL;
@@ -154,7 +147,7 @@ static void execute(sg_transport_t *t, node_t *n)
     sg_task_result_t res = {0};
     if (n->slot == NULL) {
         answer_unknown(n, &res);
-    } else if (n->task.deadline_ms != 0 && now_ms() > n->task.deadline_ms) {
+    } else if (n->task.deadline_ms != 0 && sg_now_ms() > n->task.deadline_ms) {
         sg_task_fail(&res, SG_TASK_RETRYABLE, "saga.deadline_expired",
                      "the task waited past its deadline and was not run");
     } else {

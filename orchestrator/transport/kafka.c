@@ -79,13 +79,6 @@ struct sg_transport {
     _Atomic uint64_t published, publishing; /* acknowledged; sent, not yet reported */
 };
 
-static uint64_t mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
-
 /* Waits on t->cv for at most ms. Caller holds mu. */
 static void wait_ms(sg_transport_t *t, uint64_t ms)
 {
@@ -102,7 +95,7 @@ static void wait_ms(sg_transport_t *t, uint64_t ms)
 
 static bool warn_due(sg_transport_t *t)
 {
-    uint64_t now = mono_ms();
+    uint64_t now = sg_mono_ms();
     pthread_mutex_lock(&t->mu);
     bool due = t->last_warn == 0 || now - t->last_warn >= WARN_EVERY_MS;
     if (due) {
@@ -179,7 +172,7 @@ static bool create_topics(sg_transport_t *t, int timeout_ms)
         memmove(t->create, t->create + n, (t->n_create - n) * sizeof(*t->create));
         t->n_create -= n;
     } else {
-        t->create_after = mono_ms() + CREATE_RETRY_MS;
+        t->create_after = sg_mono_ms() + CREATE_RETRY_MS;
     }
     pthread_mutex_unlock(&t->mu);
     sg_free(names);
@@ -323,7 +316,7 @@ static void *admin_main(void *arg)
     sg_transport_t *t = arg;
     pthread_mutex_lock(&t->mu);
     while (!t->stopping) {
-        uint64_t now = mono_ms();
+        uint64_t now = sg_mono_ms();
         if (t->n_create > 0 && now >= t->create_after) {
             pthread_mutex_unlock(&t->mu);
             create_topics(t, CREATE_TIMEOUT_MS);

@@ -44,13 +44,6 @@ struct kafka_dlq {
     _Atomic uint64_t count;
 };
 
-static uint64_t mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
-
 /* ---- making outside text safe ---- */
 
 /* A copy of p[0..n) cut to TEXT_MAX bytes, every byte outside printable ASCII as '?'. */
@@ -231,7 +224,7 @@ static void mark_handed(kafka_dlq_t *q, const char *topic, int32_t partition, in
 
 static bool warn_due(kafka_dlq_t *q)
 {
-    uint64_t now = mono_ms();
+    uint64_t now = sg_mono_ms();
     bool due = q->last_warn == 0 || now - q->last_warn >= WARN_EVERY_MS;
     if (due) {
         q->last_warn = now; /* the reading thread only */

@@ -64,13 +64,6 @@ struct sg_kafka_producer {
     _Atomic uint64_t sent, delivered, retried, dropped, recreated;
 };
 
-static uint64_t mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
-
 /* ---- the record lists (caller holds mu) ---- */
 
 static void all_unlink(sg_kafka_producer_t *p, rec_t *r)
@@ -117,7 +110,7 @@ static bool permanent(rd_kafka_resp_err_t e)
 /* A warning at most every WARN_EVERY_MS, so a broker outage does not flood the log. */
 static void warn_limited(sg_kafka_producer_t *p, const char *what, const char *why)
 {
-    uint64_t now = mono_ms();
+    uint64_t now = sg_mono_ms();
     pthread_mutex_lock(&p->mu);
     bool say = p->last_warn == 0 || now - p->last_warn >= WARN_EVERY_MS;
     if (say) {
@@ -155,7 +148,7 @@ static rd_kafka_resp_err_t produce_locked(sg_kafka_producer_t *p, rec_t *r)
  */
 static void pump_locked(sg_kafka_producer_t *p, rec_t **dropped)
 {
-    if (p->rk == NULL || p->fatal || mono_ms() < p->backlog_not_before) {
+    if (p->rk == NULL || p->fatal || sg_mono_ms() < p->backlog_not_before) {
         return;
     }
     while (p->bhead != NULL) {
@@ -169,7 +162,7 @@ static void pump_locked(sg_kafka_producer_t *p, rec_t **dropped)
             return;
         }
         if (e != RD_KAFKA_RESP_ERR_NO_ERROR && !permanent(e)) {
-            p->backlog_not_before = mono_ms() + RETRY_DELAY_MS;
+            p->backlog_not_before = sg_mono_ms() + RETRY_DELAY_MS;
             return;
         }
         p->bhead = r->bnext;
@@ -239,7 +232,7 @@ static void dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
         p->fatal = true;
     }
     if (!purged && !p->fatal) {
-        p->backlog_not_before = mono_ms() + RETRY_DELAY_MS;
+        p->backlog_not_before = sg_mono_ms() + RETRY_DELAY_MS;
     }
     backlog_push(p, r);
     pthread_mutex_unlock(&p->mu);
@@ -496,9 +489,9 @@ size_t sg_kafka_producer_pending(sg_kafka_producer_t *p)
 
 bool sg_kafka_producer_flush(sg_kafka_producer_t *p, uint64_t timeout_ms)
 {
-    uint64_t end = mono_ms() + timeout_ms;
+    uint64_t end = sg_mono_ms() + timeout_ms;
     pthread_mutex_lock(&p->mu);
-    while (p->pending > 0 && mono_ms() < end) {
+    while (p->pending > 0 && sg_mono_ms() < end) {
         struct timespec ts;
         clock_gettime(CLOCK_REALTIME, &ts);
         ts.tv_nsec += 50 * 1000000L;
