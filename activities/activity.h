@@ -52,7 +52,30 @@ typedef struct {
      * an effect. */
     const char *idempotency_key;
     uint64_t deadline_ms; /* epoch ms; the handler should give up after it; 0 = none */
+    /*
+     * The step's heartbeat timeout (workflow `heartbeat:`), 0 = none. While a task with
+     * one runs, the transport tells sagad every third of it that the task is still held
+     * (its lease): a worker that dies is noticed after heartbeat_ms, not after the whole
+     * attempt timeout. A handler adds progress with sg_task_heartbeat().
+     */
+    uint64_t heartbeat_ms;
+    /* Set by the transport for the handler call (NULL: no heartbeats here): records the
+     * handler's progress (JSON text, copied) for the next heartbeat. Returns false when
+     * the attempt is over for the orchestrator (past its deadline, or the transport is
+     * stopping): the handler should give up. Call it through sg_task_heartbeat(). */
+    bool (*heartbeat_fn)(void *arg, const char *details_json);
+    void *heartbeat_arg;
 } sg_task_t;
+
+/*
+ * Reports the progress of a long task, e.g. {"done": 40, "total": 100}; details_json may
+ * be NULL (just "still here": the transport heartbeats on its own anyway). sagad shows
+ * the last details on the attempt (GET /v1/instances/{id}). Returns true while the
+ * attempt is still wanted, false once the handler should give up (past the deadline or
+ * the worker is stopping). Cheap enough to call in a loop: the transport sends at most
+ * one heartbeat per third of task->heartbeat_ms. Any thread running the task.
+ */
+bool sg_task_heartbeat(const sg_task_t *task, const char *details_json);
 
 /*
  * What a handler answers. Caller-allocated and zeroed (`sg_task_result_t res = {0};`);

@@ -150,6 +150,19 @@ char *sg_task_key(const char *instance_id, const char *step_id, bool compensatio
     return sg_asprintf("%s/%s%s", instance_id, step_id, compensation ? "/compensate" : "");
 }
 
+bool sg_task_heartbeat(const sg_task_t *task, const char *details_json)
+{
+    if (task == NULL) {
+        return false;
+    }
+    if (task->heartbeat_fn != NULL) {
+        return task->heartbeat_fn(task->heartbeat_arg, details_json);
+    }
+    /* No transport listening (a unit test calling the handler): still wanted until the
+     * deadline. */
+    return task->deadline_ms == 0 || sg_now_ms() < task->deadline_ms;
+}
+
 /* ---- seeding ---- */
 
 static sg_err_t seed_one(const sg_activity_module_t *m, const sg_activity_env_t *env,

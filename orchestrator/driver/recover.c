@@ -95,6 +95,7 @@ static bool on_attempt(void *ctx, const sg_store_attempt_t *a)
     uint64_t deadline = r->now + timeout;
     /* The step waits for this new timeout now (the timer sweep keys on it). */
     inst->steps[a->step].timer_at = deadline;
+    inst->steps[a->step].lease_end = deadline;
     tmr_t t = {.fire_ms = deadline,
                .kind = SG_TIMER_TIMEOUT,
                .step = (uint32_t)a->step,

@@ -41,7 +41,9 @@ typedef struct {
     const char *activity; /* "queue.operation" */
     const char *queue;    /* the part before the first '.' */
     sg_expr_t input;      /* jq over the saga context; absent = the whole saga input */
-    uint64_t timeout_ms;
+    uint64_t timeout_ms;   /* an attempt fails after it, heartbeats or not */
+    uint64_t heartbeat_ms; /* `heartbeat:` lease: a running attempt times out when no
+                              heartbeat came for this long; 0 = none (< timeout_ms) */
     sg_retry_t retry;
     sg_pos_t pos;
 } sg_call_t;

@@ -141,8 +141,7 @@ sg_err_t eng__on_comp_timer(eng_t *e, const sg_step_t *st, const sg_event_t *ev)
         sg_event_t failed = *ev;
         failed.kind = SG_EV_RESULT;
         failed.outcome = SG_OUTCOME_RETRYABLE;
-        failed.error_code = "saga.timeout";
-        failed.error_message = "the compensation attempt timed out";
+        failed.error_code = sg_engine_timeout_code(e->inst, st->index, &failed.error_message);
         return eng__on_comp_result(e, st, &failed);
     }
     if (live && ev->timer == SG_TIMER_BACKOFF && ss->comp == SG_CS_BACKOFF) {

@@ -250,6 +250,7 @@ void eng__dispatch(eng_t *e, const sg_step_t *st, bool comp, uint32_t attempt)
         return;
     }
     ss->timer_at = e->now + call->timeout_ms;
+    ss->lease_end = ss->timer_at; /* heartbeats move timer_at, never past this */
     eng__hist(e, comp ? "compensation_dispatched" : "attempt_dispatched", (int32_t)st->index,
               attempt, "{\"activity\":%s}", eng__json_str(e, call->activity));
     sg_cmd_t *c = eng__cmd(e, SG_CMD_DISPATCH);

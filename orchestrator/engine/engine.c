@@ -393,8 +393,10 @@ static sg_err_t on_timer(eng_t *e, const sg_event_t *ev)
         st->kind == SG_STEP_ACTIVITY) {
         /* The outcome is unknown: the effect may have happened, so it is compensated
          * (compensations are safe to run for effects that did not happen). */
+        const char *msg;
+        const char *code = sg_engine_timeout_code(e->inst, st->index, &msg);
         eng__mark_maybe_effect(e, ss);
-        eng__fail_step(e, st, "saga.timeout", "the attempt timed out", true);
+        eng__fail_step(e, st, code, msg, true);
     } else if (ev->timer == SG_TIMER_BACKOFF && live && ss->status == SG_SS_BACKOFF &&
                e->inst->status == SG_INST_RUNNING) {
         eng__dispatch(e, st, false, ss->attempt + 1);
@@ -481,4 +483,36 @@ sg_err_t sg_engine_apply(sg_jqrt_t *jq, sg_inst_t *inst, const sg_event_t *ev, u
         sg_effects_truncate(fx, n_cmds, n_hist);
     }
     return rc;
+}
+
+const char *sg_engine_timeout_code(const sg_inst_t *inst, uint32_t step, const char **msg)
+{
+    const sg_step_state_t *ss = &inst->steps[step];
+    if (ss->timer_at < ss->lease_end) {
+        *msg = "no heartbeat came within the step's heartbeat timeout";
+        return "saga.heartbeat_timeout";
+    }
+    *msg = "the attempt timed out";
+    return "saga.timeout";
+}
+
+bool sg_engine_heartbeat(sg_inst_t *inst, uint32_t step, uint32_t attempt, bool compensation,
+                         uint64_t now_ms, uint64_t *timeout_at)
+{
+    if (sg_inst_terminal(inst) || step >= inst->def->n_steps) {
+        return false;
+    }
+    const sg_step_t *st = inst->def->all_steps[step];
+    sg_step_state_t *ss = &inst->steps[step];
+    const sg_call_t *call = compensation ? st->compensate : &st->call;
+    bool running = compensation ? ss->comp == SG_CS_RUNNING && ss->comp_attempt == attempt
+                                : ss->status == SG_SS_RUNNING && ss->attempt == attempt;
+    if (st->kind != SG_STEP_ACTIVITY || call == NULL || call->heartbeat_ms == 0 || !running ||
+        ss->timer_at == 0) {
+        return false;
+    }
+    uint64_t at = now_ms + call->heartbeat_ms;
+    ss->timer_at = at < ss->lease_end ? at : ss->lease_end;
+    *timeout_at = ss->timer_at;
+    return true;
 }

@@ -97,6 +97,9 @@ typedef struct {
     uint32_t comp_attempt_base;
     uint32_t done_seq; /* completion order (1, 2, ...): compensations run in reverse */
     uint64_t timer_at; /* when the pending timeout/backoff/wait of this step fires; 0 none */
+    /* The running attempt's (forward or compensation) own timeout, which heartbeats
+     * never extend: timer_at <= lease_end while it runs; 0 when nothing runs. */
+    uint64_t lease_end;
     uint64_t started_ms, finished_ms;
     char *output;     /* JSON text of the (mapped) output, owned; NULL until done */
     char *error_code; /* last error, owned */
@@ -217,6 +220,25 @@ void sg_effects_fini(sg_effects_t *fx);
  */
 sg_err_t sg_engine_apply(sg_jqrt_t *jq, sg_inst_t *inst, const sg_event_t *ev, uint64_t now_ms,
                          uint64_t random, sg_effects_t *fx);
+
+/*
+ * A heartbeat of a running attempt (see sg_task_t.heartbeat_ms) at now_ms. When that
+ * attempt still runs and its call has a heartbeat timeout, moves the step's timeout to
+ * min(now_ms + heartbeat, lease_end), stores it in timer_at and *timeout_at, and returns
+ * true: the driver re-arms the attempt's timeout there. Otherwise (stale attempt, no
+ * heartbeat configured, finished instance) changes nothing and returns false. Pure: no
+ * effects and no history (heartbeats are too many for the audit trail).
+ */
+bool sg_engine_heartbeat(sg_inst_t *inst, uint32_t step, uint32_t attempt, bool compensation,
+                         uint64_t now_ms, uint64_t *timeout_at);
+
+/*
+ * Why the pending timeout of step fires: "saga.heartbeat_timeout" when a heartbeat set
+ * it (no further heartbeat came in time), else "saga.timeout" (the attempt's own
+ * timeout). *msg gets one line for people. Both are retryable timeouts: the effect may
+ * have happened.
+ */
+const char *sg_engine_timeout_code(const sg_inst_t *inst, uint32_t step, const char **msg);
 
 /* Backoff before attempt `next_attempt` (>= 2) under policy r, with jitter from random. */
 uint64_t sg_engine_backoff_ms(const sg_retry_t *r, uint32_t next_attempt, uint64_t random);

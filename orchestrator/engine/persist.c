@@ -40,11 +40,11 @@ char *sg_inst_state_json(const sg_inst_t *inst)
         const sg_step_state_t *ss = &inst->steps[i];
         sg_buf_printf(&b,
                       "%s{\"s\":%d,\"c\":%d,\"m\":%d,\"a\":%u,\"ca\":%u,\"ab\":%u,\"cab\":%u,"
-                      "\"d\":%u,\"t\":%llu,\"t0\":%llu,\"t1\":%llu,\"o\":",
+                      "\"d\":%u,\"t\":%llu,\"le\":%llu,\"t0\":%llu,\"t1\":%llu,\"o\":",
                       i ? "," : "", (int)ss->status, (int)ss->comp, ss->maybe_effect ? 1 : 0,
                       ss->attempt, ss->comp_attempt, ss->attempt_base, ss->comp_attempt_base,
                       ss->done_seq, (unsigned long long)ss->timer_at,
-                      (unsigned long long)ss->started_ms, (unsigned long long)ss->finished_ms);
+                      (unsigned long long)ss->lease_end, (unsigned long long)ss->started_ms, (unsigned long long)ss->finished_ms);
         sg_buf_puts(&b, ss->output ? ss->output : "null");
         sg_buf_puts(&b, ",\"ec\":");
         put_str_or_null(&b, ss->error_code);
@@ -104,6 +104,12 @@ static bool restore_step(const cJSON *js, sg_step_state_t *ss)
                             .timer_at = t,
                             .started_ms = t0,
                             .finished_ms = t1};
+    /* "le" came with heartbeats; a state written before has none: the timeout is whole. */
+    ss->lease_end = t;
+    if (cJSON_GetObjectItemCaseSensitive(js, "le") != NULL &&
+        !get_uint(js, "le", u53, &ss->lease_end)) {
+        return false;
+    }
     const cJSON *o = cJSON_GetObjectItemCaseSensitive(js, "o");
     if (o != NULL && !cJSON_IsNull(o)) {
         ss->output = cJSON_PrintUnformatted(o);

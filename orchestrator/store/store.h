@@ -201,6 +201,12 @@ typedef struct {
     const char *error_code;
     const char *error_message;
     int64_t started_ms, deadline_ms, finished_ms; /* 0 when unset */
+    /* The last heartbeat (migration 4): when sagad received it (0 = none yet), the
+     * worker that sent it and the handler's progress JSON (NULL = none). Ignored by
+     * sg_store_attempt_insert. */
+    int64_t heartbeat_ms;
+    const char *worker;
+    const char *progress;
 } sg_store_attempt_t;
 
 /*
@@ -223,6 +229,15 @@ sg_err_t sg_store_attempt_finish(sg_store_t *st, const char *instance_id, int64_
                                  int64_t attempt, const char *status, const char *output,
                                  const char *error_code, const char *error_message,
                                  int64_t finished_ms);
+
+/*
+ * Records a heartbeat of a running attempt: received_ms, worker (may be NULL) and the
+ * handler's progress (JSON text; NULL keeps the last progress). SG_ERR_STATE if the
+ * attempt is finished, SG_ERR_NOT_FOUND if it does not exist. Writer only.
+ */
+sg_err_t sg_store_attempt_heartbeat(sg_store_t *st, const char *instance_id, int64_t step,
+                                    bool comp, int64_t attempt, int64_t received_ms,
+                                    const char *worker, const char *progress);
 
 typedef bool (*sg_store_attempt_cb)(void *ctx, const sg_store_attempt_t *a);
 

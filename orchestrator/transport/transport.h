@@ -28,6 +28,25 @@ typedef struct sg_transport sg_transport_t;
 typedef void (*sg_transport_result_fn)(void *ctx, const sg_task_t *task,
                                        const sg_task_result_t *result);
 
+/*
+ * A running task's heartbeat: the worker holding it is alive (its lease), with the
+ * handler's last progress. Everything is the transport's and valid during the call only.
+ */
+typedef struct {
+    const char *instance_id;
+    uint32_t step; /* index of the step in its definition */
+    uint32_t attempt;
+    bool compensation;
+    const char *worker_id; /* who runs it: "host:pid" of a saga-worker, "sagad" embedded */
+    const char *details;   /* the handler's last sg_task_heartbeat() JSON; NULL = none */
+    uint64_t sent_ms;      /* when the worker sent it (its clock) */
+} sg_task_heartbeat_t;
+
+/* Called for each heartbeat of a task whose heartbeat_ms is not 0, on a transport thread
+ * (never dispatch's caller, never after stop() returned). At-most-once and unordered
+ * (a lost heartbeat only makes the attempt time out sooner); must not block. */
+typedef void (*sg_transport_heartbeat_fn)(void *ctx, const sg_task_heartbeat_t *hb);
+
 /* Receives one domain event of the module serving queue (see events_peek); false stops. */
 typedef bool (*sg_transport_event_fn)(void *arg, const char *queue, const sg_domain_event_t *ev);
 
@@ -114,6 +133,7 @@ typedef struct {
      * their offsets are committed after results_sync, like those of results. */
     sg_transport_dlq_fn on_dead_letter;
     sg_transport_published_fn on_published; /* reports on publish(); NULL: none */
+    sg_transport_heartbeat_fn on_heartbeat; /* heartbeats of running tasks; NULL: dropped */
 } sg_transport_opts_t;
 
 typedef struct {
