@@ -285,6 +285,10 @@ static void put_call_line(sg_buf_t *b, const sg_call_t *call)
 {
     sg_buf_puts(b, "timeout ");
     viz__dur(b, call->timeout_ms);
+    if (call->heartbeat_ms != 0) {
+        sg_buf_puts(b, " · heartbeat ");
+        viz__dur(b, call->heartbeat_ms);
+    }
     sg_buf_puts(b, " · ");
     viz__retry(b, &call->retry);
 }

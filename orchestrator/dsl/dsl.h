@@ -38,12 +38,13 @@ typedef struct {
 
 /* A call of an activity: the forward action of a step, or its compensation. */
 typedef struct {
-    const char *activity; /* "queue.operation" */
-    const char *queue;    /* the part before the first '.' */
-    sg_expr_t input;      /* jq over the saga context; absent = the whole saga input */
+    const char *activity;  /* "queue.operation" */
+    const char *queue;     /* the part before the first '.' */
+    sg_expr_t input;       /* jq over the saga context; absent = the whole saga input */
     uint64_t timeout_ms;   /* an attempt fails after it, heartbeats or not */
-    uint64_t heartbeat_ms; /* `heartbeat:` lease: a running attempt times out when no
-                              heartbeat came for this long; 0 = none (< timeout_ms) */
+    uint64_t heartbeat_ms; /* `heartbeat:` lease: after its first heartbeat, a running
+                              attempt times out when the next one does not come within
+                              this; 0 = none; always < timeout_ms (checked at load) */
     sg_retry_t retry;
     sg_pos_t pos;
 } sg_call_t;

@@ -61,6 +61,9 @@ typedef struct {
     size_t n_refs, cap_refs;
     bool pivot_unknown; /* a pivot key was broken: the step order rules cannot be judged */
     uint64_t default_timeout_ms;
+    /* where default_timeout_ms came from, for heartbeat messages: "defaults.timeout" or
+     * "the built-in default"; NULL when defaults.timeout was invalid (nothing to compare) */
+    const char *default_timeout_src;
     sg_retry_t default_retry;
     sg_retry_t default_comp_retry;
 } ld_t;
@@ -92,7 +95,7 @@ bool dsl__get_number(ld_t *ld, const sg_ynode_t *n, const char *what, double min
                      double *out);
 bool dsl__get_bool(ld_t *ld, const sg_ynode_t *n, const char *what, bool *out);
 bool dsl__get_duration(ld_t *ld, const sg_ynode_t *n, const char *what, uint64_t *out);
-void dsl__get_timeout(ld_t *ld, const sg_ynode_t *n, uint64_t *out);
+bool dsl__get_timeout(ld_t *ld, const sg_ynode_t *n, uint64_t *out);
 bool dsl__matches(const char *s, bool (*first)(char), bool (*rest)(char), size_t max);
 bool dsl__is_lower(char c);
 bool dsl__is_id_first(char c);

@@ -140,7 +140,41 @@ static void load_retry(ld_t *ld, const sg_ynode_t *n, sg_retry_t *r, bool *attem
 
 /* ---- calls and steps ---- */
 
-static const char *const comp_keys[] = {"activity", "input", "timeout", "retry", "description"};
+static const char *const comp_keys[] = {"activity",  "input",       "timeout",
+                                        "heartbeat", "description", "retry"};
+
+/*
+ * `heartbeat:` of a call whose timeout is already loaded. A heartbeat timeout is only
+ * useful when it is shorter than the timeout: it bounds the silence between two
+ * heartbeats, the timeout bounds the whole attempt. whose names the call ("step \"x\"");
+ * timeout_src tells where the call's timeout came from ("" for its own key), NULL when
+ * that timeout was invalid (it was reported; comparing with it would only add noise).
+ */
+static void load_heartbeat(ld_t *ld, const sg_ynode_t *n, sg_call_t *call, const char *whose,
+                           const char *timeout_src)
+{
+    uint64_t ms = 0;
+    if (!dsl__get_duration(ld, n, "heartbeat", &ms)) {
+        return;
+    }
+    if (ms == 0) {
+        dsl__error(ld, n->pos, "leave the key out for no heartbeat",
+                   "heartbeat must be longer than 0");
+        return;
+    }
+    if (timeout_src != NULL && ms >= call->timeout_ms) {
+        char hb[32], to[32];
+        sg_duration_format(ms, hb, sizeof(hb));
+        sg_duration_format(call->timeout_ms, to, sizeof(to));
+        dsl__error(ld, n->pos,
+                   "the heartbeat bounds the silence between heartbeats, the timeout the whole "
+                   "attempt: shorten the heartbeat or lengthen the timeout",
+                   "heartbeat %s of %s must be shorter than its timeout %s%s%s%s", hb, whose, to,
+                   *timeout_src ? " (" : "", timeout_src, *timeout_src ? ")" : "");
+        return;
+    }
+    call->heartbeat_ms = ms;
+}
 
 static void load_activity(ld_t *ld, const sg_ynode_t *n, sg_call_t *call)
 {
@@ -187,6 +221,7 @@ static void load_compensate(ld_t *ld, step_build_t *sb, const sg_ynode_t *n)
     c->timeout_ms = ld->default_timeout_ms;
     c->retry = ld->default_comp_retry;
     c->pos = n->pos;
+    const char *timeout_src = ld->default_timeout_src;
     const sg_ynode_t *v;
     if ((v = dsl__require(ld, n, "activity", "compensate")) != NULL) {
         load_activity(ld, v, c);
@@ -195,7 +230,12 @@ static void load_compensate(ld_t *ld, step_build_t *sb, const sg_ynode_t *n)
         add_expr(ld, &c->input, v, EXPR_COMP_INPUT, st, "compensate input");
     }
     if ((v = sg_ymap_get(n, "timeout")) != NULL) {
-        dsl__get_timeout(ld, v, &c->timeout_ms);
+        timeout_src = dsl__get_timeout(ld, v, &c->timeout_ms) ? "" : NULL;
+    }
+    if ((v = sg_ymap_get(n, "heartbeat")) != NULL) {
+        char whose[96];
+        snprintf(whose, sizeof(whose), "the compensation of step \"%s\"", st->id ? st->id : "?");
+        load_heartbeat(ld, v, c, whose, timeout_src);
     }
     if ((v = sg_ymap_get(n, "retry")) != NULL) {
         load_retry(ld, v, &c->retry, NULL);
@@ -320,10 +360,10 @@ static void load_parallel(ld_t *ld, step_build_t *sb, const sg_ynode_t *n)
 }
 
 static const char *const step_keys[] = {
-    "id",    "description", "activity", "parallel", "wait",     "input", "output", "timeout",
-    "retry", "compensate",  "pivot",    "when",     "on_error", "next",  "end"};
-static const char *const activity_only[] = {"input",      "output", "timeout", "retry",
-                                            "compensate", "pivot",  "on_error"};
+    "id",        "description", "activity",   "parallel", "wait", "input",    "output", "timeout",
+    "heartbeat", "retry",       "compensate", "pivot",    "when", "on_error", "next",   "end"};
+static const char *const activity_only[] = {"input", "output",     "timeout", "heartbeat",
+                                            "retry", "compensate", "pivot",   "on_error"};
 
 static void check_id(ld_t *ld, const sg_ynode_t *idn, sg_step_t *st)
 {
@@ -397,8 +437,14 @@ static void load_step_kind(ld_t *ld, step_build_t *sb, const sg_ynode_t *n)
     if ((v = sg_ymap_get(n, "output")) != NULL) {
         add_expr(ld, &st->output, v, EXPR_STEP_OUTPUT, st, "output");
     }
+    const char *timeout_src = ld->default_timeout_src;
     if ((v = sg_ymap_get(n, "timeout")) != NULL) {
-        dsl__get_timeout(ld, v, &st->call.timeout_ms);
+        timeout_src = dsl__get_timeout(ld, v, &st->call.timeout_ms) ? "" : NULL;
+    }
+    if ((v = sg_ymap_get(n, "heartbeat")) != NULL) {
+        char whose[96];
+        snprintf(whose, sizeof(whose), "step \"%s\"", st->id ? st->id : "?");
+        load_heartbeat(ld, v, &st->call, whose, timeout_src);
     }
     if ((v = sg_ymap_get(n, "retry")) != NULL) {
         load_retry(ld, v, &st->call.retry, &sb->retry_attempts_set);
@@ -545,14 +591,25 @@ static void load_events(ld_t *ld, const sg_ynode_t *n)
 
 static void load_defaults(ld_t *ld, const sg_ynode_t *n)
 {
-    static const char *const keys[] = {"timeout", "retry", "compensation_retry"};
+    /* "heartbeat" is known here only to explain why it is refused. */
+    static const char *const keys[] = {"timeout", "retry", "compensation_retry", "heartbeat"};
     if (!dsl__expect_kind(ld, n, SG_YNODE_MAP, "defaults")) {
         return;
     }
     dsl__check_keys(ld, n, "defaults", keys, SG_ARRAY_LEN(keys));
     const sg_ynode_t *v;
     if ((v = sg_ymap_get(n, "timeout")) != NULL) {
-        dsl__get_timeout(ld, v, &ld->default_timeout_ms);
+        ld->default_timeout_src =
+            dsl__get_timeout(ld, v, &ld->default_timeout_ms) ? "defaults.timeout" : NULL;
+    }
+    for (size_t i = 0; i < n->count; i++) {
+        /* A default would have to fit every step's timeout and would make every task
+         * send heartbeats, while only long activities need them. */
+        if (dsl__key_is(n->pairs[i].key, "heartbeat")) {
+            dsl__error(ld, n->pairs[i].key->pos,
+                       "give `heartbeat:` on the steps (or compensations) with long activities",
+                       "heartbeat cannot be a default");
+        }
     }
     if ((v = sg_ymap_get(n, "retry")) != NULL) {
         load_retry(ld, v, &ld->default_retry, NULL);
@@ -709,6 +766,7 @@ sg_err_t sg_def_load(const char *path, const char *buf, size_t len, const sg_dsl
                .opts = opts ? opts : &no_opts,
                .def = &db->pub,
                .default_timeout_ms = 30000,
+               .default_timeout_src = "the built-in default",
                .default_retry = builtin_retry,
                .default_comp_retry = builtin_comp_retry};
     ld.nomem = !set_source(db, path, buf, len);

@@ -156,6 +156,20 @@ static void put_attempts(sg_buf_t *out, const sg_retry_t *r)
     }
 }
 
+/* ", timeout 2h, heartbeat 10s" for a call with a heartbeat: the two bound its attempts
+ * together. Calls without one keep the shorter header they always had. */
+static bool put_heartbeat(sg_buf_t *out, const char *prefix, const sg_call_t *call)
+{
+    if (call->heartbeat_ms == 0) {
+        return false;
+    }
+    char to[32], hb[32];
+    sg_duration_format(call->timeout_ms, to, sizeof(to));
+    sg_duration_format(call->heartbeat_ms, hb, sizeof(hb));
+    sg_buf_printf(out, "%stimeout %s, heartbeat %s", prefix, to, hb);
+    return true;
+}
+
 static void put_plan(const sg_def_t *def, const sg_step_t *st, sg_buf_t *out, bool *any_maybe)
 {
     const sg_step_t *steps[256];
@@ -199,7 +213,7 @@ static void put_routes(const sg_def_t *def, const sg_step_t *st, int depth, sg_b
 }
 
 static void put_step(const sg_def_t *def, const sg_step_t *st, int depth, sg_buf_t *out,
-                     bool *any_maybe)
+                     bool *any_maybe, bool *any_heartbeat)
 {
     sg_buf_printf(out, "%*s%s", depth * 2, "", st->id);
     if (st->kind == SG_STEP_PARALLEL) {
@@ -208,7 +222,7 @@ static void put_step(const sg_def_t *def, const sg_step_t *st, int depth, sg_buf
             const sg_seq_t *br = &st->branches[b];
             sg_buf_printf(out, "%*sbranch %s\n", depth * 2 + 2, "", br->id);
             for (size_t i = 0; i < br->n_steps; i++) {
-                put_step(def, br->steps[i], depth + 2, out, any_maybe);
+                put_step(def, br->steps[i], depth + 2, out, any_maybe, any_heartbeat);
             }
         }
         return;
@@ -219,6 +233,7 @@ static void put_step(const sg_def_t *def, const sg_step_t *st, int depth, sg_buf
     }
     sg_buf_printf(out, " (%s, %s, ", st->call.activity, sg_step_class_name(st->cls));
     put_attempts(out, &st->call.retry);
+    *any_heartbeat |= put_heartbeat(out, ", ", &st->call);
     sg_buf_printf(out, "%s)\n", st->when.text ? ", conditional" : "");
     if (st->cls == SG_CLASS_RETRIABLE && st->call.retry.max_attempts == 0) {
         sg_buf_printf(out, "%*s  retried until it succeeds: cannot fail\n", depth * 2, "");
@@ -238,6 +253,11 @@ static void put_step(const sg_def_t *def, const sg_step_t *st, int depth, sg_buf
             out,
             "%*s  times out or fails retryably: %s (%s) first, as the effect may have happened\n",
             depth * 2, "", st->compensate->activity, st->id);
+        if (st->compensate->heartbeat_ms != 0) {
+            sg_buf_printf(out, "%*s  compensation %s: ", depth * 2, "", st->compensate->activity);
+            *any_heartbeat |= put_heartbeat(out, "", st->compensate);
+            sg_buf_puts(out, "\n");
+        }
     }
     put_routes(def, st, depth, out, any_maybe);
 }
@@ -260,13 +280,18 @@ void sg_def_failure_matrix(const sg_def_t *def, sg_buf_t *out)
                       d);
     }
     sg_buf_puts(out, "\n");
-    bool any_maybe = false;
+    bool any_maybe = false, any_heartbeat = false;
     for (size_t i = 0; i < def->body.n_steps; i++) {
-        put_step(def, def->body.steps[i], 0, out, &any_maybe);
+        put_step(def, def->body.steps[i], 0, out, &any_maybe, &any_heartbeat);
     }
     sg_buf_puts(out, "\n");
     if (any_maybe) {
         sg_buf_puts(out, "(x)? = only if step x ran (a condition, a jump, or a parallel branch)\n");
+    }
+    if (any_heartbeat) {
+        sg_buf_puts(out, "heartbeat H: after its first heartbeat, an attempt times out when the "
+                         "next one does not come within H (saga.heartbeat_timeout); its timeout "
+                         "bounds it in any case (saga.timeout)\n");
     }
     sg_buf_puts(out, "A compensation that exhausts its retries ends the saga COMPENSATION_FAILED "
                      "for an operator.\n");

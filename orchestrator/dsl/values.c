@@ -231,18 +231,19 @@ bool dsl__get_duration(ld_t *ld, const sg_ynode_t *n, const char *what, uint64_t
 }
 
 /* A timeout of zero would fail every attempt at once (or, for the saga, mean nothing). */
-void dsl__get_timeout(ld_t *ld, const sg_ynode_t *n, uint64_t *out)
+bool dsl__get_timeout(ld_t *ld, const sg_ynode_t *n, uint64_t *out)
 {
     uint64_t ms = 0;
     if (!dsl__get_duration(ld, n, "timeout", &ms)) {
-        return;
+        return false;
     }
     if (ms == 0) {
         dsl__error(ld, n->pos, "leave the key out for the default",
                    "timeout must be longer than 0");
-        return;
+        return false;
     }
     *out = ms;
+    return true;
 }
 
 bool dsl__matches(const char *s, bool (*first)(char), bool (*rest)(char), size_t max)

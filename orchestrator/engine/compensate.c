@@ -109,6 +109,7 @@ sg_err_t eng__on_comp_result(eng_t *e, const sg_step_t *st, const sg_event_t *ev
         return SG_OK;
     }
     ss->timer_at = 0;
+    ss->lease_end = 0;
     if (ev->outcome == SG_OUTCOME_OK) {
         ss->comp = SG_CS_DONE;
         eng__hist(e, "step_compensated", (int32_t)st->index, ev->attempt, NULL);

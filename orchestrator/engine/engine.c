@@ -159,6 +159,7 @@ void eng__step_done(eng_t *e, const sg_step_t *st, char *output)
     ss->done_seq = ++e->inst->done_counter;
     ss->finished_ms = e->now;
     ss->timer_at = 0;
+    ss->lease_end = 0;
     eng__hist(e, "step_completed", (int32_t)st->index, ss->attempt, NULL);
     if (e->inst->status == SG_INST_COMPENSATING) {
         if (st == e->def->pivot) {
@@ -291,6 +292,7 @@ void eng__fail_step(eng_t *e, const sg_step_t *st, const char *code, const char 
     sg_step_state_t *ss = eng__ss(e, st);
     set_error(e, ss, code, msg);
     ss->timer_at = 0;
+    ss->lease_end = 0;
     eng__hist(e, "attempt_failed", (int32_t)st->index, ss->attempt,
               "{\"code\":%s,\"message\":%s,\"retryable\":%s}", eng__json_str(e, code),
               eng__json_str(e, msg), retryable ? "true" : "false");
@@ -485,6 +487,8 @@ sg_err_t sg_engine_apply(sg_jqrt_t *jq, sg_inst_t *inst, const sg_event_t *ev, u
     return rc;
 }
 
+/* A timeout earlier than the attempt's own one was set by a heartbeat: the worker that
+ * held the task went silent. */
 const char *sg_engine_timeout_code(const sg_inst_t *inst, uint32_t step, const char **msg)
 {
     const sg_step_state_t *ss = &inst->steps[step];
@@ -508,7 +512,12 @@ bool sg_engine_heartbeat(sg_inst_t *inst, uint32_t step, uint32_t attempt, bool 
     bool running = compensation ? ss->comp == SG_CS_RUNNING && ss->comp_attempt == attempt
                                 : ss->status == SG_SS_RUNNING && ss->attempt == attempt;
     if (st->kind != SG_STEP_ACTIVITY || call == NULL || call->heartbeat_ms == 0 || !running ||
-        ss->timer_at == 0) {
+        ss->timer_at == 0 || ss->lease_end < ss->timer_at) {
+        return false;
+    }
+    /* Too late: the timeout has passed and its timer is due; a heartbeat must not
+     * rescue an attempt the driver is about to time out. */
+    if (now_ms >= ss->timer_at) {
         return false;
     }
     uint64_t at = now_ms + call->heartbeat_ms;

@@ -225,18 +225,22 @@ sg_err_t sg_engine_apply(sg_jqrt_t *jq, sg_inst_t *inst, const sg_event_t *ev, u
  * A heartbeat of a running attempt (see sg_task_t.heartbeat_ms) at now_ms. When that
  * attempt still runs and its call has a heartbeat timeout, moves the step's timeout to
  * min(now_ms + heartbeat, lease_end), stores it in timer_at and *timeout_at, and returns
- * true: the driver re-arms the attempt's timeout there. Otherwise (stale attempt, no
- * heartbeat configured, finished instance) changes nothing and returns false. Pure: no
- * effects and no history (heartbeats are too many for the audit trail).
+ * true: the driver re-arms the attempt's timeout there (a timer whose time is no longer
+ * timer_at is stale). Otherwise changes nothing and returns false: a stale attempt or
+ * one that ended, no heartbeat configured (or not an activity step), a finished
+ * instance, or a heartbeat too late (now_ms >= timer_at: the timeout already passed and
+ * its timer decides). Pure: no effects, no history (heartbeats are too many for the
+ * audit trail), version unchanged. The thread that owns inst.
  */
 bool sg_engine_heartbeat(sg_inst_t *inst, uint32_t step, uint32_t attempt, bool compensation,
                          uint64_t now_ms, uint64_t *timeout_at);
 
 /*
- * Why the pending timeout of step fires: "saga.heartbeat_timeout" when a heartbeat set
- * it (no further heartbeat came in time), else "saga.timeout" (the attempt's own
- * timeout). *msg gets one line for people. Both are retryable timeouts: the effect may
- * have happened.
+ * Why the pending timeout of step's running attempt (forward or compensation) fires:
+ * "saga.heartbeat_timeout" when a heartbeat set it before lease_end (no further
+ * heartbeat came in time), else "saga.timeout" (the attempt's own timeout). *msg gets
+ * one static line for people. Both are retryable timeouts: the effect may have happened.
+ * Call it before the timeout is applied (sg_engine_apply clears timer_at).
  */
 const char *sg_engine_timeout_code(const sg_inst_t *inst, uint32_t step, const char **msg);
 

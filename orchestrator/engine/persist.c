@@ -44,7 +44,8 @@ char *sg_inst_state_json(const sg_inst_t *inst)
                       i ? "," : "", (int)ss->status, (int)ss->comp, ss->maybe_effect ? 1 : 0,
                       ss->attempt, ss->comp_attempt, ss->attempt_base, ss->comp_attempt_base,
                       ss->done_seq, (unsigned long long)ss->timer_at,
-                      (unsigned long long)ss->lease_end, (unsigned long long)ss->started_ms, (unsigned long long)ss->finished_ms);
+                      (unsigned long long)ss->lease_end, (unsigned long long)ss->started_ms,
+                      (unsigned long long)ss->finished_ms);
         sg_buf_puts(&b, ss->output ? ss->output : "null");
         sg_buf_puts(&b, ",\"ec\":");
         put_str_or_null(&b, ss->error_code);

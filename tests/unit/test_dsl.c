@@ -303,6 +303,56 @@ static void test_input_schema_errors_located(void **state)
     sg_free(out);
 }
 
+static void test_heartbeat_model(void **state)
+{
+    (void)state;
+    sg_def_t *def = load_ok("saga: hb\nversion: 1\ndefaults: {timeout: 1m}\nsteps:\n"
+                            "  - id: a\n    activity: q.a\n    timeout: 2h\n    heartbeat: 10s\n"
+                            "    compensate: {activity: q.undo, heartbeat: 59s}\n"
+                            "  - id: b\n    activity: q.b\n    heartbeat: 1m\n    timeout: 1m1ms\n"
+                            "    compensate: {activity: q.undo}\n");
+    const sg_step_t *a = sg_def_step(def, "a");
+    assert_int_equal(a->call.timeout_ms, 7200000);
+    assert_int_equal(a->call.heartbeat_ms, 10000);
+    assert_int_equal(a->compensate->timeout_ms, 60000); /* defaults.timeout */
+    assert_int_equal(a->compensate->heartbeat_ms, 59000);
+    /* key order does not matter: the timeout after the heartbeat still counts */
+    const sg_step_t *b = sg_def_step(def, "b");
+    assert_int_equal(b->call.heartbeat_ms, 60000);
+    assert_int_equal(b->compensate->heartbeat_ms, 0); /* none unless given */
+    sg_def_free(def);
+    def = load_ok(order_yaml);
+    for (size_t i = 0; i < def->n_steps; i++) {
+        assert_int_equal(def->all_steps[i]->call.heartbeat_ms, 0);
+    }
+    sg_def_free(def);
+}
+
+static void test_heartbeat_errors(void **state)
+{
+    (void)state;
+    /* the timeout it is compared with comes from the step, defaults or the built-in 30s */
+    char *out = load_err("saga: hb\nversion: 1\ndefaults: {timeout: 20s, heartbeat: 5s}\n"
+                         "steps:\n"
+                         "  - id: a\n    activity: q.a\n    heartbeat: 20s\n"
+                         "    compensate: {activity: q.undo, timeout: 5s, heartbeat: 1m}\n"
+                         "  - id: w\n    wait: 1s\n    heartbeat: 1s\n"
+                         "  - id: z\n    activity: q.z\n    heartbeat: 0s\n    compensate: none\n");
+    assert_contains(out, "t.yaml:3:26: error: heartbeat cannot be a default");
+    assert_contains(out, "t.yaml:7:16: error: heartbeat 20s of step \"a\" must be shorter than "
+                         "its timeout 20s (defaults.timeout)");
+    assert_contains(out, "t.yaml:8:60: error: heartbeat 1m of the compensation of step \"a\" "
+                         "must be shorter than its timeout 5s\n");
+    assert_contains(out, "t.yaml:11:5: error: \"heartbeat\" does not apply to a wait step");
+    assert_contains(out, "t.yaml:14:16: error: heartbeat must be longer than 0");
+    sg_free(out);
+    out = load_err("saga: hb\nversion: 1\nsteps:\n"
+                   "  - id: a\n    activity: q.a\n    heartbeat: 30s\n    compensate: none\n");
+    assert_contains(out, "t.yaml:6:16: error: heartbeat 30s of step \"a\" must be shorter than its "
+                         "timeout 30s (the built-in default)");
+    sg_free(out);
+}
+
 static void test_oom_loop(void **state)
 {
     (void)state;
@@ -337,6 +387,8 @@ int main(void)
         cmocka_unit_test(test_expression_references),
         cmocka_unit_test(test_jq_syntax_error_position),
         cmocka_unit_test(test_input_schema_errors_located),
+        cmocka_unit_test(test_heartbeat_model),
+        cmocka_unit_test(test_heartbeat_errors),
         cmocka_unit_test(test_oom_loop),
     };
     return cmocka_run_group_tests_name("dsl", tests, NULL, NULL);

@@ -673,6 +673,312 @@ static void test_backoff(void **state)
     }
 }
 
+/* ---- heartbeats ---- */
+
+static const char hb_yaml[] =
+    "saga: hb\nversion: 1\n"
+    "defaults:\n  retry: {max_attempts: 2, initial: 100ms, jitter: none}\n"
+    "  compensation_retry: {max_attempts: 3, initial: 100ms, jitter: none}\n"
+    "steps:\n"
+    "  - id: export\n    activity: report.export\n    timeout: 2h\n    heartbeat: 10s\n"
+    "    compensate: {activity: report.discard, timeout: 10m, heartbeat: 30s}\n"
+    "  - id: plain\n    activity: report.plain\n    timeout: 1m\n"
+    "    compensate: {activity: report.unplain}\n"
+    "  - id: pause\n    wait: 5s\n"
+    "  - id: group\n    parallel:\n"
+    "      - id: left\n        steps:\n"
+    "          - {id: l1, activity: q.l1, timeout: 1m, heartbeat: 5s, compensate: none}\n"
+    "  - id: last\n    activity: report.publish\n    pivot: true\n";
+
+static const uint64_t T_EXPORT = 7200000, H_EXPORT = 10000;
+
+static bool hb(h_t *h, const char *step, uint32_t attempt, bool comp, uint64_t *at)
+{
+    *at = 0;
+    return sg_engine_heartbeat(h->inst, idx(h, step), attempt, comp, h->now, at);
+}
+
+/* The detail of the first history entry of this type among the last effects. */
+static const char *hist_detail(h_t *h, const char *type)
+{
+    for (size_t i = 0; i < h->fx.n_hist; i++) {
+        if (strcmp(h->fx.hist[i].type, type) == 0) {
+            return h->fx.hist[i].detail ? h->fx.hist[i].detail : "";
+        }
+    }
+    fail_msg("no %s among the last effects; trail: %s", type, h->trail);
+    return NULL;
+}
+
+static h_t *start_hb(void)
+{
+    h_t *h = h_new(hb_yaml, "{}");
+    assert_int_equal(h_apply(h, (sg_event_t){.kind = SG_EV_START}), SG_OK);
+    expect_dispatch(h, "export", false, 1, "report.export");
+    /* the task's deadline is the whole timeout; the lease ends there too */
+    assert_int_equal(one_dispatch(h)->at_ms, h->now + T_EXPORT);
+    const sg_step_state_t *ss = &h->inst->steps[idx(h, "export")];
+    assert_int_equal(ss->timer_at, h->now + T_EXPORT);
+    assert_int_equal(ss->lease_end, h->now + T_EXPORT);
+    return h;
+}
+
+static void test_heartbeat_moves_timeout_within_lease(void **state)
+{
+    (void)state;
+    h_t *h = start_hb();
+    sg_step_state_t *ss = &h->inst->steps[idx(h, "export")];
+    const uint64_t lease = ss->lease_end, version = h->inst->version;
+    uint64_t at;
+    const char *msg = NULL;
+    assert_string_equal(sg_engine_timeout_code(h->inst, idx(h, "export"), &msg), "saga.timeout");
+    /* the first heartbeat shortens the whole timeout to now + H */
+    h->now += 1000;
+    assert_true(hb(h, "export", 1, false, &at));
+    assert_int_equal(at, h->now + H_EXPORT);
+    assert_int_equal(ss->timer_at, h->now + H_EXPORT);
+    assert_int_equal(ss->lease_end, lease);
+    assert_string_equal(sg_engine_timeout_code(h->inst, idx(h, "export"), &msg),
+                        "saga.heartbeat_timeout");
+    assert_non_null(strstr(msg, "heartbeat"));
+    /* each later one moves it on */
+    h->now += 9999;
+    assert_true(hb(h, "export", 1, false, &at));
+    assert_int_equal(at, h->now + H_EXPORT);
+    /* a worker that heartbeats on and on keeps it until its own timeout, never past */
+    while (h->now + 9000 < lease - 3000) {
+        h->now += 9000;
+        assert_true(hb(h, "export", 1, false, &at));
+        assert_true(at <= lease);
+    }
+    h->now = lease - 3000;
+    assert_true(hb(h, "export", 1, false, &at));
+    assert_int_equal(at, lease);
+    assert_int_equal(ss->timer_at, lease);
+    assert_string_equal(sg_engine_timeout_code(h->inst, idx(h, "export"), &msg), "saga.timeout");
+    /* pure: no new version, the status and attempt stay */
+    assert_int_equal(h->inst->version, version);
+    assert_int_equal(ss->status, SG_SS_RUNNING);
+    assert_int_equal(ss->attempt, 1);
+    h_free(h);
+}
+
+static void test_heartbeat_ignored_when_stale(void **state)
+{
+    (void)state;
+    h_t *h = start_hb();
+    sg_step_state_t *ss = &h->inst->steps[idx(h, "export")];
+    h->now += 1000;
+    uint64_t at;
+    assert_true(hb(h, "export", 1, false, &at));
+    const uint64_t timer_before = ss->timer_at, lease_before = ss->lease_end;
+    h->now += 1000;
+    /* another attempt, the compensation that does not run, a step that does not run */
+    assert_false(hb(h, "export", 2, false, &at));
+    assert_false(hb(h, "export", 0, false, &at));
+    assert_false(hb(h, "export", 1, true, &at));
+    assert_false(hb(h, "plain", 1, false, &at));
+    assert_false(sg_engine_heartbeat(h->inst, 99, 1, false, h->now, &at));
+    /* a step without a compensation: no call to heartbeat for */
+    assert_false(hb(h, "last", 1, true, &at));
+    /* too late: the timeout passed; its timer decides */
+    h->now = ss->timer_at;
+    assert_false(hb(h, "export", 1, false, &at));
+    assert_int_equal(at, 0);
+    assert_int_equal(ss->timer_at, timer_before);
+    assert_int_equal(ss->lease_end, lease_before);
+    assert_int_equal(ss->status, SG_SS_RUNNING);
+    assert_int_equal(ss->attempt, 1);
+    /* finished: a heartbeat after the result is ignored */
+    h->now = timer_before - 1;
+    ok(h, "export", 1, "{}");
+    expect_dispatch(h, "plain", false, 1, "report.plain");
+    assert_int_equal(ss->timer_at, 0);
+    assert_int_equal(ss->lease_end, 0);
+    assert_false(hb(h, "export", 1, false, &at));
+    assert_int_equal(ss->timer_at, 0);
+    /* a running step without a heartbeat in its definition */
+    sg_step_state_t *plain = &h->inst->steps[idx(h, "plain")];
+    uint64_t plain_timer = plain->timer_at;
+    assert_false(hb(h, "plain", 1, false, &at));
+    assert_int_equal(plain->timer_at, plain_timer);
+    ok(h, "plain", 1, "{}");
+    /* a wait, then a parallel group: neither is an activity; l1 inside it is */
+    assert_int_equal(h->inst->steps[idx(h, "pause")].status, SG_SS_WAITING);
+    assert_false(hb(h, "pause", 0, false, &at));
+    assert_false(hb(h, "pause", 1, false, &at));
+    h->now += 5000;
+    timer(h, "pause", 0, false, SG_TIMER_WAIT);
+    expect_dispatch(h, "l1", false, 1, "q.l1");
+    assert_int_equal(h->inst->steps[idx(h, "group")].status, SG_SS_RUNNING);
+    assert_false(hb(h, "group", 0, false, &at));
+    assert_false(hb(h, "group", 1, false, &at));
+    assert_true(hb(h, "l1", 1, false, &at));
+    assert_int_equal(at, h->now + 5000);
+    ok(h, "l1", 1, "{}");
+    expect_dispatch(h, "last", false, 1, "report.publish");
+    ok(h, "last", 1, "{}");
+    assert_status(h, SG_INST_COMPLETED);
+    /* a terminal instance takes none */
+    assert_false(hb(h, "last", 1, false, &at));
+    h_free(h);
+
+    /* not even for an attempt still running in another branch when it ended */
+    h = h_new("saga: t\nversion: 1\nsteps:\n  - id: g\n    parallel:\n"
+              "      - id: left\n        steps:\n"
+              "          - {id: stop, activity: q.stop, compensate: none,"
+              " on_error: [{code: q.stop, action: fail}]}\n"
+              "      - id: right\n        steps:\n"
+              "          - {id: work, activity: q.work, heartbeat: 5s, compensate: none}\n",
+              "{}");
+    h_apply(h, (sg_event_t){.kind = SG_EV_START});
+    assert_int_equal(count_cmds(h, SG_CMD_DISPATCH), 2);
+    assert_true(hb(h, "work", 1, false, &at));
+    failed(h, "stop", 1, false, SG_OUTCOME_FATAL, "q.stop");
+    assert_status(h, SG_INST_FAILED);
+    assert_int_equal(h->inst->steps[idx(h, "work")].status, SG_SS_RUNNING);
+    assert_false(hb(h, "work", 1, false, &at));
+    h_free(h);
+}
+
+static void test_heartbeat_timeout_code_and_compensation(void **state)
+{
+    (void)state;
+    h_t *h = start_hb();
+    sg_step_state_t *ss = &h->inst->steps[idx(h, "export")];
+    uint64_t at;
+    h->now += 1000;
+    assert_true(hb(h, "export", 1, false, &at));
+    /* the heartbeats stop: the timeout a heartbeat set fires */
+    h->now = at;
+    assert_int_equal(timer(h, "export", 1, false, SG_TIMER_TIMEOUT), SG_OK);
+    assert_string_equal(ss->error_code, "saga.heartbeat_timeout");
+    assert_non_null(strstr(hist_detail(h, "attempt_failed"), "\"retryable\":true"));
+    assert_non_null(strstr(hist_detail(h, "attempt_failed"), "saga.heartbeat_timeout"));
+    assert_true(ss->maybe_effect);
+    assert_int_equal(ss->status, SG_SS_BACKOFF); /* retried */
+    assert_int_equal(ss->lease_end, 0);          /* nothing runs */
+    /* a heartbeat of the timed-out attempt comes late: ignored */
+    assert_false(hb(h, "export", 1, false, &at));
+    h->now += 100;
+    timer(h, "export", 1, false, SG_TIMER_BACKOFF);
+    expect_dispatch(h, "export", false, 2, "report.export");
+    assert_int_equal(ss->lease_end, h->now + T_EXPORT);
+    /* attempt 2 never heartbeats: its own timeout, plain saga.timeout; retries used up */
+    h->now += T_EXPORT;
+    timer(h, "export", 2, false, SG_TIMER_TIMEOUT);
+    assert_string_equal(ss->error_code, "saga.timeout");
+    assert_status(h, SG_INST_COMPENSATING);
+    /* in doubt: compensated, and the compensation heartbeats with its own 30s */
+    expect_dispatch(h, "export", true, 1, "report.discard");
+    assert_int_equal(ss->lease_end, h->now + 600000);
+    assert_false(hb(h, "export", 2, false, &at)); /* the forward attempt is over */
+    h->now += 1000;
+    assert_false(hb(h, "export", 2, true, &at)); /* not this compensation attempt */
+    assert_true(hb(h, "export", 1, true, &at));
+    assert_int_equal(at, h->now + 30000);
+    h->now = at;
+    timer(h, "export", 1, true, SG_TIMER_TIMEOUT);
+    const char *detail = hist_detail(h, "compensation_attempt_failed");
+    assert_non_null(strstr(detail, "saga.heartbeat_timeout"));
+    assert_non_null(strstr(detail, "no heartbeat came"));
+    assert_int_equal(ss->comp, SG_CS_BACKOFF); /* retryable */
+    h->now += 100;
+    timer(h, "export", 1, true, SG_TIMER_BACKOFF);
+    expect_dispatch(h, "export", true, 2, "report.discard");
+    /* attempt 2 of the compensation times out whole: saga.timeout */
+    h->now += 600000;
+    timer(h, "export", 2, true, SG_TIMER_TIMEOUT);
+    detail = hist_detail(h, "compensation_attempt_failed");
+    assert_non_null(strstr(detail, "\"saga.timeout\""));
+    assert_non_null(strstr(detail, "the attempt timed out"));
+    h->now += 200;
+    timer(h, "export", 2, true, SG_TIMER_BACKOFF);
+    expect_dispatch(h, "export", true, 3, "report.discard");
+    assert_true(hb(h, "export", 3, true, &at));
+    comp_ok(h, "export", 3);
+    assert_status(h, SG_INST_COMPENSATED);
+    assert_false(hb(h, "export", 3, true, &at));
+    h_free(h);
+}
+
+/* Replaces the first `,"le":N` in json (in place): a state written before heartbeats. */
+static void drop_lease(char *json)
+{
+    char *p = strstr(json, ",\"le\":");
+    assert_non_null(p);
+    char *end = p + 6;
+    while (*end >= '0' && *end <= '9') {
+        end++;
+    }
+    memmove(p, end, strlen(end) + 1);
+}
+
+static void test_heartbeat_lease_persists(void **state)
+{
+    (void)state;
+    h_t *h = start_hb();
+    uint32_t i = idx(h, "export");
+    uint64_t at;
+    h->now += 1000;
+    assert_true(hb(h, "export", 1, false, &at));
+    char *json = sg_inst_state_json(h->inst);
+    assert_non_null(json);
+    char err[128] = "";
+    sg_inst_t *back = NULL;
+    assert_int_equal(sg_inst_restore(h->def, h->inst->id, "{}", json, &back, err, sizeof(err)),
+                     SG_OK);
+    assert_int_equal(back->steps[i].timer_at, at);
+    assert_int_equal(back->steps[i].lease_end, h->inst->steps[i].lease_end);
+    const char *msg;
+    assert_string_equal(sg_engine_timeout_code(back, i, &msg), "saga.heartbeat_timeout");
+    sg_inst_free(back);
+    /* written before heartbeats: no "le", the pending timeout is the whole one */
+    drop_lease(json);
+    assert_int_equal(sg_inst_restore(h->def, h->inst->id, "{}", json, &back, err, sizeof(err)),
+                     SG_OK);
+    assert_int_equal(back->steps[i].lease_end, at);
+    assert_int_equal(back->steps[i].timer_at, at);
+    assert_string_equal(sg_engine_timeout_code(back, i, &msg), "saga.timeout");
+    /* and heartbeats work on it, bounded by that timeout */
+    assert_true(sg_engine_heartbeat(back, i, 1, false, h->now + 5000, &at));
+    assert_int_equal(at, back->steps[i].lease_end);
+    sg_inst_free(back);
+    sg_free(json);
+    /* a lease that ends before the pending timeout (not written by us): heartbeats are
+     * ignored, the attempt keeps the timeout it has */
+    json = sg_inst_state_json(h->inst);
+    char *le = strstr(json, "\"le\":") + 5;
+    memset(le, '1', 1);
+    memset(le + 1, ' ', strspn(le + 1, "0123456789"));
+    assert_int_equal(sg_inst_restore(h->def, h->inst->id, "{}", json, &back, err, sizeof(err)),
+                     SG_OK);
+    assert_int_equal(back->steps[i].lease_end, 1);
+    uint64_t timer = back->steps[i].timer_at;
+    assert_false(sg_engine_heartbeat(back, i, 1, false, h->now, &at));
+    assert_int_equal(back->steps[i].timer_at, timer);
+    sg_inst_free(back);
+    sg_free(json);
+    /* a malformed "le" is refused like any bad field */
+    const char *bad[] = {"-1", "\"x\"", "1e300", "null"};
+    for (size_t k = 0; k < SG_ARRAY_LEN(bad); k++) {
+        json = sg_inst_state_json(h->inst);
+        char *p = strstr(json, "\"le\":") + 5;
+        char *end = p;
+        while (*end >= '0' && *end <= '9') {
+            end++;
+        }
+        char *fixed = sg_asprintf("%.*s%s%s", (int)(p - json), json, bad[k], end);
+        back = NULL;
+        assert_int_equal(sg_inst_restore(h->def, h->inst->id, "{}", fixed, &back, err, sizeof(err)),
+                         SG_ERR_INVALID);
+        assert_null(back);
+        sg_free(fixed);
+        sg_free(json);
+    }
+    h_free(h);
+}
+
 /* ---- randomized exploration of the order saga ---- */
 
 typedef struct {
@@ -822,6 +1128,10 @@ int main(void)
         cmocka_unit_test(test_context_follows_outputs),
         cmocka_unit_test(test_invalid_events_rejected),
         cmocka_unit_test(test_backoff),
+        cmocka_unit_test(test_heartbeat_moves_timeout_within_lease),
+        cmocka_unit_test(test_heartbeat_ignored_when_stale),
+        cmocka_unit_test(test_heartbeat_timeout_code_and_compensation),
+        cmocka_unit_test(test_heartbeat_lease_persists),
         cmocka_unit_test(test_randomized_order_saga),
     };
     shared_jq = sg_jqrt_new();
