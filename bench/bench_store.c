@@ -2,7 +2,9 @@
  * bench_store: how many rows per second the store commits for the engine's typical write
  * batch. One saga step is 1 instance update + 1 attempt insert + 1 attempt finish + 3
  * history rows (6 rows); a transaction holds the steps of 1, 64 or 512 different sagas;
- * synchronous FULL and NORMAL. Each configuration gets a fresh file in a temporary
+ * synchronous FULL and NORMAL. Then heartbeats: a transaction of 64 or 512 heartbeats, each
+ * an UPDATE of a running attempt row (time, worker, progress) and nothing else, which is
+ * what sagad writes per heartbeat. Each configuration gets a fresh file in a temporary
  * directory ($TMPDIR or /tmp: put it on the disk you care about) and R rounds; it prints
  * the median. Not a test: it asserts nothing about speed.
  *
@@ -89,18 +91,31 @@ static void saga_step(bench_t *b, int64_t now)
     }
 }
 
+/* A heartbeat of saga i's running attempt (step 0, attempt 1). */
+static void heartbeat(bench_t *b, size_t n, int64_t now)
+{
+    size_t i = n % POOL;
+    char progress[48];
+    snprintf(progress, sizeof(progress), "{\"done\":%zu,\"total\":1000000}", n);
+    check(sg_store_attempt_heartbeat(b->st, b->ids[i], 0, false, 1, now, "host-3:4711",
+                                     n % 4 == 0 ? progress : NULL),
+          b, "record heartbeat");
+}
+
 static int cmp_double(const void *x, const void *y)
 {
     double a = *(const double *)x, b = *(const double *)y;
     return (a > b) - (a < b);
 }
 
+/* hb: heartbeats (one row each) instead of saga steps (ROWS_PER_STEP rows each). */
 static void run_config(bench_t *b, const char *dir, sg_sync_t sync, size_t batch, size_t steps,
-                       int rounds)
+                       int rounds, bool hb)
 {
     static const char *const sync_names[] = {"FULL", "NORMAL", "OFF"};
     char path[600];
-    snprintf(path, sizeof(path), "%s/bench-%s-%zu.db", dir, sync_names[sync], batch);
+    snprintf(path, sizeof(path), "%s/bench-%s-%zu%s.db", dir, sync_names[sync], batch,
+             hb ? "-hb" : "");
     sg_store_opts_t o = {.sync = sync};
     char err[256];
     memset(b->seq, 0, sizeof(b->seq));
@@ -121,6 +136,13 @@ static void run_config(bench_t *b, const char *dir, sg_sync_t sync, size_t batch
                              .created_ms = 1};
         memcpy(r.id, b->ids[i], 32);
         check(sg_store_inst_insert(b->st, &r), b, "insert instance");
+        sg_store_attempt_t a = {.instance_id = b->ids[i],
+                                .attempt = 1,
+                                .activity = "payment.settle",
+                                .input = b->input,
+                                .started_ms = 1,
+                                .deadline_ms = 7200001};
+        check(sg_store_attempt_insert(b->st, &a), b, "insert attempt");
     }
     check(sg_store_commit(b->st), b, "commit");
 
@@ -130,7 +152,11 @@ static void run_config(bench_t *b, const char *dir, sg_sync_t sync, size_t batch
         for (size_t done = 0; done < steps; done += batch) {
             check(sg_store_begin(b->st), b, "begin");
             for (size_t k = 0; k < batch; k++) {
-                saga_step(b, 1700000000000 + (int64_t)done);
+                if (hb) {
+                    heartbeat(b, done + k, 1700000000000 + (int64_t)done);
+                } else {
+                    saga_step(b, 1700000000000 + (int64_t)done);
+                }
             }
             check(sg_store_commit(b->st), b, "commit");
         }
@@ -138,11 +164,16 @@ static void run_config(bench_t *b, const char *dir, sg_sync_t sync, size_t batch
     }
     qsort(t, (size_t)rounds, sizeof(double), cmp_double);
     double med = t[rounds / 2];
-    double rows = (double)(steps * ROWS_PER_STEP);
-    printf("  %-6s batch %3zu sagas: %9.0f rows/s  %8.0f steps/s  %7.3f ms/commit"
-           "  (%zu steps/round, min %.3f s, max %.3f s)\n",
-           sync_names[sync], batch, rows / med, (double)steps / med,
-           med * 1e3 / (double)(steps / batch), steps, t[0], t[rounds - 1]);
+    double per_commit = med * 1e3 / (double)(steps / batch);
+    if (hb) {
+        printf("  %-6s batch %3zu heartbeats: %9.0f heartbeats/s  %7.3f ms/commit\n",
+               sync_names[sync], batch, (double)steps / med, per_commit);
+    } else {
+        printf("  %-6s batch %3zu sagas: %9.0f rows/s  %8.0f steps/s  %7.3f ms/commit"
+               "  (%zu steps/round, min %.3f s, max %.3f s)\n",
+               sync_names[sync], batch, (double)(steps * ROWS_PER_STEP) / med, (double)steps / med,
+               per_commit, steps, t[0], t[rounds - 1]);
+    }
     fflush(stdout);
     sg_store_close(b->st);
     b->st = NULL;
@@ -184,7 +215,14 @@ int main(int argc, char **argv)
     for (size_t s = 0; s < 2; s++) {
         for (size_t k = 0; k < 3; k++) {
             size_t steps = (size_t)steps_arg - (size_t)steps_arg % batches[k];
-            run_config(b, dir, syncs[s], batches[k], steps, rounds);
+            run_config(b, dir, syncs[s], batches[k], steps, rounds, false);
+        }
+    }
+    printf("heartbeats (1 attempt row UPDATE each; progress in 1 of 4)\n");
+    for (size_t s = 0; s < 2; s++) {
+        for (size_t k = 1; k < 3; k++) {
+            size_t steps = (size_t)steps_arg - (size_t)steps_arg % batches[k];
+            run_config(b, dir, syncs[s], batches[k], steps, rounds, true);
         }
     }
     rmdir(dir);

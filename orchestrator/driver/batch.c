@@ -33,6 +33,7 @@ static bool queue_dispatch(sg_driver_t *d, const sg_inst_t *inst, sg_cmd_t *c)
         return false;
     }
     const sg_step_t *st = inst->def->all_steps[c->step];
+    const sg_call_t *call = c->compensation ? st->compensate : &st->call;
     dispatch_t *dp = &d->dispatches[d->n_dispatch];
     dp->idem_key = sg_task_key(inst->id, st->id, c->compensation);
     if (dp->idem_key == NULL) {
@@ -49,7 +50,8 @@ static bool queue_dispatch(sg_driver_t *d, const sg_inst_t *inst, sg_cmd_t *c)
                            .activity = c->name,
                            .input = dp->input,
                            .idempotency_key = dp->idem_key,
-                           .deadline_ms = c->at_ms};
+                           .deadline_ms = c->at_ms,
+                           .heartbeat_ms = call != NULL ? call->heartbeat_ms : 0};
     d->n_dispatch++;
     return true;
 }
@@ -313,6 +315,46 @@ static sg_err_t do_control(sg_driver_t *d, item_t *it, uint64_t now)
     return add_reply(d, it, rc, NULL) ? SG_OK : SG_ERR_NOMEM;
 }
 
+/*
+ * A heartbeat of a running attempt: the engine moves the step's timeout (timer_at) and a
+ * new in-memory timeout is armed there; the earlier ones become stale (do_timer skips
+ * them, sweep_timers drops them). The instance row is NOT rewritten: that would cost a
+ * write per heartbeat, and recovery gives every running attempt a fresh whole timeout
+ * anyway. Only the attempt row records it. A heartbeat never fails the batch.
+ */
+static void do_heartbeat(sg_driver_t *d, const item_t *it, uint64_t now)
+{
+    sg_inst_t *inst = drv__table_get(&d->live, it->id);
+    uint64_t before =
+        inst != NULL && it->step < inst->def->n_steps ? inst->steps[it->step].timer_at : 0;
+    uint64_t at = 0;
+    if (inst == NULL ||
+        !sg_engine_heartbeat(inst, it->step, it->attempt, it->compensation, now, &at)) {
+        drv__metrics_heartbeat(d, false);
+        return;
+    }
+    /* At its lease's end the timeout stops moving: its timer is armed already. */
+    if (at != before &&
+        !queue_timer(d, it->id, SG_TIMER_TIMEOUT, it->step, it->attempt, it->compensation, at)) {
+        /* Without its timer the new timeout would never fire: keep the old one. */
+        inst->steps[it->step].timer_at = before;
+        drv__metrics_heartbeat(d, false);
+        return;
+    }
+    drv__metrics_heartbeat(d, true);
+    sg_err_t rc = sg_store_attempt_heartbeat(d->store, it->id, it->step, it->compensation,
+                                             it->attempt, (int64_t)now, it->worker, it->progress);
+    if (rc != SG_OK && !d->hb_write_failing) {
+        sg_log(SG_LOG_WARN,
+               &(sg_log_ctx_t){.instance = it->id,
+                               .workflow = inst->def->name,
+                               .step = inst->def->all_steps[it->step]->id,
+                               .attempt = it->attempt},
+               "cannot record heartbeats (the timeout still moves): %s", sg_store_errmsg(d->store));
+    }
+    d->hb_write_failing = rc != SG_OK;
+}
+
 static sg_err_t do_timer(sg_driver_t *d, const tmr_t *t, uint64_t now)
 {
     sg_inst_t *inst = drv__table_get(&d->live, t->id);
@@ -320,16 +362,22 @@ static sg_err_t do_timer(sg_driver_t *d, const tmr_t *t, uint64_t now)
         return SG_OK;
     }
     if (t->kind == SG_TIMER_TIMEOUT) {
+        /* A heartbeat moved the step's timeout since this timer was armed (or the step
+         * moved on): it is stale, and must not finish the attempt. */
+        if (t->step >= inst->def->n_steps || inst->steps[t->step].timer_at != t->fire_ms) {
+            return SG_OK;
+        }
+        const char *msg = NULL;
+        const char *code = sg_engine_timeout_code(inst, t->step, &msg);
         sg_err_t rc = sg_store_attempt_finish(d->store, t->id, t->step, t->compensation, t->attempt,
-                                              "timeout", NULL, "saga.timeout",
-                                              "the attempt timed out", (int64_t)now);
+                                              "timeout", NULL, code, msg, (int64_t)now);
         if (rc == SG_ERR_STATE || rc == SG_ERR_NOT_FOUND) {
             return SG_OK; /* the result came first */
         }
         if (rc != SG_OK) {
             return SG_ERR_IO;
         }
-        drv__metrics_timeout(d, t);
+        drv__metrics_timeout(d, t, code);
     } else if (sg_store_timer_delete(d->store, t->id, (int)t->kind, t->step, t->compensation,
                                      t->attempt) != SG_OK) {
         return SG_ERR_IO;
@@ -376,9 +424,10 @@ static bool timer_pending(void *ctx, const tmr_t *t)
     return t->step < inst->def->n_steps && inst->steps[t->step].timer_at == t->fire_ms;
 }
 
-/* Attempt timeouts stay in the heap after their result came (a binary heap cannot drop
- * an entry cheaply). Sweep them out once they outnumber the live instances, so memory
- * follows running sagas, not the dispatch rate times the timeout. */
+/* Attempt timeouts stay in the heap after their result came, and each heartbeat leaves
+ * the timeout it replaced behind (a binary heap cannot drop an entry cheaply). Sweep them
+ * out once they outnumber the live instances, so memory follows running sagas, not the
+ * dispatch (or heartbeat) rate times the timeout. */
 static void sweep_timers(sg_driver_t *d)
 {
     size_t limit = 4096 + 8 * d->live.count;
@@ -466,6 +515,9 @@ void drv__run_batch(sg_driver_t *d, item_t *items, uint64_t now)
             break;
         case ITEM_RESULT:
             rc = do_result(d, it, now);
+            break;
+        case ITEM_HEARTBEAT:
+            do_heartbeat(d, it, now);
             break;
         case ITEM_EVENTS:
             rc = drv__relay_import(d, it);

@@ -142,6 +142,43 @@ static void on_result(void *ctx, const sg_task_t *task, const sg_task_result_t *
     }
 }
 
+/* The longest progress a heartbeat may record: a worker's progress is a hint for people,
+ * written on every heartbeat, so a bigger one is dropped (the last one stays). */
+#define HB_PROGRESS_MAX 4096
+/* The longest worker id kept ("host:pid" fits easily). */
+#define HB_WORKER_MAX 128
+
+/* Transport thread: copies the heartbeat into a work item for the engine thread. Losing
+ * one is harmless (heartbeats are at-most-once; the attempt only times out sooner), so
+ * out of memory or stopping simply drops it. */
+static void on_heartbeat(void *ctx, const sg_task_heartbeat_t *hb)
+{
+    sg_driver_t *d = ctx;
+    if (hb == NULL || hb->instance_id == NULL || hb->instance_id[0] == '\0' ||
+        strnlen(hb->instance_id, sizeof(((item_t *)NULL)->id)) >= sizeof(((item_t *)NULL)->id)) {
+        return; /* names no instance we could hold */
+    }
+    item_t *it = sg_calloc(1, sizeof(*it));
+    if (it == NULL) {
+        return;
+    }
+    it->kind = ITEM_HEARTBEAT;
+    snprintf(it->id, sizeof(it->id), "%s", hb->instance_id);
+    it->step = hb->step;
+    it->attempt = hb->attempt;
+    it->compensation = hb->compensation;
+    bool keep = hb->details != NULL && strlen(hb->details) <= HB_PROGRESS_MAX;
+    /* sg_strndup copies exactly n bytes: measure first. */
+    it->worker = hb->worker_id != NULL
+                     ? sg_strndup(hb->worker_id, strnlen(hb->worker_id, HB_WORKER_MAX))
+                     : NULL;
+    it->progress = keep ? sg_strdup(hb->details) : NULL;
+    if ((hb->worker_id != NULL && it->worker == NULL) || (keep && it->progress == NULL) ||
+        enqueue(d, it) != SG_OK) {
+        drv__item_free(it);
+    }
+}
+
 /*
  * Transport thread (kafka's offset committer): returns SG_OK once every result handed to
  * on_result before the call is durable. The queue is FIFO and batches commit in order,
@@ -179,6 +216,19 @@ static void set_defaults(sg_driver_opts_t *o)
 
 sg_err_t sg_driver_start(const sg_driver_opts_t *opts, sg_driver_t **out, char *err, size_t errlen)
 {
+    const char *name = opts->transport != NULL ? opts->transport : "embedded";
+    const sg_transport_vt_t *tvt = sg_transport_find(name);
+    if (tvt == NULL) {
+        *out = NULL;
+        snprintf(err, errlen, "unknown transport \"%s\"", name);
+        return SG_ERR_INVALID;
+    }
+    return drv__start(opts, tvt, out, err, errlen);
+}
+
+sg_err_t drv__start(const sg_driver_opts_t *opts, const sg_transport_vt_t *tvt, sg_driver_t **out,
+                    char *err, size_t errlen)
+{
     *out = NULL;
     sg_driver_t *d = sg_calloc(1, sizeof(*d));
     if (d == NULL) {
@@ -199,11 +249,10 @@ sg_err_t sg_driver_start(const sg_driver_opts_t *opts, sg_driver_t **out, char *
         goto fail;
     }
     d->jq = sg_jqrt_new();
-    d->tvt = sg_transport_find(d->opts.transport);
-    if (d->jq == NULL || d->tvt == NULL) {
-        snprintf(err, errlen, d->jq ? "unknown transport \"%s\"" : "out of memory",
-                 d->opts.transport);
-        rc = d->jq ? SG_ERR_INVALID : SG_ERR_NOMEM;
+    d->tvt = tvt;
+    if (d->jq == NULL) {
+        snprintf(err, errlen, "out of memory");
+        rc = SG_ERR_NOMEM;
         goto fail;
     }
     drv__registry_load(&d->registry, d->store, d->opts.workflows_dir);
@@ -217,6 +266,7 @@ sg_err_t sg_driver_start(const sg_driver_opts_t *opts, sg_driver_t **out, char *
                               .kafka = d->opts.kafka,
                               .on_dead_letter = drv__on_dead_letter,
                               .on_published = drv__on_published,
+                              .on_heartbeat = on_heartbeat,
                               .ctx = d};
     drv__outbox_init(d); /* before the transport can report on a publication */
     rc = d->tvt->start(&to, &d->transport, err, errlen);

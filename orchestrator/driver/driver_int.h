@@ -24,6 +24,7 @@ typedef enum {
     ITEM_DEAD_LETTER, /* dlq.c: a dead letter to record */
     ITEM_DLQ_ACTION,  /* dlq.c: an operator's requeue or discard */
     ITEM_OUTBOX,      /* outbox.c: the relay fetches or deletes outbox rows */
+    ITEM_HEARTBEAT,   /* a running attempt's heartbeat (its lease) */
 } item_kind_t;
 
 /* A domain event copied out of a module's outbox, on its way into the event log. */
@@ -44,7 +45,7 @@ typedef struct {
 typedef struct item {
     struct item *next;
     item_kind_t kind;
-    char id[32]; /* CANCEL, RETRY, RESULT */
+    char id[32]; /* CANCEL, RETRY, RESULT, HEARTBEAT */
     /* START */
     const sg_def_t *def;
     char *input;
@@ -52,11 +53,13 @@ typedef struct item {
     sg_start_fn cb;
     void *cb_ctx;
     waiter_t *waiter; /* START, CANCEL, RETRY: blocking callers */
-    /* RESULT */
+    /* RESULT, HEARTBEAT */
     uint32_t step, attempt;
     bool compensation;
     sg_task_outcome_t outcome;
     char *output, *error_code, *error_message;
+    /* HEARTBEAT: who sent it and the handler's progress (each may be NULL) */
+    char *worker, *progress;
     /* EVENTS */
     relay_ev_t *events;
     size_t n_events;
@@ -171,9 +174,15 @@ struct sg_driver {
     _Atomic uint64_t batches, items, dispatched, duplicates, batch_us_total, active;
     _Atomic uint64_t events_relayed;
     atomic_bool last_batch_failed; /* for sg_driver_ready */
+    bool hb_write_failing;         /* batch.c: warn once per run of failed heartbeat writes */
     struct drv_metrics *metrics;   /* instrument.c; NULL when it could not be allocated */
     struct drv_outbox *outbox;     /* outbox.c; NULL when the transport cannot publish */
 };
+
+/* driver.c: sg_driver_start with the transport tvt instead of the one opts->transport
+ * names (tests drive the driver through a transport of their own). */
+sg_err_t drv__start(const sg_driver_opts_t *opts, const sg_transport_vt_t *tvt, sg_driver_t **out,
+                    char *err, size_t errlen);
 
 /* batch.c: one transaction's worth of work (engine thread). */
 void drv__run_batch(sg_driver_t *d, item_t *items, uint64_t now);
@@ -195,11 +204,13 @@ sg_err_t drv__wait_for(sg_driver_t *d, item_t *it, waiter_t *w);
 
 /* dlq.c: dead letters from the transport (kafka), recorded in the store's dlq table
  * through the engine thread, and the operators' requeue / discard. */
-void drv__on_dead_letter(void *ctx, const sg_dead_letter_t *dl); /* transport thread */
+/* Transport thread; returns once the row is durable (or sagad stops), trying again on OOM. */
+void drv__on_dead_letter(void *ctx, const sg_dead_letter_t *dl);
 /* Applies an ITEM_DEAD_LETTER or ITEM_DLQ_ACTION (engine thread, inside the batch);
  * *answer is what its caller gets. Non-SG_OK only when the batch must roll back. */
 sg_err_t drv__dlq_apply(sg_driver_t *d, item_t *it, uint64_t now, sg_err_t *answer);
-/* A batch holding this dead letter failed: queue it again, first (engine thread). */
+/* A batch holding this dead letter failed: its writer (drv__on_dead_letter, which
+ * returns only once the row is durable) tries again (engine thread). */
 void drv__dlq_again(sg_driver_t *d, item_t *it);
 
 /* outbox.c: sagad's own outbox (workflow events, requeued dead letters), published by a
@@ -243,7 +254,9 @@ void drv__metrics_redispatch(sg_driver_t *d, const sg_inst_t *inst, uint32_t ste
                              bool compensation);
 /* An attempt ended by a result (applied, not a duplicate) or by its timeout. */
 void drv__metrics_result(sg_driver_t *d, const item_t *it);
-void drv__metrics_timeout(sg_driver_t *d, const tmr_t *t);
+void drv__metrics_timeout(sg_driver_t *d, const tmr_t *t, const char *code);
+/* A heartbeat applied (it moved its attempt's timeout) or stale (ignored). */
+void drv__metrics_heartbeat(sg_driver_t *d, bool applied);
 /* A committed batch of items work items that took us microseconds. */
 void drv__metrics_batch(sg_driver_t *d, size_t items, uint64_t us);
 

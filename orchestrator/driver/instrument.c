@@ -3,8 +3,9 @@
  * GET /metrics. Counted after each commit, so a number never covers work that was rolled
  * back: sagas started and finished per workflow and status, and each dispatch. Attempts
  * are counted as they end (per activity and outcome), with the time from their dispatch
- * to their result; batches with their size and duration. Queue depths, live sagas and the
- * counters the driver keeps anyway are read at scrape time.
+ * to their result; timeouts by code (saga.timeout, saga.heartbeat_timeout); heartbeats by
+ * what became of them (applied, stale); batches with their size and duration. Queue depths,
+ * live sagas and the counters the driver keeps anyway are read at scrape time.
  *
  * Dispatch times live in a small table of attempts in flight, on the engine thread only
  * (dispatches and results both pass through it), so nothing here takes a lock on the
@@ -34,6 +35,8 @@ typedef struct {
 struct drv_metrics {
     sg_metrics_t *reg;
     sg_metric_t *started, *finished, *attempts, *latency, *batch_items, *batch_seconds;
+    sg_metric_t *timeouts;              /* by code */
+    sg_series_t *hb_applied, *hb_stale; /* kept: a heartbeat is the hottest path here */
     flight_t *flights;
     size_t cap, count; /* cap: 0 or a power of two */
 };
@@ -303,6 +306,18 @@ void drv__metrics_init(sg_driver_t *d)
         reg, "sagad_attempt_duration_seconds",
         "Time from dispatching an attempt to applying its result, by activity.", "activity",
         sg_metric_latency_buckets, sg_metric_n_latency_buckets, MAX_ACTIVITIES);
+    m->timeouts = sg_metrics_counter(reg, "sagad_attempt_timeouts_total",
+                                     "Attempts that timed out, by code: saga.timeout (their "
+                                     "whole timeout) or saga.heartbeat_timeout (no heartbeat "
+                                     "came in time).",
+                                     "code", 8);
+    sg_metric_t *hb = sg_metrics_counter(reg, "sagad_heartbeats_total",
+                                         "Heartbeats of running attempts, by result: applied "
+                                         "(the attempt's timeout moved) or stale (its attempt "
+                                         "no longer runs, or its step has no heartbeat timeout).",
+                                         "result", 2);
+    m->hb_applied = sg_metric_series(hb, (const char *[]){"applied"});
+    m->hb_stale = sg_metric_series(hb, (const char *[]){"stale"});
     m->batch_items = sg_metrics_histogram(
         reg, "sagad_batch_items", "Work items and due timers applied per batch (one transaction).",
         NULL, sg_metric_size_buckets, sg_metric_n_size_buckets, 0);
@@ -410,9 +425,19 @@ void drv__metrics_result(sg_driver_t *d, const item_t *it)
     attempt_ended(d, it->id, it->step, it->attempt, it->compensation, outcomes[it->outcome]);
 }
 
-void drv__metrics_timeout(sg_driver_t *d, const tmr_t *t)
+void drv__metrics_timeout(sg_driver_t *d, const tmr_t *t, const char *code)
 {
     attempt_ended(d, t->id, t->step, t->attempt, t->compensation, "timeout");
+    if (d->metrics != NULL) {
+        sg_metric_add(d->metrics->timeouts, (const char *[]){code}, 1);
+    }
+}
+
+void drv__metrics_heartbeat(sg_driver_t *d, bool applied)
+{
+    if (d->metrics != NULL) {
+        sg_series_add(applied ? d->metrics->hb_applied : d->metrics->hb_stale, 1);
+    }
 }
 
 void drv__metrics_batch(sg_driver_t *d, size_t items, uint64_t us)

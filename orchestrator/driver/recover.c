@@ -89,7 +89,9 @@ static bool on_attempt(void *ctx, const sg_store_attempt_t *a)
         return true;
     }
     const sg_step_t *st = inst->def->all_steps[a->step];
-    /* A fresh full timeout: the worker may only now receive the task. */
+    const sg_call_t *call = a->compensation ? st->compensate : &st->call;
+    /* A fresh full timeout: the worker may only now receive the task. Heartbeats shorten
+     * it again from the first one on. */
     uint64_t timeout =
         a->deadline_ms > a->started_ms ? (uint64_t)(a->deadline_ms - a->started_ms) : 30000;
     uint64_t deadline = r->now + timeout;
@@ -116,7 +118,8 @@ static bool on_attempt(void *ctx, const sg_store_attempt_t *a)
                       .activity = a->activity,
                       .input = a->input,
                       .idempotency_key = key,
-                      .deadline_ms = deadline};
+                      .deadline_ms = deadline,
+                      .heartbeat_ms = call != NULL ? call->heartbeat_ms : 0};
     if (d->tvt->dispatch(d->transport, &task) == SG_OK) {
         r->redispatched++;
         drv__metrics_redispatch(d, inst, task.step, task.attempt, task.compensation);

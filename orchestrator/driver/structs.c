@@ -16,6 +16,8 @@ void drv__item_free(item_t *it)
     sg_free(it->output);
     sg_free(it->error_code);
     sg_free(it->error_message);
+    sg_free(it->worker);
+    sg_free(it->progress);
     for (size_t i = 0; i < it->n_events; i++) {
         relay_ev_t *e = &it->events[i];
         sg_free(e->event_id);

@@ -77,6 +77,11 @@ static const char *const migrations[] = {
     " UNIQUE(topic, part, off));"
     "CREATE INDEX dlq_queue ON dlq(queue, id);"
     "CREATE INDEX dlq_status ON dlq(status, id);",
+    /* 4: the last heartbeat of an attempt (activity leases): when sagad received it, the
+     * worker that sent it, and the handler's progress. NULL until the first one. */
+    "ALTER TABLE step_attempts ADD COLUMN heartbeat_ms INTEGER;"
+    "ALTER TABLE step_attempts ADD COLUMN worker TEXT;"
+    "ALTER TABLE step_attempts ADD COLUMN progress TEXT;",
 };
 
 _Static_assert(SG_ARRAY_LEN(migrations) == SG_STORE_SCHEMA_VERSION,
@@ -90,7 +95,7 @@ _Static_assert(STORE_APPLICATION_ID == 1935763297, "migration 1 stamps STORE_APP
     " updated_ms, deadline_ms, seq, hist_seq"
 #define ATT_COLS                                                                             \
     "instance_id, step, compensation, attempt, activity, input, status, output, error_code," \
-    " error_message, started_ms, deadline_ms, finished_ms"
+    " error_message, started_ms, deadline_ms, finished_ms, heartbeat_ms, worker, progress"
 #define ATT_KEY "instance_id = ?1 AND step = ?2 AND compensation = ?3 AND attempt = ?4"
 /* The list's lower bound is one row value (computed by the caller from the cursor and
  * created_after), so that the (created_ms, id) indexes can start right at it. */
@@ -133,6 +138,11 @@ const store_query_t store__queries[STORE_Q__COUNT] = {
                             "UPDATE step_attempts SET status = ?5, output = ?6, error_code = ?7,"
                             " error_message = ?8, finished_ms = ?9 WHERE " ATT_KEY
                             " AND status = 'running'"},
+    /* A NULL progress keeps the last one: most heartbeats only say "still here". */
+    [STORE_Q_ATT_HEARTBEAT] = {"record heartbeat",
+                               "UPDATE step_attempts SET heartbeat_ms = ?5, worker = ?6,"
+                               " progress = coalesce(?7, progress) WHERE " ATT_KEY
+                               " AND status = 'running'"},
     [STORE_Q_HIST_APPEND] =
         {"append history",
          "INSERT INTO history(instance_id, seq, ts_ms, type, step, attempt, detail)"

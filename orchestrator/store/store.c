@@ -1,8 +1,10 @@
 /*
- * store: the handle, its cached statements, and one small function per row operation.
- * Every statement is a constant from store__queries (schema.c), prepared once per handle
- * (SQLITE_PREPARE_PERSISTENT) on first use, bound with parameters, and reset with its
- * bindings cleared before the function returns, so no caller pointer outlives a call.
+ * store: the handle, its cached statements, the checked decoding of columns (shared with
+ * steps.c through store_int.h), and one small function per row operation (the rows of
+ * step attempts, history and timers are in steps.c). Every statement is a constant from
+ * store__queries (schema.c), prepared once per handle (SQLITE_PREPARE_PERSISTENT) on
+ * first use, bound with parameters, and reset with its bindings cleared before the
+ * function returns, so no caller pointer outlives a call.
  *
  * It must never build SQL from strings, trust what it reads (a NULL or a wrongly typed
  * value where the schema allows none is reported as a corrupt row, not dereferenced), or
@@ -15,17 +17,9 @@
 #include <stdio.h>
 #include <string.h>
 
-struct sg_store {
-    sqlite3 *db;
-    bool readonly;
-    sqlite3_stmt *stmts[STORE_Q__COUNT];
-    char err[512];
-};
-
 /* ---- errors ---- */
 
-__attribute__((format(printf, 3, 4))) static sg_err_t fail(sg_store_t *st, sg_err_t code,
-                                                           const char *fmt, ...)
+sg_err_t store__fail(sg_store_t *st, sg_err_t code, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
@@ -36,44 +30,15 @@ __attribute__((format(printf, 3, 4))) static sg_err_t fail(sg_store_t *st, sg_er
 
 static sg_err_t fail_sql(sg_store_t *st, int rc, const char *what)
 {
-    return fail(st, store__map_rc(rc), "%s: %s", what, sqlite3_errmsg(st->db));
+    return store__fail(st, store__map_rc(rc), "%s: %s", what, sqlite3_errmsg(st->db));
 }
 
-static sg_err_t missing(sg_store_t *st, const char *what, const char *field)
+sg_err_t store__missing(sg_store_t *st, const char *what, const char *field)
 {
-    return fail(st, SG_ERR_INVALID, "%s: %s is required", what, field);
-}
-
-static bool present(const char *s)
-{
-    return s != NULL && s[0] != '\0';
+    return store__fail(st, SG_ERR_INVALID, "%s: %s is required", what, field);
 }
 
 /* ---- running a cached statement ---- */
-
-/* One parameter, bound to ?1, ?2, ... in array order. */
-typedef struct {
-    enum { ARG_TEXT, ARG_INT, ARG_BLOB } kind;
-    const void *p; /* text (NULL binds NULL) or blob bytes */
-    int64_t i;     /* integer */
-    size_t n;      /* blob length */
-} arg_t;
-
-#define A_TEXT(v) ((arg_t){ARG_TEXT, (v), 0, 0})
-#define A_INT(v) ((arg_t){ARG_INT, NULL, (v), 0})
-#define A_BOOL(v) ((arg_t){ARG_INT, NULL, (v) ? 1 : 0, 0})
-#define A_BLOB(p, n) ((arg_t){ARG_BLOB, (p), 0, (n)})
-
-/* One use of a statement: the handle, the statement, and the first failure. */
-typedef struct {
-    sg_store_t *st;
-    sqlite3_stmt *s;
-    const char *what;
-    sg_err_t err;
-} q_t;
-
-/* Decodes the current row and hands it on; false stops. Decoding failures set q->err. */
-typedef bool (*row_fn)(q_t *q, void *arg);
 
 static sg_err_t prepare(sg_store_t *st, int id)
 {
@@ -89,14 +54,14 @@ static bool q_open(q_t *q, sg_store_t *st, int id, const arg_t *args, size_t n)
     SG_ASSERT(st != NULL && id >= 0 && id < STORE_Q__COUNT);
     *q = (q_t){.st = st, .what = store__queries[id].name};
     if (id < STORE_Q__FIRST_READ && st->readonly) {
-        q->err = fail(st, SG_ERR_STATE, "%s: the store was opened read-only", q->what);
+        q->err = store__fail(st, SG_ERR_STATE, "%s: the store was opened read-only", q->what);
         return false;
     }
     if (st->stmts[id] == NULL) {
         q->err = prepare(st, id);
     } else if (sqlite3_stmt_busy(st->stmts[id])) {
         /* Resetting it would pull the rows from under the scan that is calling back. */
-        q->err = fail(st, SG_ERR_STATE, "%s: called from its own callback", q->what);
+        q->err = store__fail(st, SG_ERR_STATE, "%s: called from its own callback", q->what);
     }
     q->s = st->stmts[id];
     int rc = SQLITE_OK;
@@ -128,7 +93,7 @@ static void q_close(q_t *q)
 }
 
 /* Runs a statement that returns no rows; *changes (may be NULL) gets the rows it changed. */
-static sg_err_t run_write(sg_store_t *st, int id, const arg_t *args, size_t n, int *changes)
+sg_err_t store__run_write(sg_store_t *st, int id, const arg_t *args, size_t n, int *changes)
 {
     q_t q;
     if (!q_open(&q, st, id, args, n)) {
@@ -144,7 +109,7 @@ static sg_err_t run_write(sg_store_t *st, int id, const arg_t *args, size_t n, i
 }
 
 /* Steps through the rows, calling fn for each; *nrows (may be NULL) counts them. */
-static sg_err_t run_read(sg_store_t *st, int id, const arg_t *args, size_t n, row_fn fn, void *arg,
+sg_err_t store__run_read(sg_store_t *st, int id, const arg_t *args, size_t n, row_fn fn, void *arg,
                          size_t *nrows)
 {
     q_t q;
@@ -170,47 +135,41 @@ static sg_err_t run_read(sg_store_t *st, int id, const arg_t *args, size_t n, ro
     return q.err;
 }
 
-/* A LIMIT value: 0 means none, which SQLite spells -1. */
-static int64_t limit_of(size_t n)
-{
-    return n == 0 || n > (uint64_t)INT64_MAX ? -1 : (int64_t)n;
-}
-
 /* ---- decoding columns: what comes from the file is checked, never trusted ---- */
 
-static void corrupt(q_t *q, int i, const char *why)
+void store__corrupt(q_t *q, int i, const char *why)
 {
     if (q->err == SG_OK) {
-        q->err = fail(q->st, SG_ERR_IO, "%s: corrupt row: column %s %s", q->what,
-                      sqlite3_column_name(q->s, i), why);
+        q->err = store__fail(q->st, SG_ERR_IO, "%s: corrupt row: column %s %s", q->what,
+                             sqlite3_column_name(q->s, i), why);
     }
 }
 
 /* Text of column i; NULL for SQL NULL (a corrupt row if required) and on failure. */
-static const char *col_text(q_t *q, int i, bool required)
+const char *store__col_text(q_t *q, int i, bool required)
 {
     int type = sqlite3_column_type(q->s, i);
     if (type == SQLITE_NULL || type == SQLITE_BLOB) {
         if (required || type == SQLITE_BLOB) {
-            corrupt(q, i, type == SQLITE_NULL ? "is NULL" : "holds a blob, not text");
+            store__corrupt(q, i, type == SQLITE_NULL ? "is NULL" : "holds a blob, not text");
         }
         return NULL;
     }
     const char *v = (const char *)sqlite3_column_text(q->s, i);
     if (v == NULL && q->err == SG_OK) {
         /* Not NULL in the file, so the conversion to text ran out of memory. */
-        q->err = fail(q->st, SG_ERR_NOMEM, "%s: out of memory", q->what);
+        q->err = store__fail(q->st, SG_ERR_NOMEM, "%s: out of memory", q->what);
     }
     return v;
 }
 
 /* Integer of column i; SQL NULL gives 0 (a corrupt row if required). */
-static int64_t col_int(q_t *q, int i, bool required)
+int64_t store__col_int(q_t *q, int i, bool required)
 {
     int type = sqlite3_column_type(q->s, i);
     if (type != SQLITE_INTEGER) {
         if (required || type != SQLITE_NULL) {
-            corrupt(q, i, type == SQLITE_NULL ? "is NULL" : "is not an integer");
+            store__corrupt(q, i, type == SQLITE_NULL ? "is NULL" : "is not an integer");
         }
         return 0;
     }
@@ -219,20 +178,20 @@ static int64_t col_int(q_t *q, int i, bool required)
 
 static void col_id(q_t *q, int i, char out[32])
 {
-    const char *v = col_text(q, i, true);
+    const char *v = store__col_text(q, i, true);
     size_t n = v != NULL ? strlen(v) : 0;
     out[0] = '\0';
     if (v != NULL && (n == 0 || n >= 32)) {
-        corrupt(q, i, "is not an id of 1 to 31 characters");
+        store__corrupt(q, i, "is not an id of 1 to 31 characters");
     } else if (v != NULL) {
         memcpy(out, v, n + 1);
     }
 }
 
 /* A one-value result: the integer in the first column of the first row. */
-static bool int_row(q_t *q, void *arg)
+bool store__int_row(q_t *q, void *arg)
 {
-    *(int64_t *)arg = col_int(q, 0, true);
+    *(int64_t *)arg = store__col_int(q, 0, true);
     return false;
 }
 
@@ -250,7 +209,7 @@ sg_err_t sg_store_open(const char *path, const sg_store_opts_t *opts, sg_store_t
     errbuf[0] = '\0';
     *out = NULL;
     opts = opts != NULL ? opts : &defaults;
-    if (!present(path)) {
+    if (!store__present(path)) {
         snprintf(errbuf, errlen, "open store: a path is required");
         return SG_ERR_INVALID;
     }
@@ -315,23 +274,24 @@ bool sg_store_readonly(const sg_store_t *st)
 sg_err_t sg_store_begin(sg_store_t *st)
 {
     if (!sqlite3_get_autocommit(st->db)) {
-        return fail(st, SG_ERR_STATE, "begin: a transaction is already open");
+        return store__fail(st, SG_ERR_STATE, "begin: a transaction is already open");
     }
-    return run_write(st, st->readonly ? STORE_Q_BEGIN_READ : STORE_Q_BEGIN_WRITE, NULL, 0, NULL);
+    return store__run_write(st, st->readonly ? STORE_Q_BEGIN_READ : STORE_Q_BEGIN_WRITE, NULL, 0,
+                            NULL);
 }
 
 sg_err_t sg_store_commit(sg_store_t *st)
 {
     if (sqlite3_get_autocommit(st->db)) {
-        return fail(st, SG_ERR_STATE, "commit: no transaction is open");
+        return store__fail(st, SG_ERR_STATE, "commit: no transaction is open");
     }
-    return run_write(st, STORE_Q_COMMIT, NULL, 0, NULL);
+    return store__run_write(st, STORE_Q_COMMIT, NULL, 0, NULL);
 }
 
 void sg_store_rollback(sg_store_t *st)
 {
     if (!sqlite3_get_autocommit(st->db)) {
-        run_write(st, STORE_Q_ROLLBACK, NULL, 0, NULL);
+        store__run_write(st, STORE_Q_ROLLBACK, NULL, 0, NULL);
     }
 }
 
@@ -344,7 +304,7 @@ typedef struct {
 static bool check_row(q_t *q, void *arg)
 {
     check_t *c = arg;
-    const char *line = col_text(q, 0, false);
+    const char *line = store__col_text(q, 0, false);
     c->first_ok = c->first_ok || (c->rows == 0 && line != NULL && strcmp(line, "ok") == 0);
     c->rows++;
     if (c->len < c->outlen) {
@@ -365,34 +325,20 @@ sg_err_t sg_store_integrity_check(sg_store_t *st, char *out, size_t outlen)
     }
     c.out[0] = '\0';
     /* Healthy is exactly one row, "ok"; otherwise every row is a finding. */
-    sg_err_t err = run_read(st, STORE_Q_INTEGRITY, NULL, 0, check_row, &c, NULL);
+    sg_err_t err = store__run_read(st, STORE_Q_INTEGRITY, NULL, 0, check_row, &c, NULL);
     if (err != SG_OK) {
         snprintf(c.out, c.outlen, "%s", st->err);
     } else if (!c.first_ok || c.rows != 1) {
-        err = fail(st, SG_ERR_IO, "integrity check: the database is damaged");
+        err = store__fail(st, SG_ERR_IO, "integrity check: the database is damaged");
     }
     return err;
 }
 
 /* ---- callbacks ---- */
 
-typedef struct {
-    union {
-        sg_store_def_cb def;
-        sg_store_inst_cb inst;
-        sg_store_attempt_cb attempt;
-        sg_store_hist_cb hist;
-        sg_store_timer_cb timer;
-        sg_store_event_cb event;
-        sg_store_outbox_cb outbox;
-        sg_store_dlq_cb dlq;
-    } cb;
-    void *ctx;
-} visit_t;
-
-static sg_err_t no_cb(sg_store_t *st, int id)
+sg_err_t store__no_cb(sg_store_t *st, int id)
 {
-    return missing(st, store__queries[id].name, "a callback");
+    return store__missing(st, store__queries[id].name, "a callback");
 }
 
 /* ---- definitions ---- */
@@ -401,22 +347,25 @@ sg_err_t sg_store_def_put(sg_store_t *st, const char *name, int64_t version, con
                           const char *source, int64_t now_ms)
 {
     const char *what = store__queries[STORE_Q_DEF_INSERT].name;
-    if (!present(name) || !present(sha256) || source == NULL) {
-        return missing(st, what, !present(name) ? "name" : !present(sha256) ? "sha256" : "source");
+    if (!store__present(name) || !store__present(sha256) || source == NULL) {
+        return store__missing(st, what,
+                              !store__present(name)     ? "name"
+                              : !store__present(sha256) ? "sha256"
+                                                        : "source");
     }
     const arg_t a[] = {A_TEXT(name), A_INT(version), A_TEXT(sha256), A_TEXT(source), A_INT(now_ms)};
     int changes = 0;
-    sg_err_t err = run_write(st, STORE_Q_DEF_INSERT, a, SG_ARRAY_LEN(a), &changes);
+    sg_err_t err = store__run_write(st, STORE_Q_DEF_INSERT, a, SG_ARRAY_LEN(a), &changes);
     if (err != SG_OK || changes > 0) {
         return err;
     }
     /* The key was taken: harmless if it is the very same definition. */
     int64_t same = 0;
-    err = run_read(st, STORE_Q_DEF_SAME, a, 3, int_row, &same, NULL);
+    err = store__run_read(st, STORE_Q_DEF_SAME, a, 3, store__int_row, &same, NULL);
     if (err == SG_OK && !same) {
-        err = fail(st, SG_ERR_EXISTS,
-                   "%s: %s version %" PRId64 " is already loaded with another sha256", what, name,
-                   version);
+        err = store__fail(st, SG_ERR_EXISTS,
+                          "%s: %s version %" PRId64 " is already loaded with another sha256", what,
+                          name, version);
     }
     return err;
 }
@@ -424,18 +373,18 @@ sg_err_t sg_store_def_put(sg_store_t *st, const char *name, int64_t version, con
 static bool def_row(q_t *q, void *arg)
 {
     const visit_t *v = arg;
-    const char *name = col_text(q, 0, true);
-    int64_t version = col_int(q, 1, true);
-    const char *sha = col_text(q, 2, true);
-    const char *source = col_text(q, 3, true);
+    const char *name = store__col_text(q, 0, true);
+    int64_t version = store__col_int(q, 1, true);
+    const char *sha = store__col_text(q, 2, true);
+    const char *source = store__col_text(q, 3, true);
     return q->err == SG_OK && v->cb.def(v->ctx, name, version, sha, source);
 }
 
 sg_err_t sg_store_def_scan(sg_store_t *st, sg_store_def_cb cb, void *ctx)
 {
     visit_t v = {.cb.def = cb, .ctx = ctx};
-    return cb == NULL ? no_cb(st, STORE_Q_DEF_SCAN)
-                      : run_read(st, STORE_Q_DEF_SCAN, NULL, 0, def_row, &v, NULL);
+    return cb == NULL ? store__no_cb(st, STORE_Q_DEF_SCAN)
+                      : store__run_read(st, STORE_Q_DEF_SCAN, NULL, 0, def_row, &v, NULL);
 }
 
 /* ---- instances ---- */
@@ -444,19 +393,19 @@ static sg_err_t check_inst(sg_store_t *st, int id, const sg_store_inst_t *row, b
 {
     const char *what = store__queries[id].name;
     if (row == NULL) {
-        return missing(st, what, "a row");
+        return store__missing(st, what, "a row");
     }
     if (memchr(row->id, '\0', sizeof(row->id)) == NULL || row->id[0] == '\0') {
-        return fail(st, SG_ERR_INVALID, "%s: id must be 1 to 31 characters", what);
+        return store__fail(st, SG_ERR_INVALID, "%s: id must be 1 to 31 characters", what);
     }
-    if (insert && !present(row->workflow)) {
-        return missing(st, what, "workflow");
+    if (insert && !store__present(row->workflow)) {
+        return store__missing(st, what, "workflow");
     }
-    if (!present(row->status)) {
-        return missing(st, what, "status");
+    if (!store__present(row->status)) {
+        return store__missing(st, what, "status");
     }
     if ((insert && row->input == NULL) || row->state == NULL) {
-        return missing(st, what, row->state == NULL ? "state" : "input");
+        return store__missing(st, what, row->state == NULL ? "state" : "input");
     }
     return SG_OK;
 }
@@ -475,7 +424,7 @@ sg_err_t sg_store_inst_insert(sg_store_t *st, const sg_store_inst_t *row)
                        A_INT(row->created_ms),  A_INT(row->updated_ms),
                        A_INT(row->deadline_ms), A_INT(row->seq),
                        A_INT(row->hist_seq)};
-    return run_write(st, STORE_Q_INST_INSERT, a, SG_ARRAY_LEN(a), NULL);
+    return store__run_write(st, STORE_Q_INST_INSERT, a, SG_ARRAY_LEN(a), NULL);
 }
 
 sg_err_t sg_store_inst_update(sg_store_t *st, const sg_store_inst_t *row)
@@ -489,9 +438,9 @@ sg_err_t sg_store_inst_update(sg_store_t *st, const sg_store_inst_t *row)
                        A_TEXT(row->state), A_INT(row->updated_ms), A_INT(row->deadline_ms),
                        A_INT(row->seq),    A_INT(row->hist_seq)};
     int changes = 0;
-    err = run_write(st, STORE_Q_INST_UPDATE, a, SG_ARRAY_LEN(a), &changes);
+    err = store__run_write(st, STORE_Q_INST_UPDATE, a, SG_ARRAY_LEN(a), &changes);
     if (err == SG_OK && changes == 0) {
-        err = fail(st, SG_ERR_NOT_FOUND, "update instance: no instance %s", row->id);
+        err = store__fail(st, SG_ERR_NOT_FOUND, "update instance: no instance %s", row->id);
     }
     return err;
 }
@@ -501,18 +450,18 @@ static bool inst_row(q_t *q, void *arg)
     const visit_t *v = arg;
     sg_store_inst_t r;
     col_id(q, 0, r.id);
-    r.workflow = col_text(q, 1, true);
-    r.version = col_int(q, 2, true);
-    r.status = col_text(q, 3, true);
-    r.reason = col_text(q, 4, true);
-    r.input = col_text(q, 5, true);
-    r.state = col_text(q, 6, true);
-    r.idempotency_key = col_text(q, 7, false);
-    r.created_ms = col_int(q, 8, true);
-    r.updated_ms = col_int(q, 9, true);
-    r.deadline_ms = col_int(q, 10, true);
-    r.seq = col_int(q, 11, true);
-    r.hist_seq = col_int(q, 12, true);
+    r.workflow = store__col_text(q, 1, true);
+    r.version = store__col_int(q, 2, true);
+    r.status = store__col_text(q, 3, true);
+    r.reason = store__col_text(q, 4, true);
+    r.input = store__col_text(q, 5, true);
+    r.state = store__col_text(q, 6, true);
+    r.idempotency_key = store__col_text(q, 7, false);
+    r.created_ms = store__col_int(q, 8, true);
+    r.updated_ms = store__col_int(q, 9, true);
+    r.deadline_ms = store__col_int(q, 10, true);
+    r.seq = store__col_int(q, 11, true);
+    r.hist_seq = store__col_int(q, 12, true);
     return q->err == SG_OK && v->cb.inst(v->ctx, &r);
 }
 
@@ -521,12 +470,13 @@ sg_err_t sg_store_inst_get(sg_store_t *st, const char *id, sg_store_inst_cb cb, 
     visit_t v = {.cb.inst = cb, .ctx = ctx};
     const arg_t a[] = {A_TEXT(id)};
     size_t n = 0;
-    if (!present(id) || cb == NULL) {
-        return cb == NULL ? no_cb(st, STORE_Q_INST_GET) : missing(st, "get instance", "id");
+    if (!store__present(id) || cb == NULL) {
+        return cb == NULL ? store__no_cb(st, STORE_Q_INST_GET)
+                          : store__missing(st, "get instance", "id");
     }
-    sg_err_t err = run_read(st, STORE_Q_INST_GET, a, 1, inst_row, &v, &n);
+    sg_err_t err = store__run_read(st, STORE_Q_INST_GET, a, 1, inst_row, &v, &n);
     if (err == SG_OK && n == 0) {
-        err = fail(st, SG_ERR_NOT_FOUND, "get instance: no instance %s", id);
+        err = store__fail(st, SG_ERR_NOT_FOUND, "get instance: no instance %s", id);
     }
     return err;
 }
@@ -534,8 +484,8 @@ sg_err_t sg_store_inst_get(sg_store_t *st, const char *id, sg_store_inst_cb cb, 
 sg_err_t sg_store_inst_scan_active(sg_store_t *st, sg_store_inst_cb cb, void *ctx)
 {
     visit_t v = {.cb.inst = cb, .ctx = ctx};
-    return cb == NULL ? no_cb(st, STORE_Q_INST_ACTIVE)
-                      : run_read(st, STORE_Q_INST_ACTIVE, NULL, 0, inst_row, &v, NULL);
+    return cb == NULL ? store__no_cb(st, STORE_Q_INST_ACTIVE)
+                      : store__run_read(st, STORE_Q_INST_ACTIVE, NULL, 0, inst_row, &v, NULL);
 }
 
 /* 0 no status, 1 a status, 2 RUNNING or COMPENSATING (which the partial index serves). */
@@ -560,23 +510,24 @@ sg_err_t sg_store_inst_list(sg_store_t *st, const sg_store_inst_filter_t *f, sg_
     int64_t from_ms = f->after_id != NULL ? f->after_created_ms : INT64_MIN;
     const char *from_id = f->after_id != NULL ? f->after_id : "";
     if (f->created_after_ms == INT64_MAX) {
-        return cb == NULL ? no_cb(st, id) : SG_OK;
+        return cb == NULL ? store__no_cb(st, id) : SG_OK;
     }
     if (f->created_after_ms != 0 && (f->after_id == NULL || from_ms <= f->created_after_ms)) {
         from_ms = f->created_after_ms + 1;
         from_id = "";
     }
     const arg_t a[] = {A_INT(from_ms), A_TEXT(from_id), A_TEXT(f->workflow), A_TEXT(f->status),
-                       A_INT(limit_of(f->limit))};
-    return cb == NULL ? no_cb(st, id) : run_read(st, id, a, SG_ARRAY_LEN(a), inst_row, &v, NULL);
+                       A_INT(store__limit_of(f->limit))};
+    return cb == NULL ? store__no_cb(st, id)
+                      : store__run_read(st, id, a, SG_ARRAY_LEN(a), inst_row, &v, NULL);
 }
 
 sg_err_t sg_store_inst_count(sg_store_t *st, const char *status, int64_t *out)
 {
     const arg_t a[] = {A_TEXT(status)};
     *out = 0;
-    return run_read(st, STORE_Q_INST_COUNT + status_kind(status), a, status != NULL ? 1 : 0,
-                    int_row, out, NULL);
+    return store__run_read(st, STORE_Q_INST_COUNT + status_kind(status), a, status != NULL ? 1 : 0,
+                           store__int_row, out, NULL);
 }
 
 /* ---- idempotency keys ---- */
@@ -592,13 +543,13 @@ sg_err_t sg_store_idem_get(sg_store_t *st, const char *workflow, const char *key
     const arg_t a[] = {A_TEXT(workflow), A_TEXT(key)};
     size_t n = 0;
     out_id[0] = '\0';
-    if (!present(workflow) || key == NULL) {
-        return missing(st, "get idempotency key", key == NULL ? "key" : "workflow");
+    if (!store__present(workflow) || key == NULL) {
+        return store__missing(st, "get idempotency key", key == NULL ? "key" : "workflow");
     }
-    sg_err_t err = run_read(st, STORE_Q_IDEM_GET, a, 2, idem_row, out_id, &n);
+    sg_err_t err = store__run_read(st, STORE_Q_IDEM_GET, a, 2, idem_row, out_id, &n);
     if (err == SG_OK && n == 0) {
-        err = fail(st, SG_ERR_NOT_FOUND, "get idempotency key: no instance for key \"%s\" of %s",
-                   key, workflow);
+        err = store__fail(st, SG_ERR_NOT_FOUND,
+                          "get idempotency key: no instance for key \"%s\" of %s", key, workflow);
     }
     return err;
 }
@@ -607,197 +558,13 @@ sg_err_t sg_store_idem_put(sg_store_t *st, const char *workflow, const char *key
                            int64_t now_ms)
 {
     const arg_t a[] = {A_TEXT(workflow), A_TEXT(key), A_TEXT(id), A_INT(now_ms)};
-    if (!present(workflow) || key == NULL || !present(id)) {
-        return missing(st, "put idempotency key",
-                       !present(workflow) ? "workflow"
-                       : key == NULL      ? "key"
-                                          : "id");
+    if (!store__present(workflow) || key == NULL || !store__present(id)) {
+        return store__missing(st, "put idempotency key",
+                              !store__present(workflow) ? "workflow"
+                              : key == NULL             ? "key"
+                                                        : "id");
     }
-    return run_write(st, STORE_Q_IDEM_PUT, a, SG_ARRAY_LEN(a), NULL);
-}
-
-/* ---- step attempts ---- */
-
-sg_err_t sg_store_attempt_insert(sg_store_t *st, const sg_store_attempt_t *a)
-{
-    const char *what = store__queries[STORE_Q_ATT_INSERT].name;
-    if (a == NULL || !present(a->instance_id) || !present(a->activity) || a->input == NULL) {
-        return missing(st, what, "instance_id, activity and input");
-    }
-    if (a->status != NULL && strcmp(a->status, "running") != 0) {
-        return fail(st, SG_ERR_INVALID, "%s: a new attempt is \"running\", not \"%s\"", what,
-                    a->status);
-    }
-    const arg_t args[] = {A_TEXT(a->instance_id), A_INT(a->step),       A_BOOL(a->compensation),
-                          A_INT(a->attempt),      A_TEXT(a->activity),  A_TEXT(a->input),
-                          A_INT(a->started_ms),   A_INT(a->deadline_ms)};
-    return run_write(st, STORE_Q_ATT_INSERT, args, SG_ARRAY_LEN(args), NULL);
-}
-
-sg_err_t sg_store_attempt_finish(sg_store_t *st, const char *instance_id, int64_t step, bool comp,
-                                 int64_t attempt, const char *status, const char *output,
-                                 const char *error_code, const char *error_message,
-                                 int64_t finished_ms)
-{
-    static const char *const final[] = {"ok", "failed", "timeout", "stale"};
-    const char *what = store__queries[STORE_Q_ATT_FINISH].name;
-    size_t k = 0;
-    while (status != NULL && k < SG_ARRAY_LEN(final) && strcmp(status, final[k]) != 0) {
-        k++;
-    }
-    if (!present(instance_id)) {
-        return missing(st, what, "instance_id");
-    }
-    if (status == NULL || k == SG_ARRAY_LEN(final)) {
-        return fail(st, SG_ERR_INVALID, "%s: status must be ok, failed, timeout or stale", what);
-    }
-    const arg_t a[] = {A_TEXT(instance_id), A_INT(step),           A_BOOL(comp),
-                       A_INT(attempt),      A_TEXT(status),        A_TEXT(output),
-                       A_TEXT(error_code),  A_TEXT(error_message), A_INT(finished_ms)};
-    int changes = 0;
-    sg_err_t err = run_write(st, STORE_Q_ATT_FINISH, a, SG_ARRAY_LEN(a), &changes);
-    if (err != SG_OK || changes > 0) {
-        return err;
-    }
-    /* Nothing changed: tell a finished attempt from a missing one (the key is a[0..3]). */
-    int64_t n = 0;
-    err = run_read(st, STORE_Q_ATT_EXISTS, a, 4, int_row, &n, NULL);
-    if (err == SG_OK) {
-        err = fail(st, n == 0 ? SG_ERR_NOT_FOUND : SG_ERR_STATE,
-                   "%s: attempt %" PRId64 " of %s step %" PRId64 "%s %s", what, attempt,
-                   instance_id, step, comp ? " (compensation)" : "",
-                   n == 0 ? "does not exist" : "is already finished");
-    }
-    return err;
-}
-
-static bool attempt_row(q_t *q, void *arg)
-{
-    const visit_t *v = arg;
-    sg_store_attempt_t a;
-    a.instance_id = col_text(q, 0, true);
-    a.step = col_int(q, 1, true);
-    a.compensation = col_int(q, 2, true) != 0;
-    a.attempt = col_int(q, 3, true);
-    a.activity = col_text(q, 4, true);
-    a.input = col_text(q, 5, true);
-    a.status = col_text(q, 6, true);
-    a.output = col_text(q, 7, false);
-    a.error_code = col_text(q, 8, false);
-    a.error_message = col_text(q, 9, false);
-    a.started_ms = col_int(q, 10, false);
-    a.deadline_ms = col_int(q, 11, false);
-    a.finished_ms = col_int(q, 12, false);
-    return q->err == SG_OK && v->cb.attempt(v->ctx, &a);
-}
-
-sg_err_t sg_store_attempt_scan_running(sg_store_t *st, sg_store_attempt_cb cb, void *ctx)
-{
-    visit_t v = {.cb.attempt = cb, .ctx = ctx};
-    return cb == NULL ? no_cb(st, STORE_Q_ATT_RUNNING)
-                      : run_read(st, STORE_Q_ATT_RUNNING, NULL, 0, attempt_row, &v, NULL);
-}
-
-sg_err_t sg_store_attempts_of(sg_store_t *st, const char *instance_id, sg_store_attempt_cb cb,
-                              void *ctx)
-{
-    visit_t v = {.cb.attempt = cb, .ctx = ctx};
-    const arg_t a[] = {A_TEXT(instance_id)};
-    if (!present(instance_id) || cb == NULL) {
-        return cb == NULL ? no_cb(st, STORE_Q_ATT_OF) : missing(st, "list attempts", "instance_id");
-    }
-    return run_read(st, STORE_Q_ATT_OF, a, 1, attempt_row, &v, NULL);
-}
-
-/* ---- history ---- */
-
-sg_err_t sg_store_hist_append(sg_store_t *st, const char *instance_id, int64_t seq, int64_t ts_ms,
-                              const char *type, int64_t step, int64_t attempt, const char *detail)
-{
-    const arg_t a[] = {A_TEXT(instance_id), A_INT(seq),     A_INT(ts_ms),  A_TEXT(type),
-                       A_INT(step),         A_INT(attempt), A_TEXT(detail)};
-    if (!present(instance_id) || !present(type)) {
-        return missing(st, "append history", !present(type) ? "type" : "instance_id");
-    }
-    return run_write(st, STORE_Q_HIST_APPEND, a, SG_ARRAY_LEN(a), NULL);
-}
-
-static bool hist_row(q_t *q, void *arg)
-{
-    const visit_t *v = arg;
-    int64_t seq = col_int(q, 0, true);
-    int64_t ts = col_int(q, 1, false);
-    const char *type = col_text(q, 2, true);
-    int64_t step = col_int(q, 3, false);
-    int64_t attempt = col_int(q, 4, false);
-    const char *detail = col_text(q, 5, false);
-    return q->err == SG_OK && v->cb.hist(v->ctx, seq, ts, type, step, attempt, detail);
-}
-
-sg_err_t sg_store_hist_list(sg_store_t *st, const char *instance_id, int64_t after_seq,
-                            size_t limit, sg_store_hist_cb cb, void *ctx)
-{
-    visit_t v = {.cb.hist = cb, .ctx = ctx};
-    const arg_t a[] = {A_TEXT(instance_id), A_INT(after_seq), A_INT(limit_of(limit))};
-    if (!present(instance_id) || cb == NULL) {
-        return cb == NULL ? no_cb(st, STORE_Q_HIST_LIST)
-                          : missing(st, "list history", "instance_id");
-    }
-    return run_read(st, STORE_Q_HIST_LIST, a, SG_ARRAY_LEN(a), hist_row, &v, NULL);
-}
-
-/* ---- timers ---- */
-
-sg_err_t sg_store_timer_put(sg_store_t *st, const char *instance_id, int kind, int64_t step,
-                            bool comp, int64_t attempt, int64_t fire_ms)
-{
-    const arg_t a[] = {A_TEXT(instance_id), A_INT(kind),    A_INT(step),
-                       A_BOOL(comp),        A_INT(attempt), A_INT(fire_ms)};
-    if (!present(instance_id)) {
-        return missing(st, "put timer", "instance_id");
-    }
-    return run_write(st, STORE_Q_TIMER_PUT, a, SG_ARRAY_LEN(a), NULL);
-}
-
-sg_err_t sg_store_timer_delete(sg_store_t *st, const char *instance_id, int kind, int64_t step,
-                               bool comp, int64_t attempt)
-{
-    const arg_t a[] = {A_TEXT(instance_id), A_INT(kind), A_INT(step), A_BOOL(comp), A_INT(attempt)};
-    if (!present(instance_id)) {
-        return missing(st, "delete timer", "instance_id");
-    }
-    return run_write(st, STORE_Q_TIMER_DEL, a, SG_ARRAY_LEN(a), NULL);
-}
-
-sg_err_t sg_store_timer_delete_instance(sg_store_t *st, const char *instance_id)
-{
-    const arg_t a[] = {A_TEXT(instance_id)};
-    if (!present(instance_id)) {
-        return missing(st, "delete timers", "instance_id");
-    }
-    return run_write(st, STORE_Q_TIMER_DEL_INST, a, 1, NULL);
-}
-
-static bool timer_row(q_t *q, void *arg)
-{
-    const visit_t *v = arg;
-    const char *id = col_text(q, 0, true);
-    int64_t kind = col_int(q, 1, true);
-    int64_t step = col_int(q, 2, true);
-    bool comp = col_int(q, 3, true) != 0;
-    int64_t attempt = col_int(q, 4, true);
-    int64_t fire = col_int(q, 5, true);
-    if (kind < INT32_MIN || kind > INT32_MAX) {
-        corrupt(q, 1, "is out of range");
-    }
-    return q->err == SG_OK && v->cb.timer(v->ctx, id, (int)kind, step, comp, attempt, fire);
-}
-
-sg_err_t sg_store_timer_scan(sg_store_t *st, sg_store_timer_cb cb, void *ctx)
-{
-    visit_t v = {.cb.timer = cb, .ctx = ctx};
-    return cb == NULL ? no_cb(st, STORE_Q_TIMER_SCAN)
-                      : run_read(st, STORE_Q_TIMER_SCAN, NULL, 0, timer_row, &v, NULL);
+    return store__run_write(st, STORE_Q_IDEM_PUT, a, SG_ARRAY_LEN(a), NULL);
 }
 
 /* ---- events ---- */
@@ -806,10 +573,10 @@ sg_err_t sg_store_event_append(sg_store_t *st, const char *type, const char *cor
                                int64_t ts_ms, const char *payload)
 {
     const arg_t a[] = {A_TEXT(type), A_TEXT(correlation_id), A_INT(ts_ms), A_TEXT(payload)};
-    if (!present(type)) {
-        return missing(st, "append event", "type");
+    if (!store__present(type)) {
+        return store__missing(st, "append event", "type");
     }
-    return run_write(st, STORE_Q_EVENT_APPEND, a, SG_ARRAY_LEN(a), NULL);
+    return store__run_write(st, STORE_Q_EVENT_APPEND, a, SG_ARRAY_LEN(a), NULL);
 }
 
 sg_err_t sg_store_event_import(sg_store_t *st, const char *event_id, const char *type,
@@ -818,11 +585,11 @@ sg_err_t sg_store_event_import(sg_store_t *st, const char *event_id, const char 
 {
     const arg_t a[] = {A_TEXT(event_id), A_TEXT(type),   A_TEXT(correlation_id),
                        A_INT(ts_ms),     A_TEXT(source), A_TEXT(payload)};
-    if (!present(event_id) || !present(type)) {
-        return missing(st, "import event", !present(event_id) ? "event_id" : "type");
+    if (!store__present(event_id) || !store__present(type)) {
+        return store__missing(st, "import event", !store__present(event_id) ? "event_id" : "type");
     }
     int changes = 0;
-    sg_err_t rc = run_write(st, STORE_Q_EVENT_IMPORT, a, SG_ARRAY_LEN(a), &changes);
+    sg_err_t rc = store__run_write(st, STORE_Q_EVENT_IMPORT, a, SG_ARRAY_LEN(a), &changes);
     if (inserted != NULL) {
         *inserted = rc == SG_OK && changes > 0;
     }
@@ -832,13 +599,13 @@ sg_err_t sg_store_event_import(sg_store_t *st, const char *event_id, const char 
 static bool event_row(q_t *q, void *arg)
 {
     const visit_t *v = arg;
-    sg_store_event_t ev = {.id = col_int(q, 0, true),
-                           .type = col_text(q, 1, true),
-                           .correlation_id = col_text(q, 2, false),
-                           .ts_ms = col_int(q, 3, false),
-                           .payload = col_text(q, 4, false),
-                           .event_id = col_text(q, 5, false),
-                           .source = col_text(q, 6, false)};
+    sg_store_event_t ev = {.id = store__col_int(q, 0, true),
+                           .type = store__col_text(q, 1, true),
+                           .correlation_id = store__col_text(q, 2, false),
+                           .ts_ms = store__col_int(q, 3, false),
+                           .payload = store__col_text(q, 4, false),
+                           .event_id = store__col_text(q, 5, false),
+                           .source = store__col_text(q, 6, false)};
     return q->err == SG_OK && v->cb.event(v->ctx, &ev);
 }
 
@@ -848,8 +615,9 @@ sg_err_t sg_store_event_list(sg_store_t *st, const char *type, const char *corre
     visit_t v = {.cb.event = cb, .ctx = ctx};
     int id = STORE_Q_EVENT_LIST + (type != NULL ? 1 : 0) + (correlation_id != NULL ? 2 : 0);
     const arg_t a[] = {A_INT(after_id), A_TEXT(type), A_TEXT(correlation_id),
-                       A_INT(limit_of(limit))};
-    return cb == NULL ? no_cb(st, id) : run_read(st, id, a, SG_ARRAY_LEN(a), event_row, &v, NULL);
+                       A_INT(store__limit_of(limit))};
+    return cb == NULL ? store__no_cb(st, id)
+                      : store__run_read(st, id, a, SG_ARRAY_LEN(a), event_row, &v, NULL);
 }
 
 /* ---- outbox ---- */
@@ -861,26 +629,27 @@ sg_err_t sg_store_outbox_put(sg_store_t *st, const char *topic, const char *key,
      * still a message. */
     const arg_t a[] = {A_TEXT(topic), A_TEXT(key), A_BLOB(len > 0 ? payload : "", len),
                        A_INT(now_ms)};
-    if (!present(topic) || (payload == NULL && len > 0)) {
-        return missing(st, "put outbox message", !present(topic) ? "topic" : "payload");
+    if (!store__present(topic) || (payload == NULL && len > 0)) {
+        return store__missing(st, "put outbox message",
+                              !store__present(topic) ? "topic" : "payload");
     }
-    return run_write(st, STORE_Q_OUTBOX_PUT, a, SG_ARRAY_LEN(a), NULL);
+    return store__run_write(st, STORE_Q_OUTBOX_PUT, a, SG_ARRAY_LEN(a), NULL);
 }
 
 static bool outbox_row(q_t *q, void *arg)
 {
     const visit_t *v = arg;
-    int64_t id = col_int(q, 0, true);
-    const char *topic = col_text(q, 1, true);
-    const char *key = col_text(q, 2, false);
+    int64_t id = store__col_int(q, 0, true);
+    const char *topic = store__col_text(q, 1, true);
+    const char *key = store__col_text(q, 2, false);
     int type = sqlite3_column_type(q->s, 3);
     if (type != SQLITE_BLOB && type != SQLITE_NULL) {
-        corrupt(q, 3, "is not a blob");
+        store__corrupt(q, 3, "is not a blob");
     }
     const void *payload = sqlite3_column_blob(q->s, 3);
     int len = sqlite3_column_bytes(q->s, 3);
     if (payload == NULL && len > 0 && q->err == SG_OK) {
-        q->err = fail(q->st, SG_ERR_NOMEM, "%s: out of memory", q->what);
+        q->err = store__fail(q->st, SG_ERR_NOMEM, "%s: out of memory", q->what);
     }
     return q->err == SG_OK &&
            v->cb.outbox(v->ctx, id, topic, key, len > 0 ? payload : NULL, (size_t)len);
@@ -890,18 +659,18 @@ sg_err_t sg_store_outbox_fetch(sg_store_t *st, int64_t after_id, size_t limit,
                                sg_store_outbox_cb cb, void *ctx)
 {
     visit_t v = {.cb.outbox = cb, .ctx = ctx};
-    const arg_t a[] = {A_INT(after_id), A_INT(limit_of(limit))};
-    return cb == NULL ? no_cb(st, STORE_Q_OUTBOX_FETCH)
-                      : run_read(st, STORE_Q_OUTBOX_FETCH, a, 2, outbox_row, &v, NULL);
+    const arg_t a[] = {A_INT(after_id), A_INT(store__limit_of(limit))};
+    return cb == NULL ? store__no_cb(st, STORE_Q_OUTBOX_FETCH)
+                      : store__run_read(st, STORE_Q_OUTBOX_FETCH, a, 2, outbox_row, &v, NULL);
 }
 
 sg_err_t sg_store_outbox_delete(sg_store_t *st, int64_t id)
 {
     const arg_t a[] = {A_INT(id)};
     int changes = 0;
-    sg_err_t err = run_write(st, STORE_Q_OUTBOX_DEL, a, 1, &changes);
+    sg_err_t err = store__run_write(st, STORE_Q_OUTBOX_DEL, a, 1, &changes);
     if (err == SG_OK && changes == 0) {
-        err = fail(st, SG_ERR_NOT_FOUND, "delete outbox message: no message %" PRId64, id);
+        err = store__fail(st, SG_ERR_NOT_FOUND, "delete outbox message: no message %" PRId64, id);
     }
     return err;
 }
@@ -914,9 +683,9 @@ sg_err_t sg_store_dlq_insert(sg_store_t *st, const sg_store_dlq_t *row, bool *in
     if (inserted != NULL) {
         *inserted = false;
     }
-    if (row == NULL || !present(row->topic) || !present(row->queue) ||
+    if (row == NULL || !store__present(row->topic) || !store__present(row->queue) ||
         (row->task == NULL && row->task_len > 0)) {
-        return missing(st, what, "topic, queue and task");
+        return store__missing(st, what, "topic, queue and task");
     }
     const arg_t a[] = {A_TEXT(row->topic),
                        A_INT(row->partition),
@@ -934,7 +703,7 @@ sg_err_t sg_store_dlq_insert(sg_store_t *st, const sg_store_dlq_t *row, bool *in
                        A_INT(row->received_ms),
                        A_BLOB(row->task_len > 0 ? row->task : "", row->task_len)};
     int changes = 0;
-    sg_err_t rc = run_write(st, STORE_Q_DLQ_INSERT, a, SG_ARRAY_LEN(a), &changes);
+    sg_err_t rc = store__run_write(st, STORE_Q_DLQ_INSERT, a, SG_ARRAY_LEN(a), &changes);
     if (inserted != NULL) {
         *inserted = rc == SG_OK && changes > 0;
     }
@@ -944,13 +713,14 @@ sg_err_t sg_store_dlq_insert(sg_store_t *st, const sg_store_dlq_t *row, bool *in
 sg_err_t sg_store_dlq_set_status(sg_store_t *st, int64_t id, const char *status, int64_t now_ms)
 {
     const arg_t a[] = {A_INT(id), A_TEXT(status), A_INT(now_ms)};
-    if (!present(status)) {
-        return missing(st, store__queries[STORE_Q_DLQ_STATUS].name, "status");
+    if (!store__present(status)) {
+        return store__missing(st, store__queries[STORE_Q_DLQ_STATUS].name, "status");
     }
     int changes = 0;
-    sg_err_t rc = run_write(st, STORE_Q_DLQ_STATUS, a, SG_ARRAY_LEN(a), &changes);
+    sg_err_t rc = store__run_write(st, STORE_Q_DLQ_STATUS, a, SG_ARRAY_LEN(a), &changes);
     if (rc == SG_OK && changes == 0) {
-        rc = fail(st, SG_ERR_NOT_FOUND, "set dead letter status: no dead letter %" PRId64, id);
+        rc = store__fail(st, SG_ERR_NOT_FOUND, "set dead letter status: no dead letter %" PRId64,
+                         id);
     }
     return rc;
 }
@@ -959,32 +729,32 @@ sg_err_t sg_store_dlq_set_status(sg_store_t *st, int64_t id, const char *status,
 static bool dlq_row(q_t *q, void *arg)
 {
     const visit_t *v = arg;
-    sg_store_dlq_t r = {.id = col_int(q, 0, true),
-                        .topic = col_text(q, 1, true),
-                        .partition = col_int(q, 2, true),
-                        .offset = col_int(q, 3, true),
-                        .queue = col_text(q, 4, true),
-                        .key = col_text(q, 5, false),
-                        .instance_id = col_text(q, 6, false),
-                        .step_id = col_text(q, 7, false),
-                        .attempt = col_int(q, 8, false),
-                        .idempotency_key = col_text(q, 9, false),
-                        .activity = col_text(q, 10, false),
-                        .input = col_text(q, 11, false),
-                        .reason = col_text(q, 12, false),
-                        .headers = col_text(q, 13, false),
-                        .received_ms = col_int(q, 14, true),
-                        .status = col_text(q, 15, true),
-                        .updated_ms = col_int(q, 16, true)};
-    int64_t len = col_int(q, 17, false);
+    sg_store_dlq_t r = {.id = store__col_int(q, 0, true),
+                        .topic = store__col_text(q, 1, true),
+                        .partition = store__col_int(q, 2, true),
+                        .offset = store__col_int(q, 3, true),
+                        .queue = store__col_text(q, 4, true),
+                        .key = store__col_text(q, 5, false),
+                        .instance_id = store__col_text(q, 6, false),
+                        .step_id = store__col_text(q, 7, false),
+                        .attempt = store__col_int(q, 8, false),
+                        .idempotency_key = store__col_text(q, 9, false),
+                        .activity = store__col_text(q, 10, false),
+                        .input = store__col_text(q, 11, false),
+                        .reason = store__col_text(q, 12, false),
+                        .headers = store__col_text(q, 13, false),
+                        .received_ms = store__col_int(q, 14, true),
+                        .status = store__col_text(q, 15, true),
+                        .updated_ms = store__col_int(q, 16, true)};
+    int64_t len = store__col_int(q, 17, false);
     r.task_len = len > 0 ? (size_t)len : 0;
     if (sqlite3_column_count(q->s) > 18) {
         if (sqlite3_column_type(q->s, 18) != SQLITE_BLOB) {
-            corrupt(q, 18, "is not a blob");
+            store__corrupt(q, 18, "is not a blob");
         }
         r.task = sqlite3_column_blob(q->s, 18);
         if (r.task == NULL && r.task_len > 0 && q->err == SG_OK) {
-            q->err = fail(q->st, SG_ERR_NOMEM, "%s: out of memory", q->what);
+            q->err = store__fail(q->st, SG_ERR_NOMEM, "%s: out of memory", q->what);
         }
     }
     return q->err == SG_OK && v->cb.dlq(v->ctx, &r);
@@ -996,11 +766,11 @@ sg_err_t sg_store_dlq_get(sg_store_t *st, int64_t id, sg_store_dlq_cb cb, void *
     const arg_t a[] = {A_INT(id)};
     size_t n = 0;
     if (cb == NULL) {
-        return no_cb(st, STORE_Q_DLQ_GET);
+        return store__no_cb(st, STORE_Q_DLQ_GET);
     }
-    sg_err_t err = run_read(st, STORE_Q_DLQ_GET, a, 1, dlq_row, &v, &n);
+    sg_err_t err = store__run_read(st, STORE_Q_DLQ_GET, a, 1, dlq_row, &v, &n);
     if (err == SG_OK && n == 0) {
-        err = fail(st, SG_ERR_NOT_FOUND, "get dead letter: no dead letter %" PRId64, id);
+        err = store__fail(st, SG_ERR_NOT_FOUND, "get dead letter: no dead letter %" PRId64, id);
     }
     return err;
 }
@@ -1010,6 +780,8 @@ sg_err_t sg_store_dlq_list(sg_store_t *st, const char *queue, const char *status
 {
     visit_t v = {.cb.dlq = cb, .ctx = ctx};
     int id = STORE_Q_DLQ_LIST + (queue != NULL ? 1 : 0) + (status != NULL ? 2 : 0);
-    const arg_t a[] = {A_INT(after_id), A_TEXT(queue), A_TEXT(status), A_INT(limit_of(limit))};
-    return cb == NULL ? no_cb(st, id) : run_read(st, id, a, SG_ARRAY_LEN(a), dlq_row, &v, NULL);
+    const arg_t a[] = {A_INT(after_id), A_TEXT(queue), A_TEXT(status),
+                       A_INT(store__limit_of(limit))};
+    return cb == NULL ? store__no_cb(st, id)
+                      : store__run_read(st, id, a, SG_ARRAY_LEN(a), dlq_row, &v, NULL);
 }

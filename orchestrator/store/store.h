@@ -60,7 +60,7 @@ typedef struct {
 } sg_store_opts_t;
 
 /* The schema version this code creates and understands. */
-#define SG_STORE_SCHEMA_VERSION 3
+#define SG_STORE_SCHEMA_VERSION 4
 
 /* ---- handle and transactions ---- */
 

@@ -609,6 +609,114 @@ static void test_attempts(void **state)
     sg_store_close(st);
 }
 
+static bool hb_cb(void *ctx, const sg_store_attempt_t *a)
+{
+    return emit(ctx, "%s/%d/%d/%d %s hb=%d worker=%s progress=%s", a->instance_id, (int)a->step,
+                a->compensation ? 1 : 0, (int)a->attempt, a->status, (int)a->heartbeat_ms,
+                S(a->worker), S(a->progress));
+}
+
+static void test_attempt_heartbeat(void **state)
+{
+    (void)state;
+    sg_store_t *st = fresh("hb");
+    sg_store_attempt_t a = attempt("i1", 0, false, 1), c = attempt("i1", 0, true, 1);
+    a.heartbeat_ms = 9; /* ignored by insert */
+    a.worker = a.progress = "ignored";
+    assert_int_equal(sg_store_attempt_insert(st, &a), SG_OK);
+    assert_int_equal(sg_store_attempt_insert(st, &c), SG_OK);
+    out_t o = {0};
+    assert_int_equal(sg_store_attempts_of(st, "i1", hb_cb, &o), SG_OK);
+    assert_string_equal(o.text, "i1/0/0/1 running hb=0 worker=- progress=-\n"
+                                "i1/0/1/1 running hb=0 worker=- progress=-\n");
+
+    /* A heartbeat with progress, then one without: the last progress stays. */
+    assert_int_equal(
+        sg_store_attempt_heartbeat(st, "i1", 0, false, 1, 300, "host:1", "{\"done\":40}"), SG_OK);
+    assert_int_equal(sg_store_attempt_heartbeat(st, "i1", 0, false, 1, 350, "host:2", NULL), SG_OK);
+    assert_int_equal(sg_store_attempt_heartbeat(st, "i1", 0, true, 1, 360, NULL, "[]"), SG_OK);
+    memset(&o, 0, sizeof(o));
+    assert_int_equal(sg_store_attempt_scan_running(st, hb_cb, &o), SG_OK);
+    assert_string_equal(o.text, "i1/0/0/1 running hb=350 worker=host:2 progress={\"done\":40}\n"
+                                "i1/0/1/1 running hb=360 worker=- progress=[]\n");
+
+    /* A finished attempt keeps its last heartbeat and refuses new ones. */
+    assert_int_equal(sg_store_attempt_finish(st, "i1", 0, false, 1, "timeout", NULL,
+                                             "saga.heartbeat_timeout", "late", 600),
+                     SG_OK);
+    assert_int_equal(sg_store_attempt_heartbeat(st, "i1", 0, false, 1, 700, "host:3", "{}"),
+                     SG_ERR_STATE);
+    assert_non_null(strstr(sg_store_errmsg(st), "record heartbeat: attempt 1 of i1 step 0"));
+    assert_non_null(strstr(sg_store_errmsg(st), "already finished"));
+    assert_int_equal(sg_store_attempt_heartbeat(st, "i1", 0, false, 2, 700, "host:3", NULL),
+                     SG_ERR_NOT_FOUND);
+    assert_non_null(strstr(sg_store_errmsg(st), "does not exist"));
+    assert_int_equal(sg_store_attempt_heartbeat(st, "i9", 0, false, 1, 700, NULL, NULL),
+                     SG_ERR_NOT_FOUND);
+    assert_int_equal(sg_store_attempt_heartbeat(st, NULL, 0, false, 1, 700, NULL, NULL),
+                     SG_ERR_INVALID);
+    memset(&o, 0, sizeof(o));
+    assert_int_equal(sg_store_attempts_of(st, "i1", hb_cb, &o), SG_OK);
+    assert_string_equal(o.text, "i1/0/0/1 timeout hb=350 worker=host:2 progress={\"done\":40}\n"
+                                "i1/0/1/1 running hb=360 worker=- progress=[]\n");
+    sg_store_close(st);
+}
+
+/* A file at schema 3 (before heartbeats) is migrated in place: its attempts keep their
+ * values and get the heartbeat columns, empty. */
+static void test_migration_from_v3(void **state)
+{
+    (void)state;
+    const char *p = db_path("v3");
+    sg_store_t *st = fresh("v3");
+    sg_store_attempt_t a = attempt("i1", 0, false, 1), b = attempt("i1", 1, true, 2);
+    assert_int_equal(sg_store_attempt_insert(st, &a), SG_OK);
+    assert_int_equal(sg_store_attempt_insert(st, &b), SG_OK);
+    assert_int_equal(
+        sg_store_attempt_finish(st, "i1", 0, false, 1, "ok", "{\"x\":1}", NULL, NULL, 200), SG_OK);
+    sg_store_inst_t r = inst_row("i1", "order", "RUNNING", 5);
+    assert_int_equal(sg_store_inst_insert(st, &r), SG_OK);
+    sg_store_close(st);
+    /* Back to what schema 3 was: migration 4 only added these columns. */
+    raw_exec(p, "ALTER TABLE step_attempts DROP COLUMN progress;"
+                "ALTER TABLE step_attempts DROP COLUMN worker;"
+                "ALTER TABLE step_attempts DROP COLUMN heartbeat_ms;"
+                "DELETE FROM schema_migrations WHERE version = 4");
+    assert_int_equal(raw_int(p, "SELECT count(*) FROM pragma_table_info('step_attempts')"), 13);
+    assert_int_equal(raw_int(p, "SELECT max(version) FROM schema_migrations"), 3);
+
+    /* A reader cannot migrate; the writer does. */
+    sg_store_opts_t ro = {.readonly = true};
+    char err[256];
+    assert_int_equal(sg_store_open(p, &ro, &st, err, sizeof(err)), SG_ERR_INVALID);
+    assert_non_null(strstr(err, "schema version 3 is older"));
+    st = open_at(p, SG_SYNC_FULL, false);
+    sg_store_close(st);
+    assert_int_equal(raw_int(p, "SELECT max(version) FROM schema_migrations"), 4);
+    assert_int_equal(raw_int(p, "SELECT count(*) FROM pragma_table_info('step_attempts')"
+                                " WHERE name IN ('heartbeat_ms', 'worker', 'progress')"),
+                     3);
+    st = open_at(p, SG_SYNC_FULL, true);
+    out_t o = {0};
+    assert_int_equal(sg_store_attempts_of(st, "i1", att_cb, &o), SG_OK);
+    assert_string_equal(o.text,
+                        "i1/0/0/1 inv.reserve ok in={} out={\"x\":1} err=-:- t=101/501/200\n"
+                        "i1/1/1/2 inv.reserve running in={} out=- err=-:- t=102/502/0\n");
+    memset(&o, 0, sizeof(o));
+    assert_int_equal(sg_store_attempts_of(st, "i1", hb_cb, &o), SG_OK);
+    assert_string_equal(o.text, "i1/0/0/1 ok hb=0 worker=- progress=-\n"
+                                "i1/1/1/2 running hb=0 worker=- progress=-\n");
+    memset(&o, 0, sizeof(o));
+    assert_int_equal(sg_store_inst_get(st, "i1", inst_id_cb, &o), SG_OK);
+    sg_store_close(st);
+    /* and the migrated rows take heartbeats */
+    st = open_at(p, SG_SYNC_FULL, false);
+    assert_int_equal(sg_store_attempt_heartbeat(st, "i1", 1, true, 2, 900, "w", "{}"), SG_OK);
+    assert_int_equal(sg_store_attempt_heartbeat(st, "i1", 0, false, 1, 900, "w", "{}"),
+                     SG_ERR_STATE);
+    sg_store_close(st);
+}
+
 static void test_history(void **state)
 {
     (void)state;
@@ -874,6 +982,7 @@ static void test_readonly_refuses_writes(void **state)
     assert_int_equal(sg_store_attempt_insert(ro, &a), SG_ERR_STATE);
     assert_int_equal(sg_store_attempt_finish(ro, "i1", 0, false, 1, "ok", NULL, NULL, NULL, 1),
                      SG_ERR_STATE);
+    assert_int_equal(sg_store_attempt_heartbeat(ro, "i1", 0, false, 1, 1, "w", NULL), SG_ERR_STATE);
     assert_int_equal(sg_store_hist_append(ro, "i1", 1, 1, "t", -1, 0, NULL), SG_ERR_STATE);
     assert_int_equal(sg_store_timer_put(ro, "i1", 0, 0, false, 0, 1), SG_ERR_STATE);
     assert_int_equal(sg_store_timer_delete(ro, "i1", 0, 0, false, 0), SG_ERR_STATE);
@@ -1238,6 +1347,8 @@ int main(void)
         cmocka_unit_test(test_inst_list_pagination),
         cmocka_unit_test(test_idempotency_keys),
         cmocka_unit_test(test_attempts),
+        cmocka_unit_test(test_attempt_heartbeat),
+        cmocka_unit_test(test_migration_from_v3),
         cmocka_unit_test(test_history),
         cmocka_unit_test(test_timers),
         cmocka_unit_test(test_events),
