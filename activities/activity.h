@@ -77,6 +77,11 @@ typedef struct {
  */
 bool sg_task_heartbeat(const sg_task_t *task, const char *details_json);
 
+/* The longest progress text sg_task_heartbeat() passes on: longer details are dropped
+ * (the last progress stays) and the call still counts. Progress is a small status line,
+ * not a payload: it rides in every heartbeat and is stored on the attempt. */
+#define SG_TASK_PROGRESS_MAX 4096u
+
 /*
  * What a handler answers. Caller-allocated and zeroed (`sg_task_result_t res = {0};`);
  * fill it with sg_task_ok / sg_task_fail and release it with sg_task_result_fini. All

@@ -155,6 +155,10 @@ bool sg_task_heartbeat(const sg_task_t *task, const char *details_json)
     if (task == NULL) {
         return false;
     }
+    if (details_json != NULL &&
+        strnlen(details_json, SG_TASK_PROGRESS_MAX + 1) > SG_TASK_PROGRESS_MAX) {
+        details_json = NULL; /* too long for a heartbeat: keep the last progress */
+    }
     if (task->heartbeat_fn != NULL) {
         return task->heartbeat_fn(task->heartbeat_arg, details_json);
     }

@@ -2,6 +2,14 @@
  * test activities: the "test" queue that tests and benchmarks build sagas from
  * (sagad --test-activities): echo, fail, sleep, flaky.
  *
+ * Inputs: echo {anything} answers its input; fail {"fail": true} fails fatally
+ * ("test.failed"); flaky {"failures": n} fails retryably on attempts 1..n; sleep
+ * {"ms": n} sleeps n ms (at most 60 s, cut at the deadline: retryable "test.deadline")
+ * and answers its input. With "heartbeat_every_ms": p it reports its progress every p ms
+ * through sg_task_heartbeat() as {"slept_ms": n, "of": ms} and learns from that call when
+ * to stop instead: it gives up with a retryable "test.abandoned" (no effect recorded)
+ * once the attempt is no longer wanted (past its deadline, or the worker is stopping).
+ *
  * Every call is written to its own SQLite file, <data_dir>/test-effects.db, so a test
  * can count effects after the fact, even after `kill -9` of the process serving it:
  *   effects(key PRIMARY KEY, ...)  one row per idempotency key: the first final outcome,
@@ -243,10 +251,38 @@ static void sleep_until_ms(uint64_t until_ms)
     }
 }
 
+/* Sleeps from start until `until`, heartbeating {"slept_ms", "of"} each `every` ms.
+ * False when sg_task_heartbeat said to give up (which is also how the deadline shows);
+ * res then holds the failure. */
+static bool sleep_beating(const sg_task_t *task, uint64_t start, uint64_t until, uint64_t every,
+                          uint64_t ms, sg_task_result_t *res)
+{
+    for (uint64_t beat = start + every; beat < until; beat += every) {
+        sleep_until_ms(beat);
+        char progress[80];
+        snprintf(progress, sizeof(progress), "{\"slept_ms\":%llu,\"of\":%llu}",
+                 (unsigned long long)(beat - start), (unsigned long long)ms);
+        if (!sg_task_heartbeat(task, progress)) {
+            /* Nothing is recorded for a retryable failure: a retry sleeps again. */
+            sg_task_fail(res, SG_TASK_RETRYABLE, "test.abandoned",
+                         "gave up after %llu of %llu ms: the attempt is no longer wanted "
+                         "(past its deadline, or the worker is stopping)",
+                         (unsigned long long)(beat - start), (unsigned long long)ms);
+            return false;
+        }
+    }
+    sleep_until_ms(until);
+    return true;
+}
+
 static void perform_sleep(const sg_task_t *task, const cJSON *in, sg_task_result_t *res)
 {
-    uint64_t ms;
+    uint64_t ms, every = 0;
     if (!int_field(in, "ms", &ms, res)) {
+        return;
+    }
+    if (cJSON_GetObjectItemCaseSensitive(in, "heartbeat_every_ms") != NULL &&
+        !int_field(in, "heartbeat_every_ms", &every, res)) {
         return;
     }
     if (ms > SLEEP_MAX_MS) {
@@ -254,6 +290,12 @@ static void perform_sleep(const sg_task_t *task, const cJSON *in, sg_task_result
     }
     uint64_t now = now_us() / 1000;
     uint64_t until = now + ms;
+    if (every != 0) {
+        if (sleep_beating(task, now, until, every, ms, res)) {
+            sg_task_ok(res, task->input);
+        }
+        return;
+    }
     bool cut = task->deadline_ms != 0 && task->deadline_ms < until;
     if (cut) {
         until = task->deadline_ms > now ? task->deadline_ms : now;

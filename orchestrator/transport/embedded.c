@@ -14,8 +14,19 @@
  * stop() drops the tasks still queued: they are durable in the orchestrator's outbox
  * and are dispatched again after the restart (handlers dedupe on the idempotency key).
  *
- * It must never block dispatch() on a handler, and never call on_result with the
- * pool's lock held (on_result may dispatch).
+ * Heartbeats: each worker thread has a lease record for the task it runs. For a task
+ * with heartbeat_ms > 0 the worker sends a heartbeat itself when the handler starts,
+ * then ONE ticker thread sends one for every running task each heartbeat_ms/3, with the
+ * handler's last sg_task_heartbeat() progress; it sleeps on a condition variable until
+ * the next tick is due. The worker ends the lease (waiting out a send in progress)
+ * before on_result, so no heartbeat follows the task's result; stop() ends them all.
+ * Memory is one record per worker thread and at most two progress copies in each; no
+ * ticker runs without an on_heartbeat. Every task run here gets a heartbeat_fn, so any
+ * handler can learn from sg_task_heartbeat() that stop() began or its deadline passed.
+ *
+ * It must never block dispatch() on a handler, and never call on_result or on_heartbeat
+ * with a lock held (on_result may dispatch; a handler's sg_task_heartbeat must not wait
+ * for a slow on_heartbeat).
  */
 #include "orchestrator/transport/transport.h"
 
@@ -44,6 +55,18 @@ typedef struct {
     node_t *tail;
 } fifo_t;
 
+/* The heartbeat state of the task one worker thread runs. Guarded by hb_mu. */
+typedef struct {
+    sg_transport_t *t;
+    const sg_task_t *task; /* the running task (the worker's node); NULL when idle */
+    bool ticking;          /* task has heartbeat_ms > 0 and someone listens */
+    bool sending;          /* the ticker is in on_heartbeat for it, without hb_mu */
+    uint64_t period_ms;    /* heartbeat_ms / 3 */
+    uint64_t due_ms;       /* sg_mono_ms() of the next tick; UINT64_MAX: no more */
+    char *pending;         /* progress given since the last tick (the handler's) */
+    char *last;            /* progress sent with the ticks (the ticker's) */
+} lease_t;
+
 struct slot {
     const sg_activity_module_t *mod;
     sg_activity_ctx_t *actx;
@@ -65,7 +88,16 @@ struct sg_transport {
     pthread_t *threads;
     unsigned n_threads;
     sg_transport_result_fn on_result;
+    sg_transport_heartbeat_fn on_heartbeat; /* NULL: no ticks (progress is dropped) */
     void *ctx;
+    /* Heartbeats; hb_mu is never taken together with mu. */
+    pthread_mutex_t hb_mu;
+    pthread_cond_t hb_tick; /* the ticker's: a lease started ticking, or stop() began */
+    pthread_cond_t hb_sent; /* the workers': a send ended */
+    bool hb_stopping;       /* stop() began: handlers should give up, no more ticks */
+    lease_t *leases;        /* one per worker thread */
+    pthread_t ticker;
+    bool ticker_running;
 };
 
 static void fifo_push(fifo_t *f, node_t *n)
@@ -97,6 +129,147 @@ static void fifo_free(fifo_t *f)
     while ((n = fifo_pop(f)) != NULL) {
         sg_free(n);
     }
+}
+
+/* ---- heartbeats ---- */
+
+static void heartbeat_of(const lease_t *l, const char *details, sg_task_heartbeat_t *hb)
+{
+    *hb = (sg_task_heartbeat_t){.instance_id = l->task->instance_id,
+                                .step = l->task->step,
+                                .attempt = l->task->attempt,
+                                .compensation = l->task->compensation,
+                                .worker_id = "sagad",
+                                .details = details,
+                                .sent_ms = sg_now_ms()};
+}
+
+/* sg_task_heartbeat() of a task run here; any thread running the task. */
+static bool lease_heartbeat(void *arg, const char *details)
+{
+    lease_t *l = arg;
+    sg_transport_t *t = l->t;
+    /* Copied outside the lock; out of memory only loses this progress. */
+    char *copy = details != NULL ? sg_strdup(details) : NULL;
+    pthread_mutex_lock(&t->hb_mu);
+    bool wanted = !t->hb_stopping;
+    uint64_t deadline = l->task->deadline_ms;
+    if (l->ticking && copy != NULL) {
+        sg_free(l->pending);
+        l->pending = copy;
+        copy = NULL;
+    }
+    pthread_mutex_unlock(&t->hb_mu);
+    sg_free(copy);
+    return wanted && (deadline == 0 || sg_now_ms() < deadline);
+}
+
+/* The worker's, before the handler runs: the lease starts ticking, and the first
+ * heartbeat goes out now, so even a task shorter than a tick is seen as held. */
+static void lease_begin(lease_t *l, sg_task_t *task)
+{
+    sg_transport_t *t = l->t;
+    /* Every task run here can ask whether it is still wanted (stop, deadline). */
+    task->heartbeat_fn = lease_heartbeat;
+    task->heartbeat_arg = l;
+    pthread_mutex_lock(&t->hb_mu);
+    l->task = task;
+    l->ticking = task->heartbeat_ms > 0 && t->on_heartbeat != NULL && !t->hb_stopping;
+    bool send = l->ticking;
+    if (l->ticking) {
+        l->period_ms = task->heartbeat_ms / 3 > 0 ? task->heartbeat_ms / 3 : 1;
+        l->due_ms = sg_mono_ms() + l->period_ms;
+        pthread_cond_signal(&t->hb_tick);
+    }
+    pthread_mutex_unlock(&t->hb_mu);
+    if (send) {
+        sg_task_heartbeat_t hb;
+        heartbeat_of(l, NULL, &hb);
+        t->on_heartbeat(t->ctx, &hb);
+    }
+}
+
+/* The worker's, once the handler returned and before on_result: no tick may follow. */
+static void lease_end(lease_t *l)
+{
+    sg_transport_t *t = l->t;
+    pthread_mutex_lock(&t->hb_mu);
+    l->ticking = false;
+    while (l->sending) {
+        pthread_cond_wait(&t->hb_sent, &t->hb_mu);
+    }
+    char *pending = l->pending, *last = l->last;
+    l->pending = l->last = NULL;
+    l->task = NULL;
+    pthread_mutex_unlock(&t->hb_mu);
+    sg_free(pending);
+    sg_free(last);
+}
+
+/* Sends the tick of l, due now. Caller holds hb_mu; it is released during the call. */
+static void tick(sg_transport_t *t, lease_t *l, uint64_t now)
+{
+    if (l->pending != NULL) {
+        sg_free(l->last);
+        l->last = l->pending;
+        l->pending = NULL;
+    }
+    l->due_ms = now + l->period_ms;
+    uint64_t deadline = l->task->deadline_ms;
+    if (deadline != 0 && sg_now_ms() >= deadline) {
+        /* The orchestrator has timed the attempt out: a heartbeat would be stale. */
+        l->due_ms = UINT64_MAX;
+        return;
+    }
+    sg_task_heartbeat_t hb;
+    heartbeat_of(l, l->last, &hb);
+    l->sending = true; /* keeps the task and l->last alive, see lease_end */
+    pthread_mutex_unlock(&t->hb_mu);
+    t->on_heartbeat(t->ctx, &hb);
+    pthread_mutex_lock(&t->hb_mu);
+    l->sending = false;
+    pthread_cond_broadcast(&t->hb_sent);
+}
+
+/* Sleeps until due_ms (sg_mono_ms) or a signal; UINT64_MAX: until a signal. Holds hb_mu. */
+static void ticker_wait(sg_transport_t *t, uint64_t due_ms)
+{
+    if (due_ms == UINT64_MAX) {
+        pthread_cond_wait(&t->hb_tick, &t->hb_mu);
+        return;
+    }
+    struct timespec ts = {.tv_sec = (time_t)(due_ms / 1000),
+                          .tv_nsec = (long)(due_ms % 1000) * 1000000L};
+    pthread_cond_timedwait(&t->hb_tick, &t->hb_mu, &ts); /* hb_tick uses CLOCK_MONOTONIC */
+}
+
+static void *ticker_main(void *arg)
+{
+    sg_transport_t *t = arg;
+    pthread_mutex_lock(&t->hb_mu);
+    while (!t->hb_stopping) {
+        uint64_t now = sg_mono_ms();
+        uint64_t next = UINT64_MAX;
+        lease_t *due = NULL;
+        for (unsigned i = 0; i < t->n_threads && due == NULL; i++) {
+            lease_t *l = &t->leases[i];
+            if (!l->ticking) {
+                continue;
+            }
+            if (l->due_ms <= now) {
+                due = l;
+            } else if (l->due_ms < next) {
+                next = l->due_ms;
+            }
+        }
+        if (due != NULL) {
+            tick(t, due, now); /* then look again: time passed during the send */
+        } else {
+            ticker_wait(t, next);
+        }
+    }
+    pthread_mutex_unlock(&t->hb_mu);
+    return NULL;
 }
 
 /* ---- workers ---- */
@@ -142,7 +315,7 @@ static void answer_unknown(const node_t *n, sg_task_result_t *res)
     }
 }
 
-static void execute(sg_transport_t *t, node_t *n)
+static void execute(sg_transport_t *t, lease_t *l, node_t *n)
 {
     sg_task_result_t res = {0};
     if (n->slot == NULL) {
@@ -151,7 +324,9 @@ static void execute(sg_transport_t *t, node_t *n)
         sg_task_fail(&res, SG_TASK_RETRYABLE, "saga.deadline_expired",
                      "the task waited past its deadline and was not run");
     } else {
+        lease_begin(l, &n->task);
         n->op->run(n->slot->actx, &n->task, &res);
+        lease_end(l);
     }
     t->on_result(t->ctx, &n->task, &res);
     sg_task_result_fini(&res);
@@ -159,7 +334,8 @@ static void execute(sg_transport_t *t, node_t *n)
 
 static void *worker_main(void *arg)
 {
-    sg_transport_t *t = arg;
+    lease_t *l = arg;
+    sg_transport_t *t = l->t;
     pthread_mutex_lock(&t->mu);
     for (;;) {
         node_t *n = NULL;
@@ -170,7 +346,7 @@ static void *worker_main(void *arg)
             break; /* stopping; anything still queued is dropped by stop() */
         }
         pthread_mutex_unlock(&t->mu);
-        execute(t, n);
+        execute(t, l, n);
         slot_t *sl = n->slot;
         sg_free(n);
         pthread_mutex_lock(&t->mu);
@@ -287,20 +463,33 @@ static void emb_free(sg_transport_t *t)
     close_slots(t);
     pthread_cond_destroy(&t->work);
     pthread_mutex_destroy(&t->mu);
+    pthread_cond_destroy(&t->hb_sent);
+    pthread_cond_destroy(&t->hb_tick);
+    pthread_mutex_destroy(&t->hb_mu);
     sg_free(t->slots);
     sg_free(t->threads);
+    sg_free(t->leases);
     sg_free(t);
 }
 
-/* Stops and joins the first n_started threads. */
+/* Stops and joins the first n_started workers and the ticker, if it runs. */
 static void join_threads(sg_transport_t *t, unsigned n_started)
 {
+    /* First, so running handlers hear from sg_task_heartbeat that they should give up. */
+    pthread_mutex_lock(&t->hb_mu);
+    t->hb_stopping = true;
+    pthread_cond_broadcast(&t->hb_tick);
+    pthread_mutex_unlock(&t->hb_mu);
     pthread_mutex_lock(&t->mu);
     t->stopping = true;
     pthread_cond_broadcast(&t->work);
     pthread_mutex_unlock(&t->mu);
     for (unsigned i = 0; i < n_started; i++) {
         pthread_join(t->threads[i], NULL);
+    }
+    if (t->ticker_running) {
+        pthread_join(t->ticker, NULL);
+        t->ticker_running = false;
     }
 }
 
@@ -313,6 +502,7 @@ static void emb_stop(sg_transport_t *t)
         /* Joining itself would hang forever: stop() from on_result is a caller's bug. */
         SG_ASSERT(!pthread_equal(pthread_self(), t->threads[i]));
     }
+    SG_ASSERT(!t->ticker_running || !pthread_equal(pthread_self(), t->ticker));
     join_threads(t, t->n_threads);
     emb_free(t);
 }
@@ -398,30 +588,53 @@ static sg_err_t open_modules(sg_transport_t *t, const sg_transport_opts_t *opts,
 static sg_err_t start_threads(sg_transport_t *t, char *err, size_t errlen)
 {
     t->threads = sg_calloc(t->n_threads, sizeof(*t->threads));
-    if (t->threads == NULL) {
+    t->leases = sg_calloc(t->n_threads, sizeof(*t->leases));
+    if (t->threads == NULL || t->leases == NULL) {
         snprintf(err, errlen, "out of memory");
         return SG_ERR_NOMEM;
     }
-    /* Workers block every signal (they inherit the mask), so SIGTERM and friends reach
-     * the thread of sagad that waits for them, not a handler in the middle of a task. */
+    /* Workers and the ticker block every signal (they inherit the mask), so SIGTERM and
+     * friends reach the thread of sagad that waits for them, not a handler in the middle
+     * of a task. */
     sigset_t all, old;
     sigfillset(&all);
     pthread_sigmask(SIG_SETMASK, &all, &old);
-    unsigned started = 0;
     int erc = 0;
-    for (; started < t->n_threads; started++) {
-        erc = pthread_create(&t->threads[started], NULL, worker_main, t);
+    if (t->on_heartbeat != NULL) {
+        erc = pthread_create(&t->ticker, NULL, ticker_main, t);
+        t->ticker_running = erc == 0;
+    }
+    unsigned started = 0;
+    for (; erc == 0 && started < t->n_threads; started++) {
+        t->leases[started].t = t;
+        erc = pthread_create(&t->threads[started], NULL, worker_main, &t->leases[started]);
         if (erc != 0) {
             break;
         }
     }
     pthread_sigmask(SIG_SETMASK, &old, NULL);
-    if (started < t->n_threads) {
+    if (erc != 0) {
         join_threads(t, started);
-        snprintf(err, errlen, "cannot start worker thread %u: %s", started + 1, strerror(erc));
+        snprintf(err, errlen, "cannot start %s thread: %s",
+                 t->on_heartbeat != NULL && started == 0 ? "the heartbeat" : "a worker",
+                 strerror(erc));
         return SG_ERR_NOMEM;
     }
     return SG_OK;
+}
+
+/* The ticker sleeps until a due time of sg_mono_ms(): its condition uses that clock. */
+static void init_locks(sg_transport_t *t)
+{
+    pthread_mutex_init(&t->mu, NULL);
+    pthread_cond_init(&t->work, NULL);
+    pthread_mutex_init(&t->hb_mu, NULL);
+    pthread_cond_init(&t->hb_sent, NULL);
+    pthread_condattr_t attr;
+    pthread_condattr_init(&attr);
+    pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+    pthread_cond_init(&t->hb_tick, &attr);
+    pthread_condattr_destroy(&attr);
 }
 
 static sg_err_t emb_start(const sg_transport_opts_t *opts, sg_transport_t **out, char *err,
@@ -436,14 +649,14 @@ static sg_err_t emb_start(const sg_transport_opts_t *opts, sg_transport_t **out,
         snprintf(err, errlen, "out of memory");
         return SG_ERR_NOMEM;
     }
-    pthread_mutex_init(&t->mu, NULL);
-    pthread_cond_init(&t->work, NULL);
+    init_locks(t);
     t->n_threads = opts->threads != 0 ? opts->threads : SG_TRANSPORT_DEFAULT_THREADS;
     t->limit = opts->per_queue_limit != 0 && opts->per_queue_limit < t->n_threads
                    ? opts->per_queue_limit
                    : t->n_threads;
     t->cap = opts->queue_cap != 0 ? opts->queue_cap : SG_TRANSPORT_DEFAULT_QUEUE_CAP;
     t->on_result = opts->on_result;
+    t->on_heartbeat = opts->on_heartbeat;
     t->ctx = opts->ctx;
     sg_err_t rc = open_modules(t, opts, err, errlen);
     if (rc != SG_OK) {

@@ -2,7 +2,8 @@
  * Unit tests of the activity registry, the result helpers and the test queue: each
  * operation, idempotency on the key (one effect per key, the first outcome returned
  * again, retryable failures not recorded), compensation without a forward effect,
- * deadlines, invalid input, out-of-memory, and the effects file surviving a reopen.
+ * deadlines, test.sleep's heartbeats (progress, giving up when no longer wanted), invalid
+ * input, out-of-memory, and the effects file surviving a reopen.
  */
 /* cmocka.h needs these before it. */
 #include <setjmp.h>
@@ -257,6 +258,90 @@ static void test_sleep_and_deadline(void **state)
     sg_task_result_fini(&r);
 }
 
+/* A transport's heartbeat_fn: records each call's progress; answers false from call
+ * number give_up_at on (0: never). */
+typedef struct {
+    unsigned calls;
+    unsigned give_up_at;
+    char first[64], last[64];
+} beats_t;
+
+static bool record_beat(void *arg, const char *details)
+{
+    beats_t *b = arg;
+    b->calls++;
+    snprintf(b->calls == 1 ? b->first : b->last, sizeof(b->first), "%s", details ? details : "");
+    return b->give_up_at == 0 || b->calls < b->give_up_at;
+}
+
+static void sleep_beating(mh_t *h, const char *sid, const char *input, beats_t *b,
+                          sg_task_result_t *r)
+{
+    sg_task_t task = {.instance_id = "i1",
+                      .step_id = sid,
+                      .input = input,
+                      .deadline_ms = sg_now_ms() + 60000,
+                      .heartbeat_ms = 30,
+                      .heartbeat_fn = record_beat,
+                      .heartbeat_arg = b};
+    mh_run(h, NULL, "sleep", &task, r);
+}
+
+static void test_sleep_heartbeats(void **state)
+{
+    mh_t *h = *state;
+    sg_task_result_t r = {0};
+    /* 100 ms in steps of 30: progress at 30, 60 and 90, then done. */
+    beats_t b = {0};
+    const char *in = "{\"ms\":100,\"heartbeat_every_ms\":30}";
+    sleep_beating(h, "hb1", in, &b, &r);
+    mh_assert_ok(&r, in);
+    assert_int_equal(b.calls, 3);
+    assert_string_equal(b.first, "{\"slept_ms\":30,\"of\":100}");
+    assert_string_equal(b.last, "{\"slept_ms\":90,\"of\":100}");
+    assert_int_equal(effects_of(h, "i1/hb1"), 1);
+
+    /* No longer wanted at the second beat: gives up retryably, nothing recorded. */
+    b = (beats_t){.give_up_at = 2};
+    in = "{\"ms\":20000,\"heartbeat_every_ms\":10}";
+    uint64_t t0 = sg_now_ms();
+    sleep_beating(h, "hb2", in, &b, &r);
+    mh_assert_failed(&r, SG_TASK_RETRYABLE, "test.abandoned", "after 20 of 20000 ms");
+    assert_true(sg_now_ms() - t0 < 15000);
+    assert_int_equal(b.calls, 2);
+    assert_int_equal(effects_of(h, "i1/hb2"), 0);
+    assert_int_equal(deliveries_of(h, "i1/hb2"), 1);
+    /* ... and a retry that is wanted sleeps again and records the effect once. */
+    b = (beats_t){0};
+    in = "{\"ms\":25,\"heartbeat_every_ms\":10}";
+    sleep_beating(h, "hb2", in, &b, &r);
+    mh_assert_ok(&r, in);
+    assert_int_equal(b.calls, 2);
+    assert_int_equal(effects_of(h, "i1/hb2"), 1);
+
+    /* Without the field, no heartbeat; with a bad one, invalid input. */
+    b = (beats_t){0};
+    sleep_beating(h, "hb3", "{\"ms\":40}", &b, &r);
+    mh_assert_ok(&r, NULL);
+    assert_int_equal(b.calls, 0);
+    sleep_beating(h, "hb4", "{\"ms\":40,\"heartbeat_every_ms\":-5}", &b, &r);
+    mh_assert_failed(&r, SG_TASK_FATAL, "test.invalid_input", "\"heartbeat_every_ms\"");
+    assert_int_equal(b.calls, 0);
+
+    /* Without a transport (heartbeat_fn NULL) it is wanted until the deadline, and learns
+     * of the deadline from sg_task_heartbeat. */
+    call(h, "sleep", "hb5", false, 1, "{\"ms\":30,\"heartbeat_every_ms\":10}", sg_now_ms() + 60000,
+         &r);
+    mh_assert_ok(&r, NULL);
+    t0 = sg_now_ms();
+    call(h, "sleep", "hb6", false, 1, "{\"ms\":20000,\"heartbeat_every_ms\":10}", t0 + 50, &r);
+    mh_assert_failed(&r, SG_TASK_RETRYABLE, "test.abandoned", "past its deadline");
+    uint64_t took = sg_now_ms() - t0;
+    assert_true(took >= 50 && took < 15000);
+    assert_int_equal(effects_of(h, "i1/hb6"), 0);
+    sg_task_result_fini(&r);
+}
+
 static void test_compensation(void **state)
 {
     mh_t *h = *state;
@@ -368,16 +453,68 @@ static void test_call_oom(void **state)
     sg_task_result_fini(&r);
 }
 
+/* What sg_task_heartbeat hands the transport. */
+typedef struct {
+    int calls;
+    const char *details;
+    bool answer;
+} hb_probe_t;
+
+static bool probe_heartbeat(void *arg, const char *details)
+{
+    hb_probe_t *p = arg;
+    p->calls++;
+    p->details = details;
+    return p->answer;
+}
+
+static void test_task_heartbeat(void **state)
+{
+    (void)state;
+    hb_probe_t p = {.answer = true};
+    sg_task_t task = {.instance_id = "i", .heartbeat_ms = 300};
+    task.heartbeat_fn = probe_heartbeat;
+    task.heartbeat_arg = &p;
+    assert_true(sg_task_heartbeat(&task, "{\"done\":1}"));
+    assert_int_equal(p.calls, 1);
+    assert_string_equal(p.details, "{\"done\":1}");
+    /* The transport's answer is the handler's: false = give up. */
+    p.answer = false;
+    assert_false(sg_task_heartbeat(&task, NULL));
+    assert_null(p.details);
+    /* Progress longer than the cap is dropped, the heartbeat still goes. */
+    char big[SG_TASK_PROGRESS_MAX + 2];
+    memset(big, 'x', sizeof(big) - 1);
+    big[sizeof(big) - 1] = '\0';
+    p.answer = true;
+    assert_true(sg_task_heartbeat(&task, big));
+    assert_int_equal(p.calls, 3);
+    assert_null(p.details);
+    big[SG_TASK_PROGRESS_MAX] = '\0'; /* exactly the cap passes */
+    assert_true(sg_task_heartbeat(&task, big));
+    assert_ptr_equal(p.details, big);
+    /* Without a transport: wanted until the deadline. */
+    sg_task_t bare = {.instance_id = "i"};
+    assert_true(sg_task_heartbeat(&bare, NULL));
+    bare.deadline_ms = sg_now_ms() + 60000;
+    assert_true(sg_task_heartbeat(&bare, NULL));
+    bare.deadline_ms = sg_now_ms() - 1;
+    assert_false(sg_task_heartbeat(&bare, NULL));
+    assert_false(sg_task_heartbeat(NULL, NULL));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_registry),
         cmocka_unit_test(test_result_helpers),
+        cmocka_unit_test(test_task_heartbeat),
         cmocka_unit_test_setup_teardown(test_echo_and_idempotency, setup, mh_teardown),
         cmocka_unit_test_setup_teardown(test_fail, setup, mh_teardown),
         cmocka_unit_test_setup_teardown(test_invalid_input, setup, mh_teardown),
         cmocka_unit_test_setup_teardown(test_flaky, setup, mh_teardown),
         cmocka_unit_test_setup_teardown(test_sleep_and_deadline, setup, mh_teardown),
+        cmocka_unit_test_setup_teardown(test_sleep_heartbeats, setup, mh_teardown),
         cmocka_unit_test_setup_teardown(test_compensation, setup, mh_teardown),
         cmocka_unit_test_setup_teardown(test_survives_reopen, setup, mh_teardown),
         cmocka_unit_test_setup_teardown(test_open_errors, setup, mh_teardown),

@@ -2,7 +2,9 @@
  * Unit tests of the transport table and the embedded worker pool: many tasks across
  * threads each answered exactly once, the per-queue concurrency limit, unknown
  * activities answered fatally, expired tasks shed, the queue cap, stop() with tasks
- * still queued, start errors and out-of-memory in start.
+ * still queued, start errors and out-of-memory in start; heartbeats of running tasks (at
+ * the start, then each third of heartbeat_ms with the handler's progress, none after the
+ * result or stop(), none without heartbeat_ms) and sg_task_heartbeat's answer.
  *
  * Every wait is on a condition variable with a bounded timeout, never a sleep.
  */
@@ -29,6 +31,18 @@
 
 /* ---- harness: a collector of results ---- */
 
+/* What the heartbeats of one task showed. */
+typedef struct {
+    unsigned n;
+    unsigned with_progress;
+    uint64_t first_ms, last_ms; /* sg_mono_ms() of the first and last arrival */
+    bool first_had_details;
+    bool answered; /* its result arrived */
+    char details[96];
+} hb_seen_t;
+
+#define HB_STEPS 4u
+
 typedef struct {
     pthread_mutex_t mu;
     pthread_cond_t cv;
@@ -44,6 +58,12 @@ typedef struct {
     bool block_first;
     bool blocked;
     bool release;
+    hb_seen_t hb[HB_STEPS]; /* heartbeats, per task->step */
+    unsigned hb_total;
+    unsigned hb_after_result; /* heartbeats of a task whose result had arrived */
+    unsigned hb_bad;          /* wrong worker id, instance, attempt or step */
+    bool stopped;             /* stop() returned */
+    unsigned hb_after_stop;
 } col_t;
 
 typedef struct {
@@ -59,6 +79,9 @@ static void on_result(void *ctx, const sg_task_t *task, const sg_task_result_t *
     pthread_mutex_lock(&c->mu);
     if (task->step < c->n_seen) {
         c->seen[task->step]++;
+    }
+    if (task->step < HB_STEPS) {
+        c->hb[task->step].answered = true;
     }
     c->n_results++;
     c->last_outcome = res->outcome;
@@ -79,6 +102,34 @@ static void on_result(void *ctx, const sg_task_t *task, const sg_task_result_t *
             pthread_cond_wait(&c->cv, &c->mu);
         }
     }
+    pthread_mutex_unlock(&c->mu);
+}
+
+static void on_heartbeat(void *ctx, const sg_task_heartbeat_t *hb)
+{
+    col_t *c = ctx;
+    pthread_mutex_lock(&c->mu);
+    c->hb_total++;
+    c->hb_after_stop += c->stopped;
+    if (hb->step >= HB_STEPS || strcmp(hb->worker_id, "sagad") != 0 ||
+        strcmp(hb->instance_id, "inst") != 0 || hb->attempt != 1 || hb->compensation ||
+        hb->sent_ms < sg_now_ms() - 60000 || hb->sent_ms > sg_now_ms()) {
+        c->hb_bad++;
+    } else {
+        hb_seen_t *h = &c->hb[hb->step];
+        c->hb_after_result += h->answered;
+        uint64_t now = sg_mono_ms();
+        if (h->n++ == 0) {
+            h->first_ms = now;
+            h->first_had_details = hb->details != NULL;
+        }
+        h->last_ms = now;
+        if (hb->details != NULL) {
+            h->with_progress++;
+            snprintf(h->details, sizeof(h->details), "%s", hb->details);
+        }
+    }
+    pthread_cond_broadcast(&c->cv);
     pthread_mutex_unlock(&c->mu);
 }
 
@@ -182,8 +233,8 @@ static void start(h_t *h, const sg_transport_opts_t *opts)
     }
 }
 
-static sg_err_t dispatch(h_t *h, const char *activity, uint32_t i, const char *input,
-                         uint64_t deadline_ms)
+static sg_err_t dispatch_hb(h_t *h, const char *activity, uint32_t i, const char *input,
+                            uint64_t deadline_ms, uint64_t heartbeat_ms)
 {
     char sid[32], key[64];
     snprintf(sid, sizeof(sid), "s%u", (unsigned)i);
@@ -195,8 +246,15 @@ static sg_err_t dispatch(h_t *h, const char *activity, uint32_t i, const char *i
                       .activity = activity,
                       .input = input,
                       .idempotency_key = key,
-                      .deadline_ms = deadline_ms};
+                      .deadline_ms = deadline_ms,
+                      .heartbeat_ms = heartbeat_ms};
     return h->vt->dispatch(h->t, &task);
+}
+
+static sg_err_t dispatch(h_t *h, const char *activity, uint32_t i, const char *input,
+                         uint64_t deadline_ms)
+{
+    return dispatch_hb(h, activity, i, input, deadline_ms, 0);
 }
 
 static long long query_int(const h_t *h, const char *sql)
@@ -430,11 +488,140 @@ static void test_start_errors(void **state)
     assert_string_equal(h->col.last_code, "saga.unknown_activity");
 }
 
+/* ---- heartbeats ---- */
+
+static bool two_with_progress(const col_t *c, size_t n)
+{
+    return c->hb[0].with_progress >= n && c->hb[1].with_progress >= n;
+}
+
+static bool step3_ticked(const col_t *c, size_t n)
+{
+    return c->hb[3].n >= n;
+}
+
+/* Stops the transport and marks the moment: no heartbeat may come after it. */
+static void stop_transport(h_t *h)
+{
+    h->vt->stop(h->t);
+    h->t = NULL;
+    pthread_mutex_lock(&h->col.mu);
+    h->col.stopped = true;
+    pthread_mutex_unlock(&h->col.mu);
+}
+
+/* At most one heartbeat at the start and one per period after it. */
+static void assert_at_most_one_per_period(const hb_seen_t *s, uint64_t period_ms)
+{
+    uint64_t most = 2 + (s->last_ms - s->first_ms) / period_ms;
+    if (s->n > most) {
+        fail_msg("%u heartbeats in %llu ms; at most %llu with a period of %llu ms", s->n,
+                 (unsigned long long)(s->last_ms - s->first_ms), (unsigned long long)most,
+                 (unsigned long long)period_ms);
+    }
+}
+
+/* Two long tasks beat at once (one ticker serves both), each at its own period, with the
+ * handler's progress; stop() makes sg_task_heartbeat say "give up". */
+static void test_heartbeats_periodic(void **state)
+{
+    h_t *h = *state;
+    sg_transport_opts_t opts = opts_of(h, 2, 0, 0);
+    opts.on_heartbeat = on_heartbeat;
+    start(h, &opts);
+    const char *in = "{\"ms\":20000,\"heartbeat_every_ms\":20}";
+    uint64_t deadline = now_ms() + 120000;
+    assert_int_equal(dispatch_hb(h, "test.sleep", 0, in, deadline, 150), SG_OK);
+    assert_int_equal(dispatch_hb(h, "test.sleep", 1, in, deadline, 90), SG_OK);
+
+    pthread_mutex_lock(&h->col.mu);
+    assert_true(wait_locked(&h->col, two_with_progress, 3));
+    hb_seen_t seen[2] = {h->col.hb[0], h->col.hb[1]};
+    assert_int_equal(h->col.n_results, 0);
+    pthread_mutex_unlock(&h->col.mu);
+    for (size_t i = 0; i < 2; i++) {
+        assert_true(seen[i].n >= 4);             /* the start's, then ticks */
+        assert_false(seen[i].first_had_details); /* sent before the handler said anything */
+        assert_non_null(strstr(seen[i].details, "\"slept_ms\":"));
+        assert_non_null(strstr(seen[i].details, "\"of\":20000}"));
+    }
+    assert_at_most_one_per_period(&seen[0], 50);
+    assert_at_most_one_per_period(&seen[1], 30);
+
+    /* The handlers hear of the stop at their next sg_task_heartbeat and give up. */
+    uint64_t t0 = sg_mono_ms();
+    stop_transport(h);
+    assert_true(sg_mono_ms() - t0 < 15000);
+    assert_int_equal(h->col.n_results, 2);
+    assert_int_equal(h->col.last_outcome, SG_TASK_RETRYABLE);
+    assert_string_equal(h->col.last_code, "test.abandoned");
+    assert_int_equal(h->col.hb_bad, 0);
+    assert_int_equal(h->col.hb_after_result, 0);
+    assert_int_equal(query_int(h, "SELECT count(*) FROM effects"), 0);
+}
+
+/* A short task beats at its start at least, never after its result; a task without
+ * heartbeat_ms never beats; nothing comes after stop(). */
+static void test_heartbeats_end_with_result(void **state)
+{
+    h_t *h = *state;
+    sg_transport_opts_t opts = opts_of(h, 2, 0, 0);
+    opts.on_heartbeat = on_heartbeat;
+    start(h, &opts);
+    assert_int_equal(
+        dispatch_hb(h, "test.sleep", 0, "{\"ms\":150,\"heartbeat_every_ms\":10}", 0, 30), SG_OK);
+    assert_int_equal(dispatch_hb(h, "test.sleep", 1, "{\"ms\":150}", 0, 0), SG_OK);
+    assert_int_equal(dispatch_hb(h, "test.echo", 2, "{}", 0, 0), SG_OK);
+    assert_true(wait_results(&h->col, 3));
+    stop_transport(h);
+    assert_int_equal(h->col.n_ok, 3);
+    assert_true(h->col.hb[0].n >= 1);
+    assert_false(h->col.hb[0].first_had_details);
+    assert_at_most_one_per_period(&h->col.hb[0], 10);
+    assert_int_equal(h->col.hb[1].n, 0);
+    assert_int_equal(h->col.hb[2].n, 0);
+    assert_int_equal(h->col.hb_bad, 0);
+    assert_int_equal(h->col.hb_after_result, 0);
+
+    /* No heartbeat after stop() returned: start and stop again with a task running. */
+    memset(h->col.hb, 0, sizeof(h->col.hb));
+    h->col.stopped = false;
+    start(h, &opts);
+    assert_int_equal(
+        dispatch_hb(h, "test.sleep", 3, "{\"ms\":20000,\"heartbeat_every_ms\":10}", 0, 30), SG_OK);
+    pthread_mutex_lock(&h->col.mu);
+    assert_true(wait_locked(&h->col, step3_ticked, 2));
+    pthread_mutex_unlock(&h->col.mu);
+    stop_transport(h);
+    assert_int_equal(h->col.n_results, 4);
+    assert_int_equal(h->col.hb_after_stop, 0);
+}
+
+/* Past the task's deadline sg_task_heartbeat says "give up", and the handler does. */
+static void test_heartbeat_past_deadline(void **state)
+{
+    h_t *h = *state;
+    sg_transport_opts_t opts = opts_of(h, 1, 0, 0);
+    opts.on_heartbeat = on_heartbeat;
+    start(h, &opts);
+    uint64_t t0 = now_ms();
+    assert_int_equal(
+        dispatch_hb(h, "test.sleep", 0, "{\"ms\":20000,\"heartbeat_every_ms\":10}", t0 + 1000, 60),
+        SG_OK);
+    assert_true(wait_results(&h->col, 1));
+    uint64_t took = now_ms() - t0;
+    assert_string_equal(h->col.last_code, "test.abandoned");
+    assert_true(took >= 1000 && took < 15000);
+    assert_true(h->col.hb[0].n >= 1);
+    assert_int_equal(h->col.hb_after_result, 0);
+}
+
 static void test_start_oom(void **state)
 {
     h_t *h = *state;
     char err[256] = "";
     sg_transport_opts_t opts = opts_of(h, 3, 0, 0);
+    opts.on_heartbeat = on_heartbeat;
     for (size_t nth = 1;; nth++) {
         sg_transport_t *t = NULL;
         sg_alloc_fail_at(nth);
@@ -460,6 +647,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_queue_cap, setup, teardown),
         cmocka_unit_test_setup_teardown(test_stop_drops_queued, setup, teardown),
         cmocka_unit_test_setup_teardown(test_start_errors, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_heartbeats_periodic, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_heartbeats_end_with_result, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_heartbeat_past_deadline, setup, teardown),
         cmocka_unit_test_setup_teardown(test_start_oom, setup, teardown),
     };
     return cmocka_run_group_tests_name("transport", tests, NULL, NULL);
