@@ -16,6 +16,10 @@
  * and not against innocent neighbours. No result is sent for a dead letter: sagad times
  * the attempt out and applies its retry policy, as for a lost task.
  *
+ * Heartbeats: a task with heartbeat_ms > 0 is registered with the process's heartbeat
+ * ticker (sg_kafka_beats_t, kafka_heartbeat.c) while its handler runs, and removed before
+ * its result is produced, so no heartbeat follows the result.
+ *
  * Flow: at most `inflight` tasks run at once (one executor thread each); the consumer
  * takes a bounded number of further tasks ahead (PREFETCH_PER_SLOT per slot, at least
  * PREFETCH_MIN) and pauses the assigned partitions at that mark, resuming at half of it.
@@ -87,6 +91,7 @@ struct wk_queue {
     part_t *parts;
     size_t n_parts, cap_parts;
     uint64_t last_commit;
+    bool beats_user; /* holds a reference to w->beats */
 };
 
 static void timed_wait(pthread_cond_t *cv, pthread_mutex_t *mu, uint64_t ms)
@@ -359,7 +364,10 @@ static void run_job(wk_queue_t *q, job_t *j)
     const sg_activity_op_t *op = NULL;
     uint64_t started = sg_now_ms();
     if (!refuse(q, &wt->task, &op, &res)) {
+        /* Heartbeats while the handler runs, none once it returned (before the result). */
+        sg_kafka_beat_t *beat = sg_kafka_beats_add(w->beats, &wt->task);
         op->run(q->actx, &wt->task, &res);
+        sg_kafka_beats_remove(w->beats, beat);
     }
     uint64_t finished = sg_now_ms();
     pthread_rwlock_unlock(&w->exclusive);
@@ -676,10 +684,16 @@ sg_err_t wk_queue_new(wk_t *w, const char *queue, wk_queue_t **out, char *err, s
         return rc;
     }
     rc = make_consumer(q, err, errlen);
+    if (rc == SG_OK && w->beats == NULL) {
+        /* The first queue makes the process's heartbeat ticker; every queue shares it. */
+        rc = sg_kafka_beats_new(&w->set.ko, w->set.worker_id, &w->stopping, &w->beats, err, errlen);
+    }
     if (rc != SG_OK) {
         wk_queue_free(q);
         return rc;
     }
+    q->beats_user = true;
+    w->beats_users++;
     *out = q;
     return SG_OK;
 }
@@ -746,6 +760,10 @@ void wk_queue_free(wk_queue_t *q)
     }
     while (q->jobs != NULL) {
         job_free_locked(q, q->jobs); /* the producer is gone: no report will come */
+    }
+    if (q->beats_user && --q->w->beats_users == 0) {
+        sg_kafka_beats_free(q->w->beats); /* every executor is joined: no beat is left */
+        q->w->beats = NULL;
     }
     sg_free(q->parts);
     sg_free(q->exec);

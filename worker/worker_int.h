@@ -105,6 +105,10 @@ struct wk {
     wk_queue_t **queues;
     size_t n_queues;
     wk_relay_t *relay;
+    /* The heartbeat ticker of every queue (queue.c): made by the first wk_queue_new, freed
+     * by the last wk_queue_free (both on the main thread, hence the plain counter). */
+    sg_kafka_beats_t *beats;
+    unsigned beats_users;
     /* Tasks run holding it shared; a task that was started before and never finished
      * (a crash, maybe because of it) runs holding it exclusively, so that a crash while
      * it runs is counted against it alone. Writer-preferring. */

@@ -4,10 +4,14 @@
  *
  * The transport's reader hands each dead letter to drv__on_dead_letter on its own thread;
  * it becomes an ITEM_DEAD_LETTER that the engine thread writes inside one of its batches
- * (the store has one writer), and the reader commits its offset only after results_sync,
- * hence after that commit. A second copy (read again after a crash) is a no-op: rows are
- * unique by (topic, partition, offset). A batch that fails puts its dead letters back at
- * the head of the queue, so nothing behind them can be acknowledged first.
+ * (the store has one writer), and drv__on_dead_letter returns only once that batch
+ * committed: the reader marks the offset for commit only after the callback returned, so
+ * an offset is never acknowledged without its row. Out of memory while copying the
+ * letter, or a batch that failed, only makes the callback try again (after a pause; the
+ * reader reads nothing else meanwhile), and stopping makes it give up without a row, when
+ * nothing is acknowledged any more: the dead letter is read again after the restart. A
+ * second copy (read again after a crash) is a no-op: rows are unique by (topic,
+ * partition, offset).
  *
  * Operators (REST) requeue or discard a row: ITEM_DLQ_ACTION checks the move, sets the
  * status and, for a requeue, puts the original task bytes into the outbox for its tasks
@@ -24,6 +28,12 @@
 
 #include <inttypes.h>
 #include <string.h>
+#include <time.h>
+
+/* Pauses between tries to record a dead letter after running out of memory (or a failed
+ * batch): the reader thread waits, the engine does not. */
+#define RETRY_FIRST_MS 10u
+#define RETRY_MAX_MS 1000u
 
 typedef enum { DLQ_NEW, DLQ_REQUEUED, DLQ_DISCARDED, DLQ__COUNT } dlq_state_t;
 
@@ -121,49 +131,68 @@ static letter_t *letter_copy(const sg_dead_letter_t *dl)
     return l;
 }
 
+static void pause_ms_for(unsigned ms)
+{
+    struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+}
+
+/* Whether the driver is stopping (then nothing is acknowledged any more). */
+static bool stopping(sg_driver_t *d)
+{
+    pthread_mutex_lock(&d->mu);
+    bool stop = d->stopping;
+    pthread_mutex_unlock(&d->mu);
+    return stop;
+}
+
 void drv__on_dead_letter(void *ctx, const sg_dead_letter_t *dl)
 {
     sg_driver_t *d = ctx;
-    item_t *it = sg_calloc(1, sizeof(*it));
-    letter_t *l = it != NULL ? letter_copy(dl) : NULL;
-    if (l == NULL) {
-        sg_free(it);
-        sg_log(SG_LOG_ERROR, NULL,
-               "out of memory: dead letter %s partition %d offset %" PRId64 " not recorded",
-               dl->topic, (int)dl->partition, dl->offset);
-        return;
-    }
-    it->kind = ITEM_DEAD_LETTER;
-    it->ext = l;
-    it->ext_free = letter_free;
-    /* No waiter: results_sync's marker behind it says when it is durable. Refused only
-     * while stopping, when nothing is acknowledged any more. */
-    if (drv__enqueue(d, it) != SG_OK) {
-        drv__item_free(it);
+    for (unsigned tries = 0, pause_ms = RETRY_FIRST_MS;; tries++) {
+        item_t *it = sg_calloc(1, sizeof(*it));
+        letter_t *l = it != NULL ? letter_copy(dl) : NULL;
+        sg_err_t rc = SG_ERR_NOMEM;
+        if (l != NULL) {
+            it->kind = ITEM_DEAD_LETTER;
+            it->ext = l;
+            it->ext_free = letter_free;
+            waiter_t w;
+            /* Answered after the batch that wrote the row committed (SG_OK), when that
+             * batch failed (SG_ERR_IO, see drv__dlq_again), or refused while stopping. */
+            rc = drv__wait_for(d, it, &w);
+        } else {
+            sg_free(it);
+        }
+        if (rc == SG_OK || rc == SG_ERR_STATE || stopping(d)) {
+            return;
+        }
+        if (tries == 0) {
+            sg_log(SG_LOG_ERROR, NULL,
+                   "%s: dead letter %s partition %d offset %" PRId64 " not recorded yet; trying "
+                   "again",
+                   rc == SG_ERR_NOMEM ? "out of memory" : "store", dl->topic, (int)dl->partition,
+                   dl->offset);
+        }
+        pause_ms_for(pause_ms);
+        pause_ms = pause_ms * 2 < RETRY_MAX_MS ? pause_ms * 2 : RETRY_MAX_MS;
     }
 }
 
 void drv__dlq_again(sg_driver_t *d, item_t *it)
 {
-    item_t *copy = sg_calloc(1, sizeof(*copy));
-    if (copy == NULL) {
-        /* Its offset may be committed without the row; the message stays on the topic. */
-        sg_log(SG_LOG_ERROR, NULL, "out of memory: a dead letter of a failed batch is lost");
-        return;
+    (void)d;
+    /* Its writer waits for it and tries again (nothing to allocate here); the caller
+     * frees the item. */
+    waiter_t *w = it->waiter;
+    it->waiter = NULL;
+    if (w != NULL) {
+        pthread_mutex_lock(&w->mu);
+        w->rc = SG_ERR_IO;
+        w->done = true;
+        pthread_cond_signal(&w->cv);
+        pthread_mutex_unlock(&w->mu);
     }
-    copy->kind = ITEM_DEAD_LETTER;
-    copy->ext = it->ext;
-    copy->ext_free = it->ext_free;
-    it->ext = NULL;
-    it->ext_free = NULL;
-    pthread_mutex_lock(&d->mu);
-    copy->next = d->head;
-    d->head = copy;
-    if (d->tail == NULL) {
-        d->tail = copy;
-    }
-    d->queued++;
-    pthread_mutex_unlock(&d->mu);
 }
 
 /* ---- the engine thread ---- */

@@ -19,10 +19,13 @@
  * publish() produces sagad's own outbox messages (its workflow events, requeued dead
  * letters) with the same producer and reports each delivery to on_published; the driver
  * deletes the outbox row only then. Dead letters of every saga.tasks.<queue>.dlq are read
- * by kafka_dlq.c (when the driver asks for them) and committed like results.
- * Topics are created at start when missing (saga.results, and saga.tasks.<queue> and
- * its .dlq for every queue served); a queue seen first in dispatch() gets its topics
- * from the consumer thread. A broker outage is logged, never fatal.
+ * by kafka_dlq.c (when the driver asks for them) and committed like results; heartbeats
+ * of saga.heartbeats by kafka_heartbeat.c (when the driver wants them), never committed.
+ * Topics are created when missing (saga.results, saga.heartbeats, and saga.tasks.<queue>
+ * and its .dlq for every queue served; a queue seen first in dispatch() gets its topics
+ * then) by the admin thread, at once and then until the broker answers: start never waits
+ * for the broker, and a task produced before its topic exists waits in the producer
+ * (which never lets the broker auto-create it). A broker outage is logged, never fatal.
  *
  * It must never touch the store or the engine, never call on_result from dispatch's
  * thread, and never call it after stop() returned.
@@ -38,7 +41,7 @@
 #include <time.h>
 
 #define CREATE_TIMEOUT_MS 5000
-#define CREATE_RETRY_MS 5000u
+#define CREATE_RETRY_MS 1000u
 #define COMMIT_PACE_MS 50u
 #define COMMIT_RETRY_MS 500u
 #define STOP_FLUSH_MS 2000u
@@ -55,6 +58,7 @@ struct sg_transport {
     sg_transport_published_fn on_published;
     void *ctx;
     kafka_dlq_t *dlq; /* NULL unless on_dead_letter was given */
+    kafka_hb_t *hb;   /* NULL unless on_heartbeat was given */
 
     pthread_mutex_t mu;
     pthread_cond_t cv; /* handed changed, or stop began */
@@ -152,21 +156,30 @@ static bool create_topics(sg_transport_t *t, int timeout_ms)
     for (size_t i = 0; names != NULL && i < n; i++) {
         names[i] = t->create[i];
     }
+    bool *missing = n > 0 ? sg_calloc(n, sizeof(*missing)) : NULL;
+    if (n > 0 && (names == NULL || missing == NULL)) {
+        t->create_after = sg_mono_ms() + CREATE_RETRY_MS; /* out of memory: not in a loop */
+    }
     pthread_mutex_unlock(&t->mu);
-    if (n == 0 || names == NULL) {
+    if (n == 0 || names == NULL || missing == NULL) {
+        sg_free(names);
+        sg_free(missing);
         return n == 0;
     }
     char err[512] = "";
-    sg_err_t rc =
-        sg_kafka_topics_create(&t->ko, (const char *const *)names, n, timeout_ms, err, sizeof(err));
+    sg_err_t rc = sg_kafka_topics_create_ex(&t->ko, (const char *const *)names, n, timeout_ms,
+                                            missing, err, sizeof(err));
     bool results_created = false, dlq_created = false;
     pthread_mutex_lock(&t->mu);
     if (rc == SG_OK) {
-        /* The first n entries are those created; others may have been queued since. */
+        /* The first n entries are those asked for; others may have been queued since.
+         * Only a topic made just now makes a consumer subscribe again: doing so for one
+         * that existed would only cost it a rebalance. */
         for (size_t i = 0; i < n; i++) {
-            results_created |= strcmp(t->create[i], SG_KAFKA_RESULTS_TOPIC) == 0;
+            results_created |= missing[i] && strcmp(t->create[i], SG_KAFKA_RESULTS_TOPIC) == 0;
             size_t len = strlen(t->create[i]), suf = strlen(SG_KAFKA_DLQ_SUFFIX);
-            dlq_created |= len > suf && strcmp(t->create[i] + len - suf, SG_KAFKA_DLQ_SUFFIX) == 0;
+            dlq_created |= missing[i] && len > suf &&
+                           strcmp(t->create[i] + len - suf, SG_KAFKA_DLQ_SUFFIX) == 0;
             sg_free(t->create[i]);
         }
         memmove(t->create, t->create + n, (t->n_create - n) * sizeof(*t->create));
@@ -176,6 +189,7 @@ static bool create_topics(sg_transport_t *t, int timeout_ms)
     }
     pthread_mutex_unlock(&t->mu);
     sg_free(names);
+    sg_free(missing);
     if (rc != SG_OK) {
         sg_log(SG_LOG_WARN, NULL, "kafka: %s; trying again in %u s", err, CREATE_RETRY_MS / 1000);
     } else if (results_created && t->consumer != NULL && t->consumer_started) {
@@ -411,8 +425,8 @@ static void delivered(void *arg, void *opaque, sg_err_t rc)
 }
 
 /* Creates topic the first time it is published to, so that it gets our partitions and
- * replication rather than the broker's defaults. A failure is logged and left to the
- * producer (it waits for the topic, or the broker creates it). */
+ * replication rather than the broker's defaults. On failure the admin thread takes it
+ * over (until the broker answers); the message waits in the producer meanwhile. */
 static void ensure_topic(sg_transport_t *t, const char *topic)
 {
     pthread_mutex_lock(&t->mu);
@@ -429,6 +443,15 @@ static void ensure_topic(sg_transport_t *t, const char *topic)
         if (warn_due(t)) {
             sg_log(SG_LOG_WARN, NULL, "kafka: %s; publishing anyway", err);
         }
+        pthread_mutex_lock(&t->mu);
+        bool queued = false;
+        for (size_t i = 0; i < t->n_create && !queued; i++) {
+            queued = strcmp(t->create[i], topic) == 0;
+        }
+        if (!queued && push_str(&t->create, &t->n_create, &t->cap_create, topic, strlen(topic))) {
+            pthread_cond_broadcast(&t->cv); /* wakes the admin thread */
+        }
+        pthread_mutex_unlock(&t->mu);
         return;
     }
     pthread_mutex_lock(&t->mu);
@@ -519,6 +542,14 @@ static void kafka_stop(sg_transport_t *t)
      * and stored once (the store keys them by position). */
     kafka__dlq_free(t->dlq);
     t->dlq = NULL;
+    if (t->hb != NULL) {
+        uint64_t got = 0, bad = 0;
+        kafka__hb_counts(t->hb, &got, &bad);
+        sg_log(SG_LOG_INFO, NULL, "kafka: %llu heartbeats read, %llu undecodable skipped",
+               (unsigned long long)got, (unsigned long long)bad);
+    }
+    kafka__hb_free(t->hb); /* on_heartbeat is not called after this */
+    t->hb = NULL;
     if (t->consumer_started) {
         pthread_join(t->consumer_thread, NULL);
     }
@@ -599,7 +630,9 @@ static sg_err_t make_consumer(sg_transport_t *t, char *err, size_t errlen)
 static sg_err_t note_start_queues(sg_transport_t *t, const sg_transport_opts_t *opts)
 {
     bool ok = push_str(&t->create, &t->n_create, &t->cap_create, SG_KAFKA_RESULTS_TOPIC,
-                       strlen(SG_KAFKA_RESULTS_TOPIC));
+                       strlen(SG_KAFKA_RESULTS_TOPIC)) &&
+              push_str(&t->create, &t->n_create, &t->cap_create, SG_KAFKA_HEARTBEATS_TOPIC,
+                       strlen(SG_KAFKA_HEARTBEATS_TOPIC));
     size_t n_mods = 0;
     const sg_activity_module_t *const *mods = sg_activity_modules(&n_mods);
     for (size_t i = 0; ok && opts->queues != NULL && opts->queues[i] != NULL; i++) {
@@ -626,7 +659,8 @@ static sg_err_t start_threads(sg_transport_t *t, char *err, size_t errlen)
         t->consumer_started && pthread_create(&t->commit_thread, NULL, commit_main, t) == 0;
     t->admin_started =
         t->commit_started && pthread_create(&t->admin_thread, NULL, admin_main, t) == 0;
-    bool dlq_ok = t->admin_started && (t->dlq == NULL || kafka__dlq_start(t->dlq) == SG_OK);
+    bool dlq_ok = t->admin_started && (t->dlq == NULL || kafka__dlq_start(t->dlq) == SG_OK) &&
+                  (t->hb == NULL || kafka__hb_start(t->hb) == SG_OK);
     pthread_sigmask(SIG_SETMASK, &old, NULL);
     if (!dlq_ok) {
         snprintf(err, errlen, "cannot start the kafka transport's threads");
@@ -667,13 +701,16 @@ static sg_err_t kafka_start(const sg_transport_opts_t *opts, sg_transport_t **ou
     if (rc != SG_OK) {
         goto fail;
     }
-    /* Before subscribing, so the consumer finds saga.results at once; a broker that is
-     * down only delays this (the consumer thread tries again, then subscribes again). */
-    create_topics(t, CREATE_TIMEOUT_MS);
+    /* The topics are created by the admin thread, at once and then until the broker
+     * answers: start never waits for the broker. The consumers subscribe again once
+     * they exist; tasks produced before that wait in the producer (see make_producer). */
     rc = make_consumer(t, err, errlen);
     if (rc == SG_OK && opts->on_dead_letter != NULL) {
         rc =
             kafka__dlq_new(&t->ko, t->group, opts->on_dead_letter, opts->ctx, &t->dlq, err, errlen);
+    }
+    if (rc == SG_OK && opts->on_heartbeat != NULL) {
+        rc = kafka__hb_new(&t->ko, t->group, opts->on_heartbeat, opts->ctx, &t->hb, err, errlen);
     }
     if (rc == SG_OK) {
         rc = start_threads(t, err, errlen);

@@ -1,12 +1,13 @@
 /*
  * kafka kit: what sagad's kafka transport (kafka.c) and the saga-worker processes
  * (worker/) share: librdkafka configuration from sg_kafka_opts_t, topic names and their
- * creation, a producer that never loses a message, and the wire messages of
- * schemas/saga.proto (package sagad.wire).
+ * creation, a producer that never loses a message, the loop that relays an outbox to
+ * Kafka, and the wire messages of schemas/saga.proto (package sagad.wire).
  *
  * Topics:
  *   saga.tasks.<queue>       ActivityTask, key = instance id; sagad -> workers
  *   saga.results             ActivityResult, key = instance id; workers -> sagad
+ *   saga.heartbeats          ActivityHeartbeat, key = instance id; workers -> sagad
  *   saga.tasks.<queue>.dlq   dead letters: the task's original bytes + sagad.dlq.* headers
  *   <event type>             domain events ("payment.processed"): the bytes of the event's
  *                            message of schemas/events.proto, key = correlation id
@@ -18,10 +19,12 @@
 #define SG_KAFKA_H
 
 #include <librdkafka/rdkafka.h>
+#include <stdatomic.h>
 
 #include "orchestrator/transport/transport.h"
 
 #define SG_KAFKA_RESULTS_TOPIC "saga.results"
+#define SG_KAFKA_HEARTBEATS_TOPIC "saga.heartbeats"
 #define SG_KAFKA_TASKS_PREFIX "saga.tasks."
 #define SG_KAFKA_DLQ_SUFFIX ".dlq"
 #define SG_KAFKA_DEFAULT_BROKERS "127.0.0.1:9092"
@@ -72,6 +75,10 @@ bool sg_kafka_task_topic(const char *queue, size_t len, bool dlq, char *buf, siz
  */
 sg_err_t sg_kafka_topics_create(const sg_kafka_opts_t *o, const char *const *names, size_t n,
                                 int timeout_ms, char *err, size_t errlen);
+/* The same; missing[i] (missing may be NULL) says whether names[i] did not exist before
+ * (on SG_OK: this call created it). */
+sg_err_t sg_kafka_topics_create_ex(const sg_kafka_opts_t *o, const char *const *names, size_t n,
+                                   int timeout_ms, bool *missing, char *err, size_t errlen);
 
 /* ---- a producer that never loses a message ---- */
 
@@ -138,6 +145,82 @@ void sg_kafka_producer_free(sg_kafka_producer_t *p);
  * idempotent producer would. */
 void sg_kafka_producer_test_fatal(sg_kafka_producer_t *p);
 
+/* ---- an outbox relay: rows of an outbox onto Kafka, then deleted (kafka_relay.c) ---- */
+
+/*
+ * One thread that moves the rows of one or more outboxes (tables written in the
+ * transaction of the change that causes them) to Kafka, in rounds, outbox by outbox:
+ * copy up to a page of rows out (fetch), produce them in order (send), wait until every
+ * one sent was reported on (sg_kafka_relay_reported from the delivery callback), then
+ * delete what is on Kafka (remove). A row is never deleted before its report; a crash in
+ * between publishes it again (consumers dedupe). A row send refused waits, with the rows
+ * after it, for a later round: what is deleted is always a prefix of what was fetched, so
+ * order is kept. Rounds run at start, when kicked, after a full page that was all
+ * deleted, and every idle_ms. sagad's outbox (driver/outbox.c) and saga-worker's event
+ * relay (worker/relay.c) use it.
+ */
+typedef struct sg_kafka_relay sg_kafka_relay_t;
+typedef struct sg_kafka_relay_batch sg_kafka_relay_batch_t;
+
+/* One row copied out of an outbox (its strings are the relay's, valid for the round). */
+typedef struct {
+    int64_t id;  /* the outbox's own: row id, sequence number */
+    char *topic; /* NULL: nothing to produce (a row to drop), deleted with the others */
+    char *key;   /* NULL: none */
+    void *value;
+    size_t len;
+} sg_kafka_relay_msg_t;
+
+/* What became of one outbox's batch; remove() deletes msgs[0..done). */
+typedef struct {
+    const sg_kafka_relay_msg_t *msgs; /* as fetched, oldest first */
+    size_t n;
+    size_t done;      /* a prefix: reported on (delivered or dropped), or without topic */
+    size_t delivered; /* reports of the round that the broker has it */
+    size_t dropped;   /* reports of the round that it can never be delivered */
+} sg_kafka_relay_round_t;
+
+typedef struct {
+    /* Copies up to max rows of outbox src (0 .. n_outboxes-1), oldest first, into b with
+     * sg_kafka_relay_add. Not SG_OK: the outbox is skipped this round (say why: the relay
+     * does not log). Relay thread. */
+    sg_err_t (*fetch)(void *arg, size_t src, size_t max, sg_kafka_relay_batch_t *b);
+    /* Produces m without blocking for long. SG_OK: sg_kafka_relay_reported follows once;
+     * otherwise no report comes and m waits, with the rest of the batch, for a later
+     * round. Relay thread. */
+    sg_err_t (*send)(void *arg, const sg_kafka_relay_msg_t *m);
+    /* Deletes rd->msgs[0..rd->done) (done > 0) from outbox src. SG_OK when they are gone.
+     * Relay thread. */
+    sg_err_t (*remove)(void *arg, size_t src, const sg_kafka_relay_round_t *rd);
+    /* Optional: before each round but the last (stop_wait_ms). Relay thread. */
+    void (*before_round)(void *arg);
+    void *arg;
+    size_t n_outboxes;     /* fetch's src goes from 0 to n_outboxes - 1 */
+    size_t page;           /* rows per outbox and round; 0 = 256 */
+    unsigned idle_ms;      /* a round at least this often; 0 = 1000 */
+    unsigned stop_wait_ms; /* at stop: 0 = abandon a round waiting for reports (its rows
+                            * stay); else wait up to this long for them, then run a last
+                            * round (what the last moments wrote) */
+} sg_kafka_relay_opts_t;
+
+/* A relay, not started yet: reports and kicks are fine already. SG_ERR_NOMEM. Any thread. */
+sg_err_t sg_kafka_relay_new(const sg_kafka_relay_opts_t *opts, sg_kafka_relay_t **out);
+/* Starts the thread (its first round at once). SG_ERR_INTERNAL when it cannot. */
+sg_err_t sg_kafka_relay_start(sg_kafka_relay_t *r);
+/* Copies a row into b. SG_ERR_LIMIT when b holds max rows already; SG_ERR_NOMEM (not
+ * added). Only within fetch (on any thread, while fetch waits for it). */
+sg_err_t sg_kafka_relay_add(sg_kafka_relay_batch_t *b, int64_t id, const char *topic,
+                            const char *key, const void *value, size_t len);
+/* A message sent was reported on: rc SG_OK (the broker has it) or not (it can never be
+ * delivered: dropped). Call it once per send() that returned SG_OK. Any thread. */
+void sg_kafka_relay_reported(sg_kafka_relay_t *r, sg_err_t rc);
+/* Something was written to an outbox: a round soon. NULL is fine. Any thread. */
+void sg_kafka_relay_kick(sg_kafka_relay_t *r);
+/* Stops the thread (see stop_wait_ms) and joins it. NULL or not started is fine. */
+void sg_kafka_relay_stop(sg_kafka_relay_t *r);
+/* After stop, once no report can come any more. NULL is fine. */
+void sg_kafka_relay_free(sg_kafka_relay_t *r);
+
 /* ---- wire messages (schemas/saga.proto) ---- */
 
 /* W3C traceparent of a task: "00-" trace id (from the instance id, so one trace per saga)
@@ -187,5 +270,57 @@ typedef struct {
 sg_err_t sg_wire_result_decode(const void *data, size_t len, sg_wire_result_t **out, char *err,
                                size_t errlen);
 void sg_wire_result_free(sg_wire_result_t *w);
+
+/* Encodes a heartbeat of the running task as an ActivityHeartbeat (traceparent computed,
+ * details NULL = none). SG_ERR_INVALID when instance_id or step_id is NULL; SG_ERR_NOMEM. */
+sg_err_t sg_wire_heartbeat_encode(const sg_task_t *task, const char *worker_id, const char *details,
+                                  uint64_t sent_ms, uint8_t **out, size_t *len);
+
+/* A decoded ActivityHeartbeat; its strings live as long as the struct. */
+typedef struct {
+    sg_task_heartbeat_t hb; /* details NULL when empty or not a JSON text */
+    const char *step_id, *idempotency_key, *traceparent;
+} sg_wire_heartbeat_t;
+
+/* Decodes and validates an ActivityHeartbeat (the task's id checks; a worker id of printable
+ * ASCII). Details that are no JSON text (or longer than SG_WIRE_DETAILS_MAX) are dropped,
+ * the heartbeat kept. On failure writes the reason to err: SG_ERR_INVALID or SG_ERR_NOMEM. */
+sg_err_t sg_wire_heartbeat_decode(const void *data, size_t len, sg_wire_heartbeat_t **out,
+                                  char *err, size_t errlen);
+void sg_wire_heartbeat_free(sg_wire_heartbeat_t *w);
+#define SG_WIRE_DETAILS_MAX 4096u
+
+/* ---- heartbeats of running tasks (saga-worker; kafka_heartbeat.c) ---- */
+
+typedef struct sg_kafka_beats sg_kafka_beats_t;
+typedef struct sg_kafka_beat sg_kafka_beat_t;
+
+/*
+ * One ticker thread and one lossy producer (acks=1, not idempotent: heartbeats are
+ * at-most-once, a failed one is dropped) for every running task of a process. *stop_flag
+ * (may be NULL) true makes every heartbeat_fn answer false (graceful stop). Nothing is
+ * sent before sg_kafka_beats_add. On failure one line in err. Any thread.
+ */
+sg_err_t sg_kafka_beats_new(const sg_kafka_opts_t *o, const char *worker_id,
+                            const atomic_bool *stop_flag, sg_kafka_beats_t **out, char *err,
+                            size_t errlen);
+/*
+ * The handler of task is about to run: when task->heartbeat_ms > 0, sends its first
+ * heartbeat now, then one every heartbeat_ms/3 (at least SG_KAFKA_BEAT_MIN_MS apart) with
+ * the last details the handler gave, and sets task->heartbeat_fn/_arg for
+ * sg_task_heartbeat. task and its strings must stay valid until sg_kafka_beats_remove.
+ * NULL (and task untouched) when heartbeat_ms is 0 or memory ran out: the task runs
+ * without heartbeats. Any thread.
+ */
+sg_kafka_beat_t *sg_kafka_beats_add(sg_kafka_beats_t *b, sg_task_t *task);
+/* The handler returned: no heartbeat of it is sent once this returns (call it before the
+ * result is produced). Clears task->heartbeat_fn. beat may be NULL. Any thread. */
+void sg_kafka_beats_remove(sg_kafka_beats_t *b, sg_kafka_beat_t *beat);
+/* Heartbeats handed to Kafka, acknowledged, and failed (dropped) so far. */
+void sg_kafka_beats_counts(sg_kafka_beats_t *b, uint64_t *sent, uint64_t *acked, uint64_t *failed);
+/* Stops the ticker and drops what was not sent. Every beat must have been removed. NULL
+ * is fine. */
+void sg_kafka_beats_free(sg_kafka_beats_t *b);
+#define SG_KAFKA_BEAT_MIN_MS 10u
 
 #endif

@@ -209,8 +209,9 @@ bool sg_kafka_task_topic(const char *queue, size_t len, bool dlq, char *buf, siz
  * (one metadata request for every topic: asking for one by name could auto-create it).
  */
 static sg_err_t missing_topics(rd_kafka_t *rk, const char *const *names, size_t n,
-                               rd_kafka_NewTopic_t **nt, size_t *n_missing, int partitions,
-                               int replication, int timeout_ms, char *err, size_t errlen)
+                               rd_kafka_NewTopic_t **nt, size_t *n_missing, bool *missing,
+                               int partitions, int replication, int timeout_ms, char *err,
+                               size_t errlen)
 {
     const struct rd_kafka_metadata *md = NULL;
     rd_kafka_resp_err_t e = rd_kafka_metadata(rk, 1, NULL, &md, timeout_ms);
@@ -227,6 +228,9 @@ static sg_err_t missing_topics(rd_kafka_t *rk, const char *const *names, size_t 
         }
         if (found) {
             continue;
+        }
+        if (missing != NULL) {
+            missing[i] = true;
         }
         char why[256] = "";
         nt[*n_missing] = rd_kafka_NewTopic_new(names[i], partitions, replication, why, sizeof(why));
@@ -267,6 +271,15 @@ static sg_err_t check_created(rd_kafka_event_t *ev, char *err, size_t errlen)
 sg_err_t sg_kafka_topics_create(const sg_kafka_opts_t *o, const char *const *names, size_t n,
                                 int timeout_ms, char *err, size_t errlen)
 {
+    return sg_kafka_topics_create_ex(o, names, n, timeout_ms, NULL, err, errlen);
+}
+
+sg_err_t sg_kafka_topics_create_ex(const sg_kafka_opts_t *o, const char *const *names, size_t n,
+                                   int timeout_ms, bool *missing, char *err, size_t errlen)
+{
+    for (size_t i = 0; missing != NULL && i < n; i++) {
+        missing[i] = false;
+    }
     if (n == 0) {
         return SG_OK;
     }
@@ -297,8 +310,8 @@ sg_err_t sg_kafka_topics_create(const sg_kafka_opts_t *o, const char *const *nam
     /* Only what is missing: creating needs the controller (and rights) that merely
      * using a topic does not. */
     size_t n_missing = 0;
-    rc = missing_topics(rk, names, n, nt, &n_missing, partitions, replication, timeout_ms, err,
-                        errlen);
+    rc = missing_topics(rk, names, n, nt, &n_missing, missing, partitions, replication, timeout_ms,
+                        err, errlen);
     if (rc != SG_OK) {
         goto out;
     }

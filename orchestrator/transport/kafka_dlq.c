@@ -6,8 +6,9 @@
  * the driver as an sg_dead_letter_t: the original bytes, the sagad.dlq.* headers, and
  * what the bytes say when they decode as an ActivityTask.
  *
- * Offsets are committed only after the driver made the rows durable: the reading thread
- * records the next offset per partition once the callback returned, and the transport's
+ * Offsets are committed only after the driver made the rows durable: the callback returns
+ * once its row is committed, the reading thread records the next offset per partition
+ * only after that (never past a message it could not hand over), and the transport's
  * commit thread takes those (kafka__dlq_take), waits for results_sync, then commits them
  * (kafka__dlq_commit). A dead letter handed over twice (after a crash) is stored once:
  * the store keys rows by (topic, partition, offset).
@@ -29,6 +30,8 @@
 #define TEXT_MAX 1024u
 #define HEADER_PREFIX "sagad.dlq."
 #define WARN_EVERY_MS 10000u
+#define RETRY_FIRST_MS 10u
+#define RETRY_MAX_MS 1000u
 
 struct kafka_dlq {
     rd_kafka_t *consumer;
@@ -232,18 +235,32 @@ static bool warn_due(kafka_dlq_t *q)
     return due;
 }
 
+static void pause_ms_for(unsigned ms)
+{
+    struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+}
+
 static void handle(kafka_dlq_t *q, const rd_kafka_message_t *m)
 {
     letter_t l = {0};
-    if (!read_letter(m, &l)) {
-        /* Not handed over: its offset is not marked either, so it is read again after
-         * the next restart (or rebalance). */
-        sg_log(SG_LOG_ERROR, NULL,
-               "kafka: %s partition %d offset %lld: out of memory; dead "
-               "letter not recorded",
-               rd_kafka_topic_name(m->rkt), (int)m->partition, (long long)m->offset);
+    /* Out of memory: the same message again after a pause, and nothing after it in the
+     * meantime (marking a later offset would acknowledge this one too). Stopping gives
+     * up without marking: it is read again after the restart. */
+    for (unsigned pause = RETRY_FIRST_MS; !read_letter(m, &l);) {
         letter_fini(&l);
-        return;
+        memset(&l, 0, sizeof(l));
+        if (pause == RETRY_FIRST_MS) {
+            sg_log(SG_LOG_ERROR, NULL,
+                   "kafka: %s partition %d offset %lld: out of memory reading a dead letter; "
+                   "trying again",
+                   rd_kafka_topic_name(m->rkt), (int)m->partition, (long long)m->offset);
+        }
+        if (atomic_load(&q->stop)) {
+            return;
+        }
+        pause_ms_for(pause);
+        pause = pause * 2 < RETRY_MAX_MS ? pause * 2 : RETRY_MAX_MS;
     }
     sg_log(SG_LOG_WARN, &(sg_log_ctx_t){.instance = l.dl.instance_id, .step = l.dl.step_id},
            "kafka: dead letter %s partition %d offset %lld: %s", l.dl.topic, (int)m->partition,

@@ -1,6 +1,7 @@
 /*
- * kafka transport internals shared by kafka.c (the transport) and kafka_dlq.c (its reader
- * of dead letters). Never included from outside orchestrator/transport/.
+ * kafka transport internals shared by kafka.c (the transport), kafka_dlq.c (its reader
+ * of dead letters) and kafka_heartbeat.c (its reader of heartbeats). Never included from
+ * outside orchestrator/transport/.
  */
 #ifndef SG_KAFKA_INT_H
 #define SG_KAFKA_INT_H
@@ -35,5 +36,23 @@ uint64_t kafka__dlq_count(kafka_dlq_t *q);
 /* Stops the thread (fn is not called after it returns), leaves the group and frees q.
  * NULL is a no-op. */
 void kafka__dlq_free(kafka_dlq_t *q);
+
+/* ---- heartbeats (kafka_heartbeat.c) ---- */
+
+typedef struct kafka_hb kafka_hb_t;
+
+/*
+ * A consumer of every partition of saga.heartbeats, from its end, without group
+ * membership or commits, handing each decodable heartbeat to fn. Starts no thread yet. On
+ * failure one line in err. ko must outlive the reader.
+ */
+sg_err_t kafka__hb_new(const sg_kafka_opts_t *ko, const char *group, sg_transport_heartbeat_fn fn,
+                       void *ctx, kafka_hb_t **out, char *err, size_t errlen);
+/* Starts the reading thread (call it with the signals blocked). */
+sg_err_t kafka__hb_start(kafka_hb_t *h);
+/* Heartbeats handed to fn, and messages skipped as undecodable, so far. Any thread. */
+void kafka__hb_counts(kafka_hb_t *h, uint64_t *received, uint64_t *undecodable);
+/* Stops the thread (fn is not called after it returns) and frees h. NULL is a no-op. */
+void kafka__hb_free(kafka_hb_t *h);
 
 #endif

@@ -341,7 +341,14 @@ sg_err_t sg_kafka_producer_new(const sg_kafka_opts_t *o, const char *client_id, 
 {
     /* Java clients hash keys with murmur2: the same instance lands on the same partition
      * whichever language produces it. */
-    static const char *const defaults[] = {"partitioner=murmur2_random", NULL};
+    static const char *const defaults[] = {
+        "partitioner=murmur2_random",
+        /* Topics are ours to create, with our partitions: a message to a topic that does
+         * not exist yet waits for it (and is produced again after the metadata timeout)
+         * rather than making the broker create a default one with a single partition. */
+        "allow.auto.create.topics=false",
+        NULL,
+    };
     rd_kafka_conf_t *conf = sg_kafka_conf_new(o, client_id, defaults, err, errlen);
     if (conf == NULL) {
         return SG_ERR_INVALID;

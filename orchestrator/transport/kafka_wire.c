@@ -1,6 +1,6 @@
 /*
- * kafka wire: ActivityTask and ActivityResult (schemas/saga.proto) to and from the
- * transport's sg_task_t / sg_task_result_t.
+ * kafka wire: ActivityTask, ActivityResult and ActivityHeartbeat (schemas/saga.proto) to
+ * and from the transport's sg_task_t / sg_task_result_t / sg_task_heartbeat_t.
  *
  * Everything decoded here came from a network and is checked before anyone sees it:
  * a malformed message is an error for the caller to count and skip, never a crash.
@@ -9,6 +9,8 @@
 #include "orchestrator/transport/kafka.h"
 
 #include "schemas/saga.pb-c.h"
+
+#include <cjson/cJSON.h>
 
 #include <stdio.h>
 #include <string.h>
@@ -79,6 +81,7 @@ sg_err_t sg_wire_task_encode(const sg_task_t *task, uint64_t now_ms, uint8_t **o
     m.correlation_id = str_or_empty(task->instance_id);
     m.traceparent = tp;
     m.dispatched_ms = now_ms;
+    m.heartbeat_ms = task->heartbeat_ms;
     size_t n = sagad__wire__activity_task__get_packed_size(&m);
     uint8_t *buf = sg_malloc(n > 0 ? n : 1);
     if (buf == NULL) {
@@ -231,7 +234,8 @@ sg_err_t sg_wire_task_decode(const void *data, size_t len, sg_wire_task_t **out,
                  .activity = m->activity,
                  .input = b->input,
                  .idempotency_key = m->idempotency_key,
-                 .deadline_ms = m->deadline_ms},
+                 .deadline_ms = m->deadline_ms,
+                 .heartbeat_ms = m->heartbeat_ms},
         .correlation_id = m->correlation_id,
         .traceparent = m->traceparent,
         .dispatched_ms = m->dispatched_ms,
@@ -333,5 +337,111 @@ void sg_wire_result_free(sg_wire_result_t *w)
     }
     result_box_t *b = (result_box_t *)(void *)w;
     sagad__wire__activity_result__free_unpacked(b->msg, &pb_allocator);
+    sg_free(b);
+}
+
+/* ---- heartbeats ---- */
+
+sg_err_t sg_wire_heartbeat_encode(const sg_task_t *task, const char *worker_id, const char *details,
+                                  uint64_t sent_ms, uint8_t **out, size_t *len)
+{
+    if (task == NULL || task->instance_id == NULL || task->step_id == NULL) {
+        return SG_ERR_INVALID;
+    }
+    char tp[56];
+    sg_wire_traceparent(task, tp);
+    Sagad__Wire__ActivityHeartbeat m = SAGAD__WIRE__ACTIVITY_HEARTBEAT__INIT;
+    m.instance_id = str_or_empty(task->instance_id);
+    m.step_id = str_or_empty(task->step_id);
+    m.step_index = task->step;
+    m.attempt = task->attempt;
+    m.compensation = task->compensation;
+    m.idempotency_key = str_or_empty(task->idempotency_key);
+    m.worker_id = str_or_empty(worker_id);
+    m.sent_ms = sent_ms;
+    m.details.data = (uint8_t *)(details != NULL ? details : "");
+    m.details.len = details != NULL ? strlen(details) : 0;
+    m.traceparent = tp;
+    size_t n = sagad__wire__activity_heartbeat__get_packed_size(&m);
+    uint8_t *buf = sg_malloc(n > 0 ? n : 1);
+    if (buf == NULL) {
+        return SG_ERR_NOMEM;
+    }
+    *len = sagad__wire__activity_heartbeat__pack(&m, buf);
+    *out = buf;
+    return SG_OK;
+}
+
+typedef struct {
+    sg_wire_heartbeat_t pub;
+    Sagad__Wire__ActivityHeartbeat *msg;
+    char details[];
+} heartbeat_box_t;
+
+/* Whether s (n bytes, NUL-terminated) is one JSON value. */
+static bool json_text(const char *s, size_t n)
+{
+    cJSON *j = cJSON_ParseWithLengthOpts(s, n + 1, NULL, true);
+    cJSON_Delete(j);
+    return j != NULL;
+}
+
+sg_err_t sg_wire_heartbeat_decode(const void *data, size_t len, sg_wire_heartbeat_t **out,
+                                  char *err, size_t errlen)
+{
+    Sagad__Wire__ActivityHeartbeat *m =
+        sagad__wire__activity_heartbeat__unpack(&pb_allocator, len, (const uint8_t *)data);
+    if (m == NULL) {
+        snprintf(err, errlen, "not an ActivityHeartbeat message (%zu bytes)", len);
+        return SG_ERR_INVALID;
+    }
+    /* A heartbeat names no activity: any non-empty text passes that check. */
+    const char *why = check_ids(m->instance_id, m->step_id, m->idempotency_key, "-", m->attempt);
+    size_t wlen = strlen(m->worker_id);
+    for (size_t i = 0; why == NULL && i < wlen; i++) {
+        unsigned char c = (unsigned char)m->worker_id[i];
+        if (c < ' ' || c >= 0x7f || wlen > 255) {
+            why = "worker_id must be at most 255 characters of printable ASCII";
+        }
+    }
+    size_t dlen = m->details.len <= SG_WIRE_DETAILS_MAX ? m->details.len : 0;
+    heartbeat_box_t *b = why == NULL ? sg_malloc(sizeof(*b) + dlen + 1) : NULL;
+    if (why == NULL && b == NULL) {
+        sagad__wire__activity_heartbeat__free_unpacked(m, &pb_allocator);
+        snprintf(err, errlen, "out of memory");
+        return SG_ERR_NOMEM;
+    }
+    if (why != NULL) {
+        snprintf(err, errlen, "ActivityHeartbeat: %s", why);
+        sagad__wire__activity_heartbeat__free_unpacked(m, &pb_allocator);
+        return SG_ERR_INVALID;
+    }
+    ProtobufCBinaryData d = {.len = dlen, .data = m->details.data};
+    /* Progress is a nicety: details that are no JSON text are dropped, the lease is not. */
+    bool has_details = dlen > 0 && copy_text(b->details, &d) && json_text(b->details, dlen);
+    b->msg = m;
+    b->pub = (sg_wire_heartbeat_t){
+        .hb = {.instance_id = m->instance_id,
+               .step = m->step_index,
+               .attempt = m->attempt,
+               .compensation = m->compensation,
+               .worker_id = m->worker_id,
+               .details = has_details ? b->details : NULL,
+               .sent_ms = m->sent_ms},
+        .step_id = m->step_id,
+        .idempotency_key = m->idempotency_key,
+        .traceparent = m->traceparent,
+    };
+    *out = &b->pub;
+    return SG_OK;
+}
+
+void sg_wire_heartbeat_free(sg_wire_heartbeat_t *w)
+{
+    if (w == NULL) {
+        return;
+    }
+    heartbeat_box_t *b = (heartbeat_box_t *)(void *)w;
+    sagad__wire__activity_heartbeat__free_unpacked(b->msg, &pb_allocator);
     sg_free(b);
 }

@@ -9,7 +9,11 @@
  * reader of saga.tasks.<queue>.dlq (fields, headers, offsets after sync only), publish(),
  * and the whole driver over the transport: a workflow's event on its topic, one that
  * does not fit its message kept in the log only, a dead letter recorded, requeued onto
- * its tasks topic, discarded, and the transport's metrics.
+ * its tasks topic, discarded, and the transport's metrics. Heartbeats: the wire message,
+ * the worker's ticker (rate, progress, none after the handler returned, give-up answers),
+ * a real saga-worker process on the mock (heartbeats while its task runs, none after the
+ * result), sagad's reader (on_heartbeat, garbage skipped); start with the broker down; and
+ * a dead letter recorded whatever allocation fails.
  *
  * The real broker, sagad and saga-workers as processes are tests/kafka/kafka_e2e.py.
  * Every wait is bounded and on a condition, never a blind sleep.
@@ -29,12 +33,15 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "activities/common/events.h"
 #include "orchestrator/driver/driver.h"
+#include "orchestrator/driver/driver_int.h"
 #include "orchestrator/log/log.h"
 #include "orchestrator/transport/kafka.h"
 
@@ -216,6 +223,94 @@ static void test_wire_oom(void **state)
     sg_free(buf);
 }
 
+static void test_wire_heartbeat_roundtrip(void **state)
+{
+    (void)state;
+    /* heartbeat_ms travels with the task. */
+    sg_task_t task = {.instance_id = "01JABCDEFGHJKMNPQRSTVWXYZ0",
+                      .step_id = "export",
+                      .step = 4,
+                      .attempt = 3,
+                      .compensation = true,
+                      .activity = "test.sleep",
+                      .input = "{}",
+                      .idempotency_key = "01JABCDEFGHJKMNPQRSTVWXYZ0/export/compensate",
+                      .heartbeat_ms = 10000};
+    uint8_t *buf = NULL;
+    size_t len = 0;
+    char err[256];
+    assert_int_equal(sg_wire_task_encode(&task, 1, &buf, &len), SG_OK);
+    sg_wire_task_t *wt = NULL;
+    assert_int_equal(sg_wire_task_decode(buf, len, &wt, err, sizeof(err)), SG_OK);
+    assert_int_equal(wt->task.heartbeat_ms, 10000);
+    sg_wire_task_free(wt);
+    sg_free(buf);
+
+    assert_int_equal(
+        sg_wire_heartbeat_encode(&task, "host:42", "{\"done\":40,\"total\":100}", 777, &buf, &len),
+        SG_OK);
+    sg_wire_heartbeat_t *w = NULL;
+    assert_int_equal(sg_wire_heartbeat_decode(buf, len, &w, err, sizeof(err)), SG_OK);
+    assert_string_equal(w->hb.instance_id, task.instance_id);
+    assert_int_equal(w->hb.step, 4);
+    assert_int_equal(w->hb.attempt, 3);
+    assert_true(w->hb.compensation);
+    assert_string_equal(w->hb.worker_id, "host:42");
+    assert_string_equal(w->hb.details, "{\"done\":40,\"total\":100}");
+    assert_int_equal(w->hb.sent_ms, 777);
+    assert_string_equal(w->step_id, "export");
+    assert_string_equal(w->idempotency_key, task.idempotency_key);
+    char tp[56];
+    sg_wire_traceparent(&task, tp);
+    assert_string_equal(w->traceparent, tp);
+    sg_wire_heartbeat_free(w);
+    /* Every prefix is refused or decoded, never a crash; out of memory is said so. */
+    for (size_t i = 0; i < len; i++) {
+        if (sg_wire_heartbeat_decode(buf, i, &w, err, sizeof(err)) == SG_OK) {
+            sg_wire_heartbeat_free(w);
+        }
+    }
+    for (size_t n = 1; n < 64; n++) {
+        sg_alloc_fail_at(n);
+        sg_err_t rc = sg_wire_heartbeat_decode(buf, len, &w, err, sizeof(err));
+        sg_alloc_fail_at(0);
+        if (rc == SG_OK) {
+            sg_wire_heartbeat_free(w);
+            break;
+        }
+        assert_true(rc == SG_ERR_NOMEM || rc == SG_ERR_INVALID); /* protobuf-c says NULL */
+    }
+    sg_free(buf);
+
+    /* No details, and details that are no JSON: the heartbeat counts, without them. */
+    assert_int_equal(sg_wire_heartbeat_encode(&task, "w", NULL, 1, &buf, &len), SG_OK);
+    assert_int_equal(sg_wire_heartbeat_decode(buf, len, &w, err, sizeof(err)), SG_OK);
+    assert_null(w->hb.details);
+    sg_wire_heartbeat_free(w);
+    sg_free(buf);
+    assert_int_equal(sg_wire_heartbeat_encode(&task, "w", "{not json", 1, &buf, &len), SG_OK);
+    assert_int_equal(sg_wire_heartbeat_decode(buf, len, &w, err, sizeof(err)), SG_OK);
+    assert_null(w->hb.details);
+    sg_wire_heartbeat_free(w);
+    sg_free(buf);
+
+    /* Refused: a worker id that is not printable, attempt 0, garbage, a task. */
+    assert_int_equal(sg_wire_heartbeat_encode(&task, "bad\nid", NULL, 1, &buf, &len), SG_OK);
+    assert_int_equal(sg_wire_heartbeat_decode(buf, len, &w, err, sizeof(err)), SG_ERR_INVALID);
+    assert_non_null(strstr(err, "worker_id"));
+    sg_free(buf);
+    task.attempt = 0;
+    assert_int_equal(sg_wire_heartbeat_encode(&task, "w", NULL, 1, &buf, &len), SG_OK);
+    assert_int_equal(sg_wire_heartbeat_decode(buf, len, &w, err, sizeof(err)), SG_ERR_INVALID);
+    sg_free(buf);
+    static const uint8_t garbage[] = {0xff, 0xff, 0xff, 0xff, 0x0f, 0x01, 0x02};
+    assert_int_equal(sg_wire_heartbeat_decode(garbage, sizeof(garbage), &w, err, sizeof(err)),
+                     SG_ERR_INVALID);
+    assert_int_equal(sg_wire_heartbeat_decode("", 0, &w, err, sizeof(err)), SG_ERR_INVALID);
+    assert_non_null(strstr(err, "instance_id"));
+    assert_int_equal(sg_wire_heartbeat_encode(NULL, "w", NULL, 1, &buf, &len), SG_ERR_INVALID);
+}
+
 /* ---- properties ---- */
 
 static void test_props_read(void **state)
@@ -307,7 +402,8 @@ static void mock_start(mock_t *m)
                                          "saga.tasks.order",        "saga.tasks.order.dlq",
                                          "saga.tasks.inventory",    "saga.tasks.inventory.dlq",
                                          "saga.tasks.payment",      "saga.tasks.payment.dlq",
-                                         "saga.tasks.notification", "saga.tasks.notification.dlq"};
+                                         "saga.tasks.notification", "saga.tasks.notification.dlq",
+                                         SG_KAFKA_HEARTBEATS_TOPIC};
     for (size_t i = 0; i < sizeof(topics) / sizeof(topics[0]); i++) {
         assert_int_equal(rd_kafka_mock_topic_create(m->mc, topics[i], PARTITIONS, 1),
                          RD_KAFKA_RESP_ERR_NO_ERROR);
@@ -351,6 +447,7 @@ static void subscribe(rd_kafka_t *rk, const char *topic)
 /* Answers every task of saga.tasks.test with ok(output = input), like a saga-worker. */
 typedef struct {
     const char *brokers;
+    const char *topic; /* NULL: saga.tasks.test */
     atomic_bool stop;
     atomic_size_t handled;
     pthread_t thread;
@@ -361,7 +458,7 @@ static void *fake_main(void *arg)
     fake_t *f = arg;
     rd_kafka_t *c = client(f->brokers, RD_KAFKA_CONSUMER, "fake-worker");
     rd_kafka_t *p = client(f->brokers, RD_KAFKA_PRODUCER, NULL);
-    subscribe(c, "saga.tasks.test");
+    subscribe(c, f->topic != NULL ? f->topic : "saga.tasks.test");
     while (!atomic_load(&f->stop)) {
         rd_kafka_poll(p, 0);
         rd_kafka_message_t *m = rd_kafka_consumer_poll(c, 50);
@@ -1219,6 +1316,494 @@ static void test_driver_over_kafka(void **state)
     assert_int_equal(system(cmd), 0);
 }
 
+/* ---- heartbeats ---- */
+
+/* One heartbeat as read from saga.heartbeats by a test consumer. */
+typedef struct {
+    uint32_t attempt;
+    uint64_t sent_ms;
+    bool details;
+} beat_seen_t;
+
+/* Reads saga.heartbeats from the start until want heartbeats of attempt have come (or
+ * WAIT_SECONDS), appending each heartbeat of instance to out (at most 256). */
+static size_t read_beats(rd_kafka_t *c, const char *instance, uint32_t attempt, size_t want,
+                         beat_seen_t *out, size_t *n)
+{
+    size_t got = 0;
+    uint64_t end = mono_ms() + WAIT_SECONDS * 1000u;
+    while (got < want && mono_ms() < end) {
+        rd_kafka_message_t *m = rd_kafka_consumer_poll(c, 50);
+        if (m == NULL) {
+            continue;
+        }
+        sg_wire_heartbeat_t *w = NULL;
+        char err[256];
+        if (m->err == 0 &&
+            sg_wire_heartbeat_decode(m->payload, m->len, &w, err, sizeof(err)) == SG_OK) {
+            if (strcmp(w->hb.instance_id, instance) == 0) {
+                if (*n < 256) {
+                    out[(*n)++] = (beat_seen_t){.attempt = w->hb.attempt,
+                                                .sent_ms = w->hb.sent_ms,
+                                                .details = w->hb.details != NULL};
+                }
+                got += w->hb.attempt == attempt;
+            }
+            sg_wire_heartbeat_free(w);
+        }
+        rd_kafka_message_destroy(m);
+    }
+    return got;
+}
+
+/* The worker side: a task with heartbeat_ms > 0 is heartbeaten while its handler runs,
+ * at most once per third of it, with the handler's progress; none once it returned. */
+static void test_beats_while_running(void **state)
+{
+    h_t *h = *state;
+    atomic_bool stop = false;
+    sg_kafka_beats_t *b = NULL;
+    char err[512] = "";
+    assert_int_equal(sg_kafka_beats_new(&h->ko, "w-test", &stop, &b, err, sizeof(err)), SG_OK);
+    rd_kafka_t *c = client(h->mock.brokers, RD_KAFKA_CONSUMER, "beats-test");
+    subscribe(c, SG_KAFKA_HEARTBEATS_TOPIC);
+
+    /* No heartbeat_ms: no heartbeats, nothing set. */
+    sg_task_t none = {.instance_id = "HB0", .step_id = "s", .attempt = 1, .idempotency_key = "k"};
+    assert_null(sg_kafka_beats_add(b, &none));
+    assert_null(none.heartbeat_fn);
+
+    sg_task_t a = {.instance_id = "HB1",
+                   .step_id = "long",
+                   .step = 2,
+                   .attempt = 1,
+                   .activity = "test.sleep",
+                   .input = "{}",
+                   .idempotency_key = "HB1/long",
+                   .deadline_ms = sg_now_ms() + 600000,
+                   .heartbeat_ms = 300};
+    sg_kafka_beat_t *beat = sg_kafka_beats_add(b, &a);
+    assert_non_null(beat);
+    assert_non_null(a.heartbeat_fn);
+    assert_true(sg_task_heartbeat(&a, "{\"done\":1}"));
+    static beat_seen_t seen_beats[256];
+    size_t n = 0;
+    assert_int_equal(read_beats(c, "HB1", 1, 4, seen_beats, &n), 4);
+    /* The handler returns: its beats stop before its result would be produced. */
+    uint64_t returned = sg_now_ms();
+    sg_kafka_beats_remove(b, beat);
+    assert_null(a.heartbeat_fn);
+    size_t n_first = n;
+
+    /* Its next attempt (same key, so the same partition: the order is Kafka's). */
+    sg_task_t a2 = a;
+    a2.attempt = 2;
+    a2.heartbeat_fn = NULL;
+    beat = sg_kafka_beats_add(b, &a2);
+    assert_non_null(beat);
+    assert_int_equal(read_beats(c, "HB1", 2, 3, seen_beats, &n), 3);
+    bool second_started = false, details = false;
+    uint64_t prev = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (seen_beats[i].attempt == 2) {
+            second_started = true;
+            continue;
+        }
+        /* attempt 1: sent while its handler ran, never after the second began */
+        assert_false(second_started);
+        assert_true(seen_beats[i].sent_ms <= returned);
+        details |= seen_beats[i].details;
+        /* at most one per third of heartbeat_ms (the clock may step by a millisecond) */
+        if (prev != 0) {
+            assert_true(seen_beats[i].sent_ms + 2 >= prev + 100);
+        }
+        prev = seen_beats[i].sent_ms;
+    }
+    assert_true(n_first >= 4);
+    assert_true(details); /* the progress went out with a later tick */
+
+    /* The handler hears when to give up: graceful stop, or past its deadline. */
+    assert_true(sg_task_heartbeat(&a2, NULL));
+    atomic_store(&stop, true);
+    assert_false(sg_task_heartbeat(&a2, NULL));
+    atomic_store(&stop, false);
+    a2.deadline_ms = sg_now_ms() - 1;
+    assert_false(sg_task_heartbeat(&a2, NULL));
+    sg_kafka_beats_remove(b, beat);
+    uint64_t sent = 0, acked = 0, failed = 0;
+    sg_kafka_beats_counts(b, &sent, &acked, &failed);
+    assert_true(sent >= 7);
+    assert_int_equal(failed, 0);
+    sg_kafka_beats_free(b);
+    rd_kafka_consumer_close(c);
+    rd_kafka_destroy(c);
+}
+
+typedef struct {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    size_t n;
+    bool wrong;
+    bool with_details;
+} hbcol_t;
+
+static hbcol_t hbcol = {.mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER};
+
+static void on_heartbeat(void *ctx, const sg_task_heartbeat_t *hb)
+{
+    (void)ctx;
+    pthread_mutex_lock(&hbcol.mu);
+    hbcol.n++;
+    hbcol.wrong |= strcmp(hb->instance_id, "HB2") != 0 || hb->step != 4 || hb->attempt != 3 ||
+                   !hb->compensation || strcmp(hb->worker_id, "w-sagad-test") != 0 ||
+                   hb->sent_ms == 0 ||
+                   (hb->details != NULL && strcmp(hb->details, "{\"done\":7}") != 0);
+    hbcol.with_details |= hb->details != NULL;
+    pthread_cond_broadcast(&hbcol.cv);
+    pthread_mutex_unlock(&hbcol.mu);
+}
+
+static bool wait_heartbeats(size_t n)
+{
+    struct timespec until;
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_sec += WAIT_SECONDS;
+    pthread_mutex_lock(&hbcol.mu);
+    while (hbcol.n < n) {
+        if (pthread_cond_timedwait(&hbcol.cv, &hbcol.mu, &until) == ETIMEDOUT) {
+            break;
+        }
+    }
+    bool ok = hbcol.n >= n;
+    pthread_mutex_unlock(&hbcol.mu);
+    return ok;
+}
+
+/* sagad's side: saga.heartbeats read from its end, each heartbeat handed to on_heartbeat,
+ * an undecodable message skipped. */
+static void test_heartbeats_to_sagad(void **state)
+{
+    h_t *h = *state;
+    pthread_mutex_lock(&hbcol.mu);
+    hbcol.n = 0;
+    hbcol.wrong = hbcol.with_details = false;
+    pthread_mutex_unlock(&hbcol.mu);
+    sg_transport_opts_t o = {.queues = (const char *const[]){"test", NULL},
+                             .on_result = on_result,
+                             .on_heartbeat = on_heartbeat,
+                             .ctx = &h->col,
+                             .kafka = &h->ko};
+    char err[512] = "";
+    assert_int_equal(h->vt->start(&o, &h->t, err, sizeof(err)), SG_OK);
+    sg_kafka_beats_t *b = NULL;
+    assert_int_equal(sg_kafka_beats_new(&h->ko, "w-sagad-test", NULL, &b, err, sizeof(err)), SG_OK);
+    sg_task_t task = {.instance_id = "HB2",
+                      .step_id = "export",
+                      .step = 4,
+                      .attempt = 3,
+                      .compensation = true,
+                      .activity = "test.sleep",
+                      .input = "{}",
+                      .idempotency_key = "HB2/export/compensate",
+                      .heartbeat_ms = 150};
+    sg_kafka_beat_t *beat = sg_kafka_beats_add(b, &task);
+    assert_non_null(beat);
+    /* The reader starts at the end of the topic: the first heartbeat it sees says it is
+     * reading; garbage then, on both partitions, and more heartbeats after it. */
+    assert_true(wait_heartbeats(1));
+    static const char garbage[] = "\xff\xff\xff\xff\x0f not a heartbeat";
+    produce(h->mock.brokers, SG_KAFKA_HEARTBEATS_TOPIC, 0, "HB2", garbage, sizeof(garbage) - 1,
+            NULL);
+    produce(h->mock.brokers, SG_KAFKA_HEARTBEATS_TOPIC, 1, "HB2", garbage, sizeof(garbage) - 1,
+            NULL);
+    assert_true(sg_task_heartbeat(&task, "{\"done\":7}"));
+    pthread_mutex_lock(&hbcol.mu);
+    size_t before = hbcol.n;
+    pthread_mutex_unlock(&hbcol.mu);
+    assert_true(wait_heartbeats(before + 3));
+    sg_kafka_beats_remove(b, beat);
+    sg_kafka_beats_free(b);
+    pthread_mutex_lock(&hbcol.mu);
+    assert_false(hbcol.wrong);
+    assert_true(hbcol.with_details);
+    pthread_mutex_unlock(&hbcol.mu);
+}
+
+/* With the broker down, start does not wait for it (the topics are created in the
+ * background), and a task dispatched to a topic that does not exist yet waits for it in
+ * the producer: once the broker is back and the topic made, it runs and its result
+ * comes. (The mock has no CreateTopics: the test makes the topic, late.) */
+static void test_start_broker_down(void **state)
+{
+    h_t *h = *state;
+    h->col.allow_sync = true;
+    assert_int_equal(rd_kafka_mock_broker_set_down(h->mock.mc, 1), RD_KAFKA_RESP_ERR_NO_ERROR);
+    static const char *const queues[] = {"late", NULL};
+    sg_transport_opts_t o = {.queues = queues,
+                             .on_result = on_result,
+                             .results_sync = results_sync,
+                             .ctx = &h->col,
+                             .kafka = &h->ko};
+    char err[512] = "";
+    uint64_t t0 = mono_ms();
+    assert_int_equal(h->vt->start(&o, &h->t, err, sizeof(err)), SG_OK);
+    /* Before, start waited for the topics' creation to time out (5 s). */
+    assert_true(mono_ms() - t0 < 4000);
+    sg_task_t task = {.instance_id = "L001",
+                      .step_id = "s",
+                      .step = 5,
+                      .attempt = 1,
+                      .activity = "late.echo",
+                      .input = "{\"n\":5}",
+                      .idempotency_key = "L001/s",
+                      .deadline_ms = sg_now_ms() + 600000};
+    assert_int_equal(h->vt->dispatch(h->t, &task), SG_OK);
+    assert_int_equal(h->vt->queued(h->t), 1);
+    assert_int_equal(rd_kafka_mock_broker_set_up(h->mock.mc, 1), RD_KAFKA_RESP_ERR_NO_ERROR);
+    assert_int_equal(rd_kafka_mock_topic_create(h->mock.mc, "saga.tasks.late", PARTITIONS, 1),
+                     RD_KAFKA_RESP_ERR_NO_ERROR);
+    h->fake.topic = "saga.tasks.late";
+    start_fake(h);
+    assert_true(wait_results(&h->col, 1));
+    pthread_mutex_lock(&h->col.mu);
+    assert_int_equal(h->col.n_ok, 1);
+    assert_int_equal(h->col.seen[5], 1);
+    assert_false(h->col.wrong_output);
+    pthread_mutex_unlock(&h->col.mu);
+    assert_int_equal(h->vt->queued(h->t), 0);
+}
+
+/* The saga-worker binary next to this test (build/<variant>/bin), or NULL. */
+static char *worker_binary(void)
+{
+    char self[1024];
+    ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
+    if (n <= 0) {
+        return NULL;
+    }
+    self[n] = '\0';
+    char *slash = strrchr(self, '/'); /* .../build/x/tests/test_kafka */
+    if (slash == NULL) {
+        return NULL;
+    }
+    *slash = '\0';
+    slash = strrchr(self, '/');
+    if (slash == NULL) {
+        return NULL;
+    }
+    *slash = '\0';
+    char *path = sg_asprintf("%s/bin/saga-worker", self);
+    if (path != NULL && access(path, X_OK) != 0) {
+        sg_free(path);
+        path = NULL;
+    }
+    return path;
+}
+
+/* Produces an ActivityTask of test.sleep (600 ms, heartbeat_ms 300) for instance id. */
+static void produce_sleep_task(const char *brokers, const char *id)
+{
+    char key[64];
+    snprintf(key, sizeof(key), "%s/nap", id);
+    sg_task_t task = {.instance_id = id,
+                      .step_id = "nap",
+                      .step = 1,
+                      .attempt = 1,
+                      .activity = "test.sleep",
+                      .input = "{\"ms\":600}",
+                      .idempotency_key = key,
+                      .deadline_ms = sg_now_ms() + 600000,
+                      .heartbeat_ms = 300};
+    uint8_t *buf = NULL;
+    size_t len = 0;
+    assert_int_equal(sg_wire_task_encode(&task, sg_now_ms(), &buf, &len), SG_OK);
+    produce(brokers, "saga.tasks.test", 0, id, buf, len, NULL);
+    sg_free(buf);
+}
+
+/* Waits for the result of instance id on saga.results; its finished_ms, 0 if none came. */
+static uint64_t result_finished(rd_kafka_t *c, const char *id)
+{
+    uint64_t end = mono_ms() + WAIT_SECONDS * 1000u, finished = 0;
+    while (finished == 0 && mono_ms() < end) {
+        rd_kafka_message_t *m = rd_kafka_consumer_poll(c, 100);
+        sg_wire_result_t *r = NULL;
+        char err[256];
+        if (m != NULL && m->err == 0 &&
+            sg_wire_result_decode(m->payload, m->len, &r, err, sizeof(err)) == SG_OK) {
+            if (strcmp(r->task.instance_id, id) == 0 && r->res.outcome == SG_TASK_OK) {
+                finished = r->finished_ms;
+            }
+            sg_wire_result_free(r);
+        }
+        if (m != NULL) {
+            rd_kafka_message_destroy(m);
+        }
+    }
+    return finished;
+}
+
+/* A real saga-worker process (this build's) on the mock cluster: while it runs a task
+ * with heartbeat_ms > 0 its heartbeats reach saga.heartbeats with its worker id, and none
+ * is sent after the task's result (a second task, run after the result came, gives a late
+ * one time to show up). */
+static void test_worker_process_heartbeats(void **state)
+{
+    h_t *h = *state;
+    char *bin = worker_binary();
+    if (bin == NULL) {
+        skip(); /* built without saga-worker next to the tests */
+    }
+    char dir[] = "/tmp/sg_kafka_workerXXXXXX";
+    assert_non_null(mkdtemp(dir));
+    rd_kafka_t *results = client(h->mock.brokers, RD_KAFKA_CONSUMER, "worker-test-results");
+    subscribe(results, SG_KAFKA_RESULTS_TOPIC);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        int devnull = open("/dev/null", O_WRONLY);
+        if (devnull >= 0 && getenv("SG_TEST_LOG") == NULL) {
+            dup2(devnull, 2);
+        }
+        execl(bin, bin, "--queue", "test", "--brokers", h->mock.brokers, "--data-dir", dir,
+              "--worker-id", "wk-mock", "--inflight", "2", (char *)NULL);
+        _exit(127);
+    }
+    produce_sleep_task(h->mock.brokers, "HBW1");
+    uint64_t fin1 = result_finished(results, "HBW1");
+    assert_true(fin1 > 0);
+    produce_sleep_task(h->mock.brokers, "HBW2");
+    uint64_t fin2 = result_finished(results, "HBW2");
+    assert_true(fin2 > 0);
+    assert_int_equal(kill(pid, SIGTERM), 0);
+    int status = 0;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+
+    /* Everything on saga.heartbeats, from its start. */
+    rd_kafka_t *c = client(h->mock.brokers, RD_KAFKA_CONSUMER, "worker-test-beats");
+    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(PARTITIONS);
+    int64_t total = 0;
+    for (int i = 0; i < PARTITIONS; i++) {
+        rd_kafka_topic_partition_list_add(l, SG_KAFKA_HEARTBEATS_TOPIC, i)->offset =
+            RD_KAFKA_OFFSET_BEGINNING;
+        int64_t lo = 0, hi = 0;
+        assert_int_equal(
+            rd_kafka_query_watermark_offsets(c, SG_KAFKA_HEARTBEATS_TOPIC, i, &lo, &hi, 10000), 0);
+        total += hi - lo;
+    }
+    assert_int_equal(rd_kafka_assign(c, l), RD_KAFKA_RESP_ERR_NO_ERROR);
+    rd_kafka_topic_partition_list_destroy(l);
+    size_t n1 = 0, n2 = 0, late = 0, wrong = 0;
+    int64_t read = 0;
+    uint64_t end = mono_ms() + WAIT_SECONDS * 1000u;
+    while (read < total && mono_ms() < end) {
+        rd_kafka_message_t *m = rd_kafka_consumer_poll(c, 100);
+        sg_wire_heartbeat_t *w = NULL;
+        char err[256];
+        if (m != NULL && m->err == 0) {
+            read++;
+            if (sg_wire_heartbeat_decode(m->payload, m->len, &w, err, sizeof(err)) == SG_OK) {
+                bool first = strcmp(w->hb.instance_id, "HBW1") == 0;
+                n1 += first;
+                n2 += !first;
+                late += w->hb.sent_ms > (first ? fin1 : fin2);
+                wrong += strcmp(w->hb.worker_id, "wk-mock") != 0 || w->hb.attempt != 1 ||
+                         strcmp(w->step_id, "nap") != 0;
+                sg_wire_heartbeat_free(w);
+            }
+        }
+        if (m != NULL) {
+            rd_kafka_message_destroy(m);
+        }
+    }
+    rd_kafka_destroy(c);
+    rd_kafka_consumer_close(results);
+    rd_kafka_destroy(results);
+    assert_int_equal(read, total);
+    /* 600 ms at one per 100 ms, the first at the start */
+    assert_true(n1 >= 3);
+    assert_true(n2 >= 3);
+    assert_int_equal(late, 0);
+    assert_int_equal(wrong, 0);
+    char cmd[400];
+    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+    assert_int_equal(system(cmd), 0);
+    sg_free(bin);
+}
+
+/* ---- dead letters and memory ---- */
+
+static bool count_rows(void *ctx, const sg_store_dlq_t *row)
+{
+    (void)row;
+    (*(size_t *)ctx)++;
+    return true;
+}
+
+/* Out of memory while the driver copies a dead letter: it tries again, and returns (so
+ * that the reader may mark the offset for commit) only once the row is durable. Every
+ * allocation of the copy fails once in turn. */
+static void test_dead_letter_oom(void **state)
+{
+    (void)state;
+    char dir[] = "/tmp/sg_kafka_dlqoomXXXXXX";
+    assert_non_null(mkdtemp(dir));
+    char wf[300], db[300];
+    snprintf(wf, sizeof(wf), "%s/wf", dir);
+    snprintf(db, sizeof(db), "%s/sagad.db", dir);
+    assert_int_equal(mkdir(wf, 0700), 0);
+    sg_driver_opts_t o = {.db_path = db,
+                          .sync = SG_SYNC_OFF,
+                          .workflows_dir = wf,
+                          .data_dir = dir,
+                          .transport = "embedded",
+                          .test_activities = true};
+    sg_driver_t *d = NULL;
+    char err[512] = "";
+    assert_int_equal(sg_driver_start(&o, &d, err, sizeof(err)), SG_OK);
+    size_t len = 0;
+    uint8_t *task = task_bytes("X9", &len);
+    size_t n = 1;
+    for (;; n++) {
+        sg_dead_letter_t dl = {.topic = "saga.tasks.test.dlq",
+                               .partition = 0,
+                               .offset = (int64_t)n,
+                               .queue = "test",
+                               .key = "X9",
+                               .value = task,
+                               .len = len,
+                               .reason = "started 3 times",
+                               .headers = "{}",
+                               .instance_id = "X9",
+                               .step_id = "charge",
+                               .idempotency_key = "X9/charge",
+                               .activity = "test.echo",
+                               .input = "{}",
+                               .attempt = 2};
+        sg_alloc_fail_at(n);
+        drv__on_dead_letter(d, &dl);
+        size_t allocs = sg_alloc_fail_at(0);
+        /* Durable when the callback returned: no waiting here. */
+        size_t rows = 0;
+        sg_store_t *ro = NULL;
+        sg_store_opts_t so = {.readonly = true};
+        assert_int_equal(sg_store_open(db, &so, &ro, NULL, 0), SG_OK);
+        assert_int_equal(sg_store_dlq_list(ro, "test", NULL, 0, 0, count_rows, &rows), SG_OK);
+        sg_store_close(ro);
+        assert_int_equal(rows, n);
+        if (allocs < n) {
+            break; /* this one allocated less than n times: every failure point was hit */
+        }
+    }
+    assert_true(n > 5);
+    sg_free(task);
+    sg_driver_stop(d);
+    char cmd[400];
+    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+    assert_int_equal(system(cmd), 0);
+}
+
 int main(void)
 {
     sg_log_set_level(getenv("SG_TEST_LOG") ? SG_LOG_DEBUG : SG_LOG_ERROR);
@@ -1227,6 +1812,7 @@ int main(void)
         cmocka_unit_test(test_wire_result_roundtrip),
         cmocka_unit_test(test_wire_malformed),
         cmocka_unit_test(test_wire_oom),
+        cmocka_unit_test(test_wire_heartbeat_roundtrip),
         cmocka_unit_test(test_props_read),
         cmocka_unit_test(test_topic_names),
         cmocka_unit_test_setup_teardown(test_dispatch_to_result, setup, teardown),
@@ -1237,6 +1823,11 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_dead_letters_read, setup, teardown),
         cmocka_unit_test_setup_teardown(test_publish, setup, teardown),
         cmocka_unit_test_setup_teardown(test_driver_over_kafka, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_beats_while_running, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_heartbeats_to_sagad, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_worker_process_heartbeats, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_start_broker_down, setup, teardown),
+        cmocka_unit_test(test_dead_letter_oom),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
