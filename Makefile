@@ -46,7 +46,7 @@ LDLIBS := $(PKG_LIBS) -lm -pthread
 LIB_SRCS := $(wildcard orchestrator/base/*.c orchestrator/yamltree/*.c \
                        orchestrator/jqcheck/*.c orchestrator/jsonschema/*.c \
                        orchestrator/dsl/*.c orchestrator/jqrt/*.c orchestrator/engine/*.c \
-                       orchestrator/log/*.c orchestrator/store/*.c orchestrator/transport/*.c \
+                       orchestrator/log/*.c orchestrator/options/*.c orchestrator/store/*.c orchestrator/transport/*.c \
                        orchestrator/driver/*.c orchestrator/metrics/*.c activities/*.c activities/*/*.c gateway/*.c \
                        visualize/*.c)
 LIB_OBJS := $(LIB_SRCS:%.c=$(BUILD)/obj/%.o) $(PROTO_SRCS:$(GEN)/%.c=$(BUILD)/obj/gen/%.o)

@@ -20,6 +20,7 @@
  */
 #include "activities/common/events.h"
 #include "orchestrator/log/log.h"
+#include "orchestrator/options/options.h"
 #include "worker/worker_int.h"
 
 #include <errno.h>
@@ -37,199 +38,49 @@ typedef struct {
     const char *log_level;
     unsigned partitions;
     char **props;
-    char **queue_args; /* as given: "a,b" splits later */
-    size_t n_queue_args;
+    sg_opt_list_t queue_args; /* as given: "a,b" splits later */
 } args_t;
 
-typedef enum { OPT_STR, OPT_UINT, OPT_QUEUE } opt_kind_t;
-
-typedef struct {
-    const char *name;
-    opt_kind_t kind;
-    size_t offset;
-    const char *help;
-} option_t;
-
+/* One table for flags, config keys and --help: a setting has one name everywhere. */
 #define A(field) offsetof(args_t, field)
-static const option_t options[] = {
-    {"queue", OPT_QUEUE, 0, "activity queue to serve (repeat, or a,b,c); required"},
-    {"brokers", OPT_STR, A(brokers), "Kafka bootstrap brokers (default 127.0.0.1:9092)"},
-    {"data-dir", OPT_STR, A(set.data_dir),
+static const sg_opt_t options[] = {
+    {"queue", SG_OPT_LIST, A(queue_args), "activity queue to serve (repeat, or a,b,c); required"},
+    {"brokers", SG_OPT_STR, A(brokers), "Kafka bootstrap brokers (default 127.0.0.1:9092)"},
+    {"data-dir", SG_OPT_STR, A(set.data_dir),
      "folder of the modules' databases and saga-worker.db; required"},
-    {"inflight", OPT_UINT, A(set.inflight), "tasks of one queue running at once (default 8)"},
-    {"max-deliveries", OPT_UINT, A(set.max_deliveries),
+    {"inflight", SG_OPT_UINT, A(set.inflight), "tasks of one queue running at once (default 8)"},
+    {"max-deliveries", SG_OPT_UINT, A(set.max_deliveries),
      "starts of a task that never finishes before it is dead-lettered (default 3)"},
-    {"group", OPT_STR, A(set.group_prefix),
+    {"group", SG_OPT_STR, A(set.group_prefix),
      "consumer group prefix: the group of queue Q is PREFIX.Q (default saga-worker)"},
-    {"worker-id", OPT_STR, A(set.worker_id), "name in results and logs (default host:pid)"},
-    {"chaos", OPT_STR, A(set.chaos), "fault injection for the modules, as sagad --chaos"},
-    {"kafka-config", OPT_STR, A(kafka_config),
+    {"worker-id", SG_OPT_STR, A(set.worker_id), "name in results and logs (default host:pid)"},
+    {"chaos", SG_OPT_STR, A(set.chaos), "fault injection for the modules, as sagad --chaos"},
+    {"kafka-config", SG_OPT_STR, A(kafka_config),
      "file of librdkafka properties (key = value): SASL, TLS, tuning"},
-    {"partitions", OPT_UINT, A(partitions),
+    {"partitions", SG_OPT_UINT, A(partitions),
      "partitions of topics created when missing (default 6)"},
-    {"log-level", OPT_STR, A(log_level), "debug, info (default), warn or error"},
+    {"log-level", SG_OPT_STR, A(log_level), "debug, info (default), warn or error"},
 };
 #undef A
 
-static void usage(FILE *to)
-{
-    fprintf(to, "usage: saga-worker --queue Q [--queue Q2 ...] --data-dir DIR [options]\n"
+static const sg_opts_spec_t spec = {
+    .prog = "saga-worker",
+    .synopsis = "usage: saga-worker --queue Q [--queue Q2 ...] --data-dir DIR [options]\n"
                 "       saga-worker --config FILE [options]\n\n"
                 "Runs the activity handlers of the given queues for sagad --transport kafka:\n"
                 "tasks from saga.tasks.<queue>, results to saga.results. SIGTERM/SIGINT stop\n"
-                "gracefully.\n\noptions:\n");
-    for (size_t i = 0; i < SG_ARRAY_LEN(options); i++) {
-        fprintf(to, "  --%-16s %s %s\n", options[i].name,
-                options[i].kind == OPT_UINT ? "N    " : "VALUE", options[i].help);
-    }
-    fprintf(to, "  --%-16s %s\n", "config", "FILE  key = value lines with the option names above");
-    fprintf(to, "  --%-16s %s\n", "help", "      this text");
-}
+                "gracefully.\n\n",
+    .opts = options,
+    .n_opts = SG_ARRAY_LEN(options),
+};
 
-static const option_t *find_option(const char *name)
-{
-    for (size_t i = 0; i < SG_ARRAY_LEN(options); i++) {
-        if (strcmp(options[i].name, name) == 0) {
-            return &options[i];
-        }
-    }
-    return NULL;
-}
-
-static bool set_option(args_t *a, const option_t *o, const char *value, const char *where)
-{
-    if (value == NULL) {
-        fprintf(stderr, "saga-worker: %s: --%s needs a value\n", where, o->name);
-        return false;
-    }
-    char *field = (char *)a + o->offset;
-    if (o->kind == OPT_STR) {
-        *(const char **)(void *)field = value;
-        return true;
-    }
-    if (o->kind == OPT_QUEUE) {
-        char **grown = sg_realloc(a->queue_args, (a->n_queue_args + 1) * sizeof(*grown));
-        if (grown == NULL) {
-            return false;
-        }
-        a->queue_args = grown;
-        a->queue_args[a->n_queue_args++] = (char *)value;
-        return true;
-    }
-    char *end = NULL;
-    errno = 0;
-    unsigned long v = strtoul(value, &end, 10);
-    if (errno != 0 || end == value || *end != '\0' || v == 0 || v > 4096) {
-        fprintf(stderr, "saga-worker: %s: %s must be a number from 1 to 4096, not \"%s\"\n", where,
-                o->name, value);
-        return false;
-    }
-    *(unsigned *)(void *)field = (unsigned)v;
-    return true;
-}
-
-static char *trim(char *s)
-{
-    while (*s == ' ' || *s == '\t') {
-        s++;
-    }
-    char *e = s + strlen(s);
-    while (e > s && (e[-1] == ' ' || e[-1] == '\t' || e[-1] == '\r' || e[-1] == '\n')) {
-        *--e = '\0';
-    }
-    return s;
-}
-
-/* key = value lines with the option names; '#' starts a comment. Unknown keys are errors. */
-static bool read_config(args_t *a, const char *path, char **keep)
-{
-    size_t len = 0;
-    if (sg_file_read(path, 1 << 20, keep, &len) != SG_OK) {
-        fprintf(stderr, "saga-worker: cannot read config file %s\n", path);
-        return false;
-    }
-    unsigned lineno = 0;
-    for (char *p = *keep; p != NULL && *p != '\0';) {
-        char *nl = strchr(p, '\n');
-        if (nl != NULL) {
-            *nl = '\0';
-        }
-        lineno++;
-        char *hash = strchr(p, '#');
-        if (hash != NULL) {
-            *hash = '\0';
-        }
-        char *t = trim(p);
-        p = nl != NULL ? nl + 1 : NULL;
-        if (*t == '\0') {
-            continue;
-        }
-        char where[300];
-        snprintf(where, sizeof(where), "%s:%u", path, lineno);
-        char *eq = strchr(t, '=');
-        if (eq == NULL) {
-            fprintf(stderr, "saga-worker: %s: expected key = value\n", where);
-            return false;
-        }
-        *eq = '\0';
-        const option_t *o = find_option(trim(t));
-        if (o == NULL) {
-            fprintf(stderr, "saga-worker: %s: unknown setting \"%s\"\n", where, trim(t));
-            return false;
-        }
-        if (!set_option(a, o, trim(eq + 1), where)) {
-            return false;
-        }
-    }
-    return true;
-}
-
-/* 0 = go on, 1 = exit 0 (help), 2 = usage error. */
-static int parse_args(args_t *a, int argc, char **argv, char **config_buf)
-{
-    for (int i = 1; i < argc; i++) {
-        if (strcmp(argv[i], "--config") == 0 && i + 1 < argc &&
-            !read_config(a, argv[++i], config_buf)) {
-            return 2;
-        }
-    }
-    for (int i = 1; i < argc; i++) {
-        const char *arg = argv[i];
-        if (strcmp(arg, "--help") == 0 || strcmp(arg, "-h") == 0) {
-            usage(stdout);
-            return 1;
-        }
-        if (strcmp(arg, "--config") == 0) {
-            i++;
-            continue;
-        }
-        if (strncmp(arg, "--", 2) != 0) {
-            fprintf(stderr, "saga-worker: unexpected argument \"%s\"\n", arg);
-            return 2;
-        }
-        char name[64];
-        const char *eq = strchr(arg + 2, '=');
-        snprintf(name, sizeof(name), "%.*s", (int)(eq ? (size_t)(eq - arg - 2) : strlen(arg + 2)),
-                 arg + 2);
-        const option_t *o = find_option(name);
-        if (o == NULL) {
-            fprintf(stderr, "saga-worker: unknown option --%s (see saga-worker --help)\n", name);
-            return 2;
-        }
-        const char *value = eq ? eq + 1 : (i + 1 < argc ? argv[++i] : NULL);
-        if (!set_option(a, o, value, "command line")) {
-            return 2;
-        }
-    }
-    return 0;
-}
-
-/* Splits the --queue values at commas into set.queues, without duplicates. */
+/* Splits the --queue values at commas into set.queues, blanks around names cut, without
+ * empty names or duplicates. */
 static bool split_queues(args_t *a)
 {
     size_t n = 0;
-    for (size_t i = 0; i < a->n_queue_args; i++) {
-        for (const char *p = a->queue_args[i]; *p; p++) {
+    for (size_t i = 0; i < a->queue_args.n; i++) {
+        for (const char *p = a->queue_args.items[i]; *p; p++) {
             n += *p == ',';
         }
         n++;
@@ -239,25 +90,23 @@ static bool split_queues(args_t *a)
         return false;
     }
     size_t k = 0;
-    for (size_t i = 0; i < a->n_queue_args; i++) {
-        const char *p = a->queue_args[i];
-        while (*p != '\0') {
-            size_t len = strcspn(p, ",");
-            char *q = sg_strndup(p, len);
-            if (q == NULL) {
+    for (size_t i = 0; i < a->queue_args.n; i++) {
+        for (const char *p = a->queue_args.items[i]; *p != '\0';) {
+            size_t len = strcspn(p, ","), skip = len + (p[len] == ',');
+            while (len > 0 && (*p == ' ' || *p == '\t')) {
+                p++, len--, skip--;
+            }
+            while (len > 0 && strchr(" \t\r\n", p[len - 1]) != NULL) {
+                len--;
+            }
+            bool dup = len == 0;
+            for (size_t j = 0; j < k && !dup; j++) {
+                dup = strncmp(a->set.queues[j], p, len) == 0 && a->set.queues[j][len] == '\0';
+            }
+            if (!dup && (a->set.queues[k++] = sg_strndup(p, len)) == NULL) {
                 return false;
             }
-            bool dup = *trim(q) == '\0';
-            for (size_t j = 0; j < k && !dup; j++) {
-                dup = strcmp(a->set.queues[j], trim(q)) == 0;
-            }
-            if (dup) {
-                sg_free(q);
-            } else {
-                memmove(q, trim(q), strlen(trim(q)) + 1);
-                a->set.queues[k++] = q;
-            }
-            p += len + (p[len] == ',');
+            p += skip;
         }
     }
     return true;
@@ -471,9 +320,10 @@ static int serve(wk_t *w)
 int main(int argc, char **argv)
 {
     args_t a = {0};
-    char *config_buf = NULL;
+    sg_opts_t opts;
+    sg_opts_init(&opts, &spec, &a);
     char worker_id[200];
-    int rc = parse_args(&a, argc, argv, &config_buf);
+    int rc = (int)sg_opts_parse(&opts, argc, argv);
     if (rc == 0 && !check_args(&a, worker_id, sizeof(worker_id))) {
         rc = 2;
     }
@@ -487,8 +337,7 @@ int main(int argc, char **argv)
         sg_free(a.set.queues[i]);
     }
     sg_free(a.set.queues);
-    sg_free(a.queue_args);
     sg_kafka_props_free(a.props);
-    sg_free(config_buf);
+    sg_opts_fini(&opts); /* frees queue_args too */
     return rc;
 }
