@@ -13,6 +13,7 @@
 
 #define DETAIL_MAX 70
 #define ERROR_MAX 80
+#define PROGRESS_MAX 120
 
 char *cli__read_input(cli_ctx_t *c, const char *spec)
 {
@@ -190,6 +191,40 @@ static void print_attempts(const cJSON *doc)
     cli__table_print(&t, stdout);
 }
 
+/* For each running attempt that heartbeated: when the last heartbeat came (by this
+ * machine's clock, never negative), from which worker, and the handler's progress. */
+static void print_heartbeats(const cJSON *doc)
+{
+    long long now = (long long)sg_now_ms();
+    bool first = true;
+    const cJSON *a;
+    cJSON_ArrayForEach(a, cJSON_GetObjectItemCaseSensitive(doc, "attempts"))
+    {
+        const cJSON *hb = cJSON_GetObjectItemCaseSensitive(a, "heartbeat_ms");
+        if (strcmp(cli__jstr(a, "status"), "running") != 0 || !cJSON_IsNumber(hb)) {
+            continue;
+        }
+        long long ago = now - (long long)hb->valuedouble;
+        char n[32], step[80], progress[160] = "";
+        cli__jcell(a, "attempt", n, sizeof(n), 0);
+        cli__jcell(a, "step", step, sizeof(step), 0);
+        const char *worker = cli__jstr(a, "worker");
+        if (cJSON_GetObjectItemCaseSensitive(a, "progress") != NULL) {
+            snprintf(progress, sizeof(progress), "; progress ");
+            cli__jcell(a, "progress", progress + strlen(progress),
+                       sizeof(progress) - strlen(progress), PROGRESS_MAX);
+        }
+        if (first) {
+            printf("\n");
+            first = false;
+        }
+        printf("%s%s attempt %s: last heartbeat %llds ago%s%s%s\n", step,
+               cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(a, "compensation")) ? " (undo)" : "",
+               n, ago > 0 ? ago / 1000 : 0, strcmp(worker, "-") != 0 ? " from " : "",
+               strcmp(worker, "-") != 0 ? worker : "", progress);
+    }
+}
+
 int cli__cmd_get(cli_ctx_t *c)
 {
     char *path = inst_path(c->pos[0], "");
@@ -200,6 +235,7 @@ int cli__cmd_get(cli_ctx_t *c)
         printf("\n");
         cli__print_steps(doc);
         print_attempts(doc);
+        print_heartbeats(doc);
     }
     cJSON_Delete(doc);
     sg_free(path);

@@ -147,8 +147,10 @@ static const cli_cmd_t commands[] = {
     {"start", "WORKFLOW [--input JSON|@FILE|@-] [--idempotency-key KEY] [--watch]", "start a saga",
      "Starts a saga of WORKFLOW (its latest version unless --version).", ONLINE, 1, 1, start_opts,
      cli__cmd_start, NULL, 0},
-    {"get", "ID", "an instance: status, times, steps and attempts", NULL, ONLINE, 1, 1, no_opts,
-     cli__cmd_get, NULL, 0},
+    {"get", "ID", "an instance: status, times, steps and attempts",
+     "Running attempts that heartbeat also show when the last heartbeat came, from which\n"
+     "worker, and the handler's progress.",
+     ONLINE, 1, 1, no_opts, cli__cmd_get, NULL, 0},
     {"list", "[--workflow NAME] [--status S] [--limit N] [--page-token T]",
      "list instances, oldest first",
      "One page at a time; when there are more, the option for the next page is printed\n"

@@ -78,37 +78,32 @@ static bool on_row(void *ctx, const sg_store_dlq_t *row)
     return true;
 }
 
-/* A queue filter: absent, or 1..QUEUE_MAX of [A-Za-z0-9_-] (what a topic name allows). */
-static bool queue_ok(const char *q)
-{
-    size_t n = q != NULL ? strlen(q) : 0;
-    return q == NULL ||
-           (n > 0 && n <= QUEUE_MAX &&
-            strspn(q, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-") == n);
-}
-
 static bool status_ok(const char *s)
 {
-    return s == NULL || strcmp(s, "new") == 0 || strcmp(s, "requeued") == 0 ||
-           strcmp(s, "discarded") == 0;
+    return strcmp(s, "new") == 0 || strcmp(s, "requeued") == 0 || strcmp(s, "discarded") == 0;
 }
+
+/* queue: what a topic name allows (the 200 of must is QUEUE_MAX). */
+static const gw_filter_t filters[] = {
+    {.name = "queue",
+     .max_len = QUEUE_MAX,
+     .charset = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-",
+     .must = "1..200 of A-Z a-z 0-9 _ -"},
+    {.name = "status",
+     .max_len = sizeof("discarded") - 1,
+     .valid = status_ok,
+     .must = "one of new, requeued or discarded"},
+};
+static const gw_page_spec_t page_spec = {.filters = filters,
+                                         .n_filters = SG_ARRAY_LEN(filters),
+                                         .after = "a dead letter id",
+                                         .limit_default = DLQ_DEFAULT,
+                                         .limit_max = DLQ_MAX};
 
 void gw__h_dlq_list(gw_req_t *r)
 {
-    const char *queue = gw__query(r, "queue"), *status = gw__query(r, "status");
-    const char *a = gw__query(r, "after"), *lim = gw__query(r, "limit");
-    int64_t after = 0, limit = DLQ_DEFAULT;
-    if (!queue_ok(queue) || !status_ok(status)) {
-        gw__problem(r, MHD_HTTP_BAD_REQUEST, "bad-parameter",
-                    "queue must be 1..%d of A-Z a-z 0-9 _ - and status new, requeued or "
-                    "discarded",
-                    QUEUE_MAX);
-        return;
-    }
-    if ((a != NULL && !gw__parse_i64(a, 0, INT64_MAX, &after)) ||
-        (lim != NULL && !gw__parse_i64(lim, 1, DLQ_MAX, &limit))) {
-        gw__problem(r, MHD_HTTP_BAD_REQUEST, "bad-parameter",
-                    "after must be a dead letter id >= 0 and limit 1..%d", DLQ_MAX);
+    gw_page_t p;
+    if (!gw__page_params(r, &page_spec, &p)) {
         return;
     }
     char err[256] = "";
@@ -119,11 +114,11 @@ void gw__h_dlq_list(gw_req_t *r)
     }
     cJSON *doc = cJSON_CreateObject();
     list_ctx_t l = {.items = doc != NULL ? cJSON_AddArrayToObject(doc, "items") : NULL,
-                    .limit = (size_t)limit};
+                    .limit = p.limit};
     /* One row more than asked tells whether another page exists. */
-    sg_err_t rc = l.items != NULL
-                      ? sg_store_dlq_list(st, queue, status, after, l.limit + 1, on_row, &l)
-                      : SG_ERR_NOMEM;
+    sg_err_t rc = l.items != NULL ? sg_store_dlq_list(st, p.filter[0], p.filter[1], p.after,
+                                                      l.limit + 1, on_row, &l)
+                                  : SG_ERR_NOMEM;
     if (rc == SG_OK &&
         (l.nomem || (l.more ? cJSON_AddNumberToObject(doc, "next_after", (double)l.last_id)
                             : cJSON_AddNullToObject(doc, "next_after")) == NULL)) {

@@ -49,26 +49,20 @@ static bool on_event(void *ctx, const sg_store_event_t *ev)
     return true;
 }
 
-/* A filter value: absent, or 1..FILTER_MAX_LEN bytes. */
-static bool filter_ok(const char *v)
-{
-    return v == NULL || (v[0] != '\0' && strlen(v) <= FILTER_MAX_LEN);
-}
+static const gw_filter_t filters[] = {
+    {.name = "type", .max_len = FILTER_MAX_LEN},
+    {.name = "correlation_id", .max_len = FILTER_MAX_LEN},
+};
+static const gw_page_spec_t page_spec = {.filters = filters,
+                                         .n_filters = SG_ARRAY_LEN(filters),
+                                         .after = "an event id",
+                                         .limit_default = EVENTS_DEFAULT,
+                                         .limit_max = EVENTS_MAX};
 
 void gw__h_events(gw_req_t *r)
 {
-    const char *type = gw__query(r, "type"), *corr = gw__query(r, "correlation_id");
-    const char *a = gw__query(r, "after"), *l = gw__query(r, "limit");
-    int64_t after = 0, limit = EVENTS_DEFAULT;
-    if (!filter_ok(type) || !filter_ok(corr)) {
-        gw__problem(r, MHD_HTTP_BAD_REQUEST, "bad-parameter",
-                    "type and correlation_id must be 1..%d bytes", FILTER_MAX_LEN);
-        return;
-    }
-    if ((a != NULL && !gw__parse_i64(a, 0, INT64_MAX, &after)) ||
-        (l != NULL && !gw__parse_i64(l, 1, EVENTS_MAX, &limit))) {
-        gw__problem(r, MHD_HTTP_BAD_REQUEST, "bad-parameter",
-                    "after must be an event id >= 0 and limit 1..%d", EVENTS_MAX);
+    gw_page_t p;
+    if (!gw__page_params(r, &page_spec, &p)) {
         return;
     }
     char err[256] = "";
@@ -79,11 +73,11 @@ void gw__h_events(gw_req_t *r)
     }
     cJSON *doc = cJSON_CreateObject();
     events_ctx_t e = {.items = doc != NULL ? cJSON_AddArrayToObject(doc, "items") : NULL,
-                      .limit = (size_t)limit};
+                      .limit = p.limit};
     /* One row more than asked tells whether another page exists. */
-    sg_err_t rc = e.items != NULL
-                      ? sg_store_event_list(st, type, corr, after, e.limit + 1, on_event, &e)
-                      : SG_ERR_NOMEM;
+    sg_err_t rc = e.items != NULL ? sg_store_event_list(st, p.filter[0], p.filter[1], p.after,
+                                                        e.limit + 1, on_event, &e)
+                                  : SG_ERR_NOMEM;
     if (rc == SG_OK &&
         (e.nomem || (e.more ? cJSON_AddNumberToObject(doc, "next_after", (double)e.last_id)
                             : cJSON_AddNullToObject(doc, "next_after")) == NULL)) {

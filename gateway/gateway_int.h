@@ -1,9 +1,10 @@
 /*
  * gateway internals shared by gateway.c (HTTP plumbing, admission: limits, credentials,
  * rate; store pool), routes.c (the route table and the handlers that write), query.c (the
- * handlers that read), json.c (problem documents, request bodies, times, cursors) and
- * ratelimit.c (token buckets). Never included from another folder; the gateway's tests
- * and fuzz targets use it to reach the route table and the body check.
+ * handlers that read), json.c (problem documents, request bodies, times, cursors),
+ * params.c (the query of the list routes) and ratelimit.c (token buckets). Never included
+ * from another folder; the gateway's tests and fuzz targets use it to reach the route
+ * table and the body check.
  */
 #ifndef SG_GATEWAY_INT_H
 #define SG_GATEWAY_INT_H
@@ -195,6 +196,42 @@ bool gw__valid_id(const char *id);
 /* The list cursor: opaque base64url of "created_ms.id". */
 void gw__cursor_encode(int64_t created_ms, const char *id, char out[96]);
 bool gw__cursor_decode(const char *token, int64_t *created_ms, char id[32]);
+
+/* params.c: the query of the list routes, one parser for all. */
+#define GW_PAGE_MAX_FILTERS 2
+/* An exact-match filter: absent, or 1..max_len bytes, each in charset (NULL: any), that
+ * valid accepts (NULL: no more rules). must is the rule in words for the 400 ("one of new,
+ * requeued or discarded"); NULL says "1..max_len bytes". */
+typedef struct {
+    const char *name;
+    size_t max_len;
+    const char *charset;
+    bool (*valid)(const char *v);
+    const char *must;
+} gw_filter_t;
+/* What a list route reads: its filters, `after` (what it counts, "an event id"; NULL: the
+ * route has none), `limit` (1..limit_max, limit_default when absent), `page_token`. */
+typedef struct {
+    const gw_filter_t *filters;
+    size_t n_filters;
+    const char *after;
+    int64_t limit_default, limit_max;
+    bool page_token;
+} gw_page_spec_t;
+/* The values read: filter[i] for spec->filters[i] (NULL when absent; valid until the
+ * request ends), after (0 when absent), limit, and the cursor when has_cursor. */
+typedef struct {
+    const char *filter[GW_PAGE_MAX_FILTERS];
+    int64_t after;
+    size_t limit;
+    bool has_cursor;
+    int64_t cursor_created_ms;
+    char cursor_id[32];
+} gw_page_t;
+/* Reads the query of r by spec into *out. A bad value answers 400 bad-parameter naming it
+ * (detail, and the problem's `parameter` member) and returns false; filters are checked
+ * in spec order, then after, limit, page_token. Any connection thread. */
+bool gw__page_params(gw_req_t *r, const gw_page_spec_t *spec, gw_page_t *out);
 
 /* ratelimit.c: token buckets by caller. */
 typedef struct gw_ratelimit gw_ratelimit_t;

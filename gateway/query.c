@@ -161,6 +161,25 @@ typedef struct {
     bool nomem;
 } attempts_ctx_t;
 
+/* The last heartbeat of an attempt: heartbeat_ms and worker (null when none came), and
+ * progress, the handler's JSON as a value, left out when there is none or the row's text
+ * does not parse (a worker's bad progress must not fail the instance's page). */
+static bool add_heartbeat(cJSON *o, const sg_store_attempt_t *a)
+{
+    if ((a->heartbeat_ms > 0 ? cJSON_AddNumberToObject(o, "heartbeat_ms", (double)a->heartbeat_ms)
+                             : cJSON_AddNullToObject(o, "heartbeat_ms")) == NULL ||
+        !gw__add_str(o, "worker", a->worker)) {
+        return false;
+    }
+    /* cJSON cannot tell unparsable from out of memory: either way the progress is left out. */
+    cJSON *progress = a->progress != NULL ? cJSON_ParseWithOpts(a->progress, NULL, true) : NULL;
+    if (progress != NULL && !cJSON_AddItemToObject(o, "progress", progress)) {
+        cJSON_Delete(progress);
+        return false;
+    }
+    return true;
+}
+
 static bool on_attempt(void *ctx, const sg_store_attempt_t *a)
 {
     attempts_ctx_t *ac = ctx;
@@ -181,7 +200,7 @@ static bool on_attempt(void *ctx, const sg_store_attempt_t *a)
     input = ok ? NULL : input;
     ok = ok && cJSON_AddItemToObject(o, "output", output);
     output = ok ? NULL : output;
-    ok = ok && add_error(o, a->error_code, a->error_message);
+    ok = ok && add_error(o, a->error_code, a->error_message) && add_heartbeat(o, a);
     cJSON_Delete(input);
     cJSON_Delete(output);
     if (!ok) {
@@ -335,14 +354,13 @@ static bool on_hist(void *ctx, int64_t seq, int64_t ts_ms, const char *type, int
     return true;
 }
 
+static const gw_page_spec_t hist_spec = {
+    .after = "a sequence number", .limit_default = HISTORY_MAX, .limit_max = HISTORY_MAX};
+
 void gw__h_instance_history(gw_req_t *r)
 {
-    int64_t after = 0, limit = HISTORY_MAX;
-    const char *a = gw__query(r, "after"), *l = gw__query(r, "limit");
-    if ((a != NULL && !gw__parse_i64(a, 0, INT64_MAX, &after)) ||
-        (l != NULL && !gw__parse_i64(l, 1, HISTORY_MAX, &limit))) {
-        gw__problem(r, MHD_HTTP_BAD_REQUEST, "bad-parameter",
-                    "after must be a sequence number >= 0 and limit 1..%d", HISTORY_MAX);
+    gw_page_t p;
+    if (!gw__page_params(r, &hist_spec, &p)) {
         return;
     }
     gw_inst_row_t row;
@@ -352,9 +370,9 @@ void gw__h_instance_history(gw_req_t *r)
         cJSON *doc = cJSON_CreateObject();
         hist_ctx_t h = {.items = doc != NULL ? cJSON_AddArrayToObject(doc, "items") : NULL,
                         .def = sg_driver_def(gw__driver(r->gw), row.workflow, row.version),
-                        .limit = (size_t)limit};
+                        .limit = p.limit};
         /* One row more than asked tells whether another page exists. */
-        rc = h.items != NULL ? sg_store_hist_list(st, row.id, after, h.limit + 1, on_hist, &h)
+        rc = h.items != NULL ? sg_store_hist_list(st, row.id, p.after, h.limit + 1, on_hist, &h)
                              : SG_ERR_NOMEM;
         if (rc == SG_OK &&
             (h.nomem || (h.more ? cJSON_AddNumberToObject(doc, "next_after", (double)h.last_seq)
@@ -403,47 +421,38 @@ static bool on_list_row(void *ctx, const sg_store_inst_t *row)
     return true;
 }
 
-/* Reads the query into f; answers 400 and returns false for a bad value. */
-static bool list_args(gw_req_t *r, sg_store_inst_filter_t *f, char cursor_id[32])
+static bool status_ok(const char *s)
 {
-    const char *wf = gw__query(r, "workflow"), *status = gw__query(r, "status");
-    const char *limit = gw__query(r, "limit"), *token = gw__query(r, "page_token");
-    int64_t n = LIST_DEFAULT;
     sg_inst_status_t parsed;
-    if (wf != NULL && (wf[0] == '\0' || strlen(wf) > NAME_MAX_LEN)) {
-        gw__problem(r, MHD_HTTP_BAD_REQUEST, "bad-parameter", "workflow must be 1..%d bytes",
-                    NAME_MAX_LEN);
-        return false;
-    }
-    if (status != NULL && !sg_inst_status_parse(status, &parsed)) {
-        gw__problem(r, MHD_HTTP_BAD_REQUEST, "bad-parameter",
-                    "status must be one of RUNNING, COMPENSATING, COMPLETED, COMPENSATED, "
-                    "FAILED, COMPENSATION_FAILED");
-        return false;
-    }
-    if (limit != NULL && !gw__parse_i64(limit, 1, LIST_MAX, &n)) {
-        gw__problem(r, MHD_HTTP_BAD_REQUEST, "bad-parameter", "limit must be 1..%d", LIST_MAX);
-        return false;
-    }
-    if (token != NULL && !gw__cursor_decode(token, &f->after_created_ms, cursor_id)) {
-        gw__problem(r, MHD_HTTP_BAD_REQUEST, "bad-parameter",
-                    "page_token is not one this server handed out");
-        return false;
-    }
-    f->workflow = wf;
-    f->status = status;
-    f->after_id = token != NULL ? cursor_id : NULL;
-    f->limit = (size_t)n + 1; /* one more than asked tells whether another page exists */
-    return true;
+    return sg_inst_status_parse(s, &parsed);
 }
+
+static const gw_filter_t list_filters[] = {
+    {.name = "workflow", .max_len = NAME_MAX_LEN},
+    {.name = "status",
+     .max_len = NAME_MAX_LEN,
+     .valid = status_ok,
+     .must = "one of RUNNING, COMPENSATING, COMPLETED, COMPENSATED, FAILED, "
+             "COMPENSATION_FAILED"},
+};
+static const gw_page_spec_t list_spec = {.filters = list_filters,
+                                         .n_filters = SG_ARRAY_LEN(list_filters),
+                                         .limit_default = LIST_DEFAULT,
+                                         .limit_max = LIST_MAX,
+                                         .page_token = true};
 
 void gw__h_instance_list(gw_req_t *r)
 {
-    sg_store_inst_filter_t f = {0};
-    char cursor_id[32];
-    if (!list_args(r, &f, cursor_id)) {
+    gw_page_t p;
+    if (!gw__page_params(r, &list_spec, &p)) {
         return;
     }
+    /* One row more than asked tells whether another page exists. */
+    sg_store_inst_filter_t f = {.workflow = p.filter[0],
+                                .status = p.filter[1],
+                                .after_created_ms = p.cursor_created_ms,
+                                .after_id = p.has_cursor ? p.cursor_id : NULL,
+                                .limit = p.limit + 1};
     char err[256] = "";
     sg_store_t *st = gw__store_get(r->gw, err, sizeof(err));
     if (st == NULL) {

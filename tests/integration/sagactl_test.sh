@@ -71,11 +71,12 @@ field() { python3 -c "import json,sys; print(json.load(open('$tmp/out'))$1)"; }
 
 # start_sagad NAME ARGS...: a sagad on 127.0.0.1, port chosen by the kernel and read from
 # its log; sets $port. Waits (bounded) until /healthz answers.
+# WORKFLOWS (default workflows) is the --workflows folder.
 start_sagad() {
   local name=$1; shift
   mkdir -p "$tmp/$name"
   : >"$tmp/$name/sagad.log"
-  "$sagad" --workflows workflows --db "$tmp/$name/sagad.db" --seed activities/seed/shop.json \
+  "$sagad" --workflows "${WORKFLOWS:-workflows}" --db "$tmp/$name/sagad.db" --seed activities/seed/shop.json \
     --listen 127.0.0.1:0 "$@" 2>"$tmp/$name/sagad.log" &
   local p=$!
   pids+=("$p")
@@ -308,6 +309,39 @@ expect "dlq list bad status: 400 -> 1" 1 "$ctl" dlq list --status bogus
 expect "dlq requeue unknown: 404 -> 3" 3 "$ctl" dlq requeue 1
 expect "dlq discard unknown: 404 -> 3" 3 "$ctl" dlq discard 7
 expect "dlq discard bad id" 2 "$ctl" dlq discard x
+
+# ---- heartbeats: a long task whose step has `heartbeat:` ------------------------------------
+# The sleep reports {"slept_ms","of"} as its progress every 100 ms; the embedded workers send
+# it with their heartbeats, sagad records the last one on the attempt, `get` shows it.
+mkdir -p "$tmp/hbwf"
+cat >"$tmp/hbwf/hb.yaml" <<'YAML'
+saga: hb
+version: 1
+steps:
+  - id: long
+    activity: test.sleep
+    input: '{ms: 60000, heartbeat_every_ms: 100}'
+    timeout: 2m
+    heartbeat: 5s
+    compensate: none
+YAML
+if ! WORKFLOWS=$tmp/hbwf start_sagad hb --test-activities; then fail "sagad (heartbeats) did not start"
+else
+  hb_url=http://127.0.0.1:$port
+  expect "start a heartbeating saga" 0 "$ctl" --server "$hb_url" start hb -o json
+  id_hb=$(field "['id']")
+  for _ in $(seq 1 100); do
+    run "$ctl" --server "$hb_url" get "$id_hb"
+    grep -q "last heartbeat" "$tmp/out" && grep -q "progress" "$tmp/out" && break
+    sleep 0.1
+  done
+  has "get shows the last heartbeat, its worker and progress" \
+    '^long attempt 1: last heartbeat [0-9]+s ago from [^ ;]+; progress \{"slept_ms":[0-9]+,"of":60000\}$'
+  expect "get -o json (heartbeats)" 0 "$ctl" --server "$hb_url" get "$id_hb" -o json
+  json "attempt heartbeat_ms, worker and progress as sent" \
+    "(lambda a: a['status'] == 'running' and isinstance(a['heartbeat_ms'], int) and abs(a['heartbeat_ms'] / 1000 - __import__('time').time()) < 60 and isinstance(a['worker'], str) and a['progress']['of'] == 60000)(d['attempts'][0])"
+  expect "cancel the heartbeating saga" 0 "$ctl" --server "$hb_url" cancel "$id_hb"
+fi
 
 # ---- the shop with --auth: API keys of several scopes --------------------------------------
 mkdir -p "$tmp/keys"

@@ -10,9 +10,7 @@ build=${BUILD:-build}
 sagad=$build/bin/sagad
 ctl=$build/bin/sagactl
 tmp=$(mktemp -d /tmp/sg_smokeXXXXXX)
-port=$((20000 + RANDOM % 20000))
-export SAGAD_URL=http://127.0.0.1:$port
-passed=0 failed=0 pid=
+passed=0 failed=0 pid= port=
 check() { # check NAME CONDITION...
   local name=$1; shift
   if "$@"; then passed=$((passed + 1)); else failed=$((failed + 1)); echo "FAIL: $name"; fi
@@ -27,10 +25,26 @@ stop_sagad() {
 }
 cleanup() { stop_sagad; rm -rf "$tmp"; }
 trap cleanup EXIT
+# Port 0: the kernel picks a free port (a random one might be taken), and sagad logs it
+# ("gateway listening on ... (port N, ...)"); read from the lines this start added, since
+# the log is kept across restarts. Sets $port and SAGAD_URL.
 start_sagad() {
+  local from
+  : >>"$tmp/sagad.log"
+  from=$(wc -l <"$tmp/sagad.log")
   "$sagad" --workflows "$tmp/wf" --db "$tmp/sagad.db" --test-activities \
-    --listen "127.0.0.1:$port" --log-level info 2>>"$tmp/sagad.log" &
+    --listen 127.0.0.1:0 --log-level info 2>>"$tmp/sagad.log" &
   pid=$!
+  port=
+  for _ in $(seq 1 100); do
+    port=$(tail -n +"$((from + 1))" "$tmp/sagad.log" |
+      sed -n 's/.*gateway listening on [^ ]* (port \([0-9]*\).*/\1/p' | head -1)
+    [ -n "$port" ] && break
+    kill -0 "$pid" 2>/dev/null || return 1
+    sleep 0.1
+  done
+  [ -n "$port" ] || return 1
+  export SAGAD_URL=http://127.0.0.1:$port
   for _ in $(seq 1 100); do
     curl -sf "$SAGAD_URL/healthz" >/dev/null 2>&1 && return 0
     kill -0 "$pid" 2>/dev/null || return 1

@@ -1,8 +1,10 @@
 #!/usr/bin/env python3
 """OpenAPI conformance of the REST gateway, with schemathesis as the client.
 
-Starts a real sagad on loopback (the shipped workflows, the shop seed, the test
-activities), makes a few sagas and an order so that ids exist, then runs schemathesis
+Starts a real sagad on loopback (the shipped workflows and one whose step heartbeats, the
+shop seed, the test activities; the port its kernel picked, read from its log), makes a few
+sagas and an order so that ids exist (one saga left running, its attempt heartbeating, so
+heartbeat_ms, worker and progress are checked with values), then runs schemathesis
 against gateway/openapi.json (which sagad serves byte for byte, checked too): every documented
 operation, a bounded number of generated requests each (examples, coverage, fuzzing and
 stateful phases), with the checks that responses are documented (status codes, content
@@ -21,9 +23,9 @@ import argparse
 import json
 import os
 import random
+import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -57,10 +59,24 @@ def ko(msg):
     print("FAIL: " + msg)
 
 
-def free_port():
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+# A step with a heartbeat: its running attempt shows heartbeat_ms, worker and progress.
+HEARTBEAT_YAML = """saga: conf_heartbeat
+version: 1
+steps:
+  - id: long
+    activity: test.sleep
+    input: '{ms: 60000, heartbeat_every_ms: 100}'
+    timeout: 2m
+    heartbeat: 5s
+    compensate: none
+"""
+
+
+def listening_port(log_path):
+    """The port sagad logged ("gateway listening on ... (port N, ..."), or None yet."""
+    with open(log_path) as f:
+        m = re.search(r"gateway listening on \S+ \(port (\d+)", f.read())
+    return int(m.group(1)) if m else None
 
 
 def http(method, url, body=None, headers=None):
@@ -116,7 +132,19 @@ def make_fixtures(base):
         raise RuntimeError("cancel order: %d %s" % (status, doc))
     ids.append(doc["instance_id"])
     wait_until(lambda: finished(base, ids[-1]), 60, "the cancel saga")
+    # Left running: its attempt heartbeats, so the documents checked show non-null values.
+    status, doc = http("POST", base + "/v1/workflows/conf_heartbeat/instances", {})
+    if status != 201:
+        raise RuntimeError("start conf_heartbeat: %d %s" % (status, doc))
+    ids.append(doc["id"])
+    wait_until(lambda: heartbeated(base, ids[-1]), 30, "a heartbeat of " + ids[-1])
     return ids, ["conf-1"]
+
+
+def heartbeated(base, iid):
+    status, doc = http("GET", "%s/v1/instances/%s" % (base, iid))
+    return status == 200 and any(a.get("heartbeat_ms") and "progress" in a
+                                 for a in doc["attempts"])
 
 
 def write_config(path, instance_ids, order_ids):
@@ -128,7 +156,8 @@ def write_config(path, instance_ids, order_ids):
         f.write("instances = { values = %s }\n" % values(instance_ids))
         f.write("orders = { values = %s }\n" % values(order_ids))
         f.write("workflows = { values = %s }\n\n" % values(
-            ["order_create", "order_cancel", "demo_order_test", "example.wait_reminder"]))
+            ["order_create", "order_cancel", "demo_order_test", "example.wait_reminder",
+             "conf_heartbeat"]))
         f.write('[parameters]\n"path.name" = { dictionary = "workflows", probability = 0.5 }\n\n')
         for regex, dictionary in (("^/v1/instances/", "instances"), ("^/v1/orders/", "orders")):
             f.write("[[operations]]\ninclude-path-regex = %s\n" % json.dumps(regex))
@@ -192,15 +221,26 @@ def main():
         print("%d passed, %d failed" % (passed, failed))
         return 1
     tmp = tempfile.mkdtemp(prefix="sg_openapi")
-    port = free_port()
-    base = "http://127.0.0.1:%d" % port
-    log = open(os.path.join(tmp, "sagad.log"), "w")
+    # The shipped workflows and one of the test's own.
+    workflows = os.path.join(tmp, "workflows")
+    shutil.copytree(os.path.join(ROOT, "workflows"), workflows)
+    with open(os.path.join(workflows, "conf_heartbeat.yaml"), "w") as f:
+        f.write(HEARTBEAT_YAML)
+    log_path = os.path.join(tmp, "sagad.log")
+    log = open(log_path, "w")
+    # Port 0: the kernel picks a free one, and sagad logs it.
     proc = subprocess.Popen(
-        [sagad, "--workflows", os.path.join(ROOT, "workflows"), "--db", os.path.join(tmp, "sagad.db"),
+        [sagad, "--workflows", workflows, "--db", os.path.join(tmp, "sagad.db"),
          "--seed", os.path.join(ROOT, "activities/seed/shop.json"), "--test-activities",
-         "--listen", "127.0.0.1:%d" % port, "--sync", "normal"],
+         "--listen", "127.0.0.1:0", "--sync", "normal"],
         stdout=log, stderr=subprocess.STDOUT, cwd=tmp)
     try:
+        wait_until(lambda: listening_port(log_path) is not None or proc.poll() is not None, 20,
+                   "sagad to listen")
+        port = listening_port(log_path)
+        if port is None:
+            raise RuntimeError("sagad exited (%s) before listening" % proc.poll())
+        base = "http://127.0.0.1:%d" % port
         wait_until(lambda: http("GET", base + "/readyz")[0] == 200, 20, "sagad to be ready")
         instance_ids, order_ids = make_fixtures(base)
         ok("sagad ready, fixtures made (%d instances, %d order)" % (len(instance_ids), len(order_ids)))

@@ -21,7 +21,6 @@
 
 #include <arpa/inet.h>
 #include <cjson/cJSON.h>
-#include <curl/curl.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <jwt.h>
@@ -29,15 +28,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 #include <sys/socket.h>
-#include <sys/stat.h>
 #include <sys/time.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "gateway/gateway_int.h"
 #include "orchestrator/log/log.h"
+#include "tests/support/gateway_harness.h"
 
 #define MAX_BODY (256 * 1024)
 #define FIXTURES "tests/fixtures/auth/"
@@ -54,13 +52,9 @@ static const char k_admin[] = "admin-key-0123456789abcdef";
 static const char k_slow[] = "slow-key-0123456789abcdef";
 
 typedef struct {
-    char dir[64];
-    char db[128];
-    char wf[128];
-    sg_driver_t *d;
-    sg_gateway_t *gw;    /* RS256 + API keys */
+    gh_t *h;             /* the driver and the RS256 + API keys gateway */
     sg_gateway_t *gw_hs; /* HS256 */
-    char base[64], base_hs[64];
+    char base_hs[64];
     char *pub, *priv, *other; /* PEM texts */
     size_t pub_len, priv_len, other_len;
     char inst[32]; /* an instance for the {id} routes */
@@ -77,145 +71,29 @@ static const char ok_yaml[] =
 
 /* ---- HTTP client ---- */
 
-typedef struct {
-    long status;
-    char *body;
-    size_t len;
-    char ctype[128];
-    char allow[64];
-    char www_auth[256];
-    char retry_after[32];
-    cJSON *json;
-} resp_t;
-
-static size_t on_body(char *data, size_t size, size_t n, void *ctx)
-{
-    resp_t *r = ctx;
-    char *grown = realloc(r->body, r->len + size * n + 1);
-    assert_non_null(grown);
-    memcpy(grown + r->len, data, size * n);
-    r->len += size * n;
-    grown[r->len] = '\0';
-    r->body = grown;
-    return size * n;
-}
-
-static void keep_header(const char *line, size_t n, const char *name, char *out, size_t cap)
-{
-    size_t k = strlen(name);
-    if (n > k + 1 && strncasecmp(line, name, k) == 0 && line[k] == ':') {
-        const char *v = line + k + 1;
-        size_t len = n - k - 1;
-        while (len > 0 && *v == ' ') {
-            v++;
-            len--;
-        }
-        while (len > 0 && (v[len - 1] == '\r' || v[len - 1] == '\n')) {
-            len--;
-        }
-        snprintf(out, cap, "%.*s", (int)len, v);
-    }
-}
-
-static size_t on_header(char *data, size_t size, size_t n, void *ctx)
-{
-    resp_t *r = ctx;
-    keep_header(data, size * n, "Content-Type", r->ctype, sizeof(r->ctype));
-    keep_header(data, size * n, "Allow", r->allow, sizeof(r->allow));
-    keep_header(data, size * n, "WWW-Authenticate", r->www_auth, sizeof(r->www_auth));
-    keep_header(data, size * n, "Retry-After", r->retry_after, sizeof(r->retry_after));
-    return size * n;
-}
-
 /* One request to base; headers is NULL or NULL-terminated; body NULL = none. */
-static resp_t request_to(const char *base, const char *method, const char *path, const char *body,
-                         size_t body_len, const char *const *headers)
+static gh_resp_t request_to(const char *base, const char *method, const char *path,
+                            const char *body, size_t body_len, const char *const *headers)
 {
-    resp_t r = {0};
-    size_t url_len = strlen(base) + strlen(path) + 1;
-    char *url = malloc(url_len);
-    assert_non_null(url);
-    snprintf(url, url_len, "%s%s", base, path);
-    CURL *c = curl_easy_init();
-    assert_non_null(c);
-    /* A large body waits for "100 Continue", so an early refusal is read, not reset. */
-    struct curl_slist *hdrs = curl_slist_append(
-        NULL, body != NULL && body_len > 65536 ? "Expect: 100-continue" : "Expect:");
-    for (size_t i = 0; headers != NULL && headers[i] != NULL; i++) {
-        hdrs = curl_slist_append(hdrs, headers[i]);
-    }
-    if (body != NULL) {
-        hdrs = curl_slist_append(hdrs, "Content-Type: application/json");
-        curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
-        curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)body_len);
-    }
-    if (strcmp(method, "HEAD") == 0) {
-        curl_easy_setopt(c, CURLOPT_NOBODY, 1L);
-    } else {
-        curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
-    }
-    curl_easy_setopt(c, CURLOPT_URL, url);
-    curl_easy_setopt(c, CURLOPT_HTTPHEADER, hdrs);
-    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
-    curl_easy_setopt(c, CURLOPT_WRITEDATA, &r);
-    curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, on_header);
-    curl_easy_setopt(c, CURLOPT_HEADERDATA, &r);
-    curl_easy_setopt(c, CURLOPT_TIMEOUT, 60L);
-    CURLcode cc = curl_easy_perform(c);
-    if (cc != CURLE_OK) {
-        fail_msg("%s %s: %s", method, path, curl_easy_strerror(cc));
-    }
-    curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &r.status);
-    curl_easy_cleanup(c);
-    curl_slist_free_all(hdrs);
-    free(url);
-    r.json = r.body != NULL ? cJSON_Parse(r.body) : NULL;
-    return r;
+    return gh_request(base, method, path, body, body_len, headers, 0);
 }
 
-static resp_t request(const char *method, const char *path, const char *body,
-                      const char *const *headers)
+static gh_resp_t request(const char *method, const char *path, const char *body,
+                         const char *const *headers)
 {
-    return request_to(fx->base, method, path, body, body != NULL ? strlen(body) : 0, headers);
+    return request_to(fx->h->base, method, path, body, body != NULL ? strlen(body) : 0, headers);
 }
 
 /* GET with one header line (or none). */
-static resp_t get_with(const char *path, const char *header)
+static gh_resp_t get_with(const char *path, const char *header)
 {
     const char *h[] = {header, NULL};
     return request("GET", path, NULL, header != NULL ? h : NULL);
 }
 
-static void resp_free(resp_t *r)
+static void assert_problem(const gh_resp_t *r, long status, const char *what)
 {
-    cJSON_Delete(r->json);
-    free(r->body);
-}
-
-static const char *str(const cJSON *o, const char *key)
-{
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
-    return cJSON_IsString(v) ? v->valuestring : NULL;
-}
-
-static void assert_problem(const resp_t *r, long status, const char *what)
-{
-    if (r->status != status) {
-        fail_msg("%s: expected %ld, got %ld: %s", what, status, r->status, r->body ? r->body : "");
-    }
-    assert_string_equal(r->ctype, "application/problem+json");
-    assert_non_null(r->json);
-    const cJSON *st = cJSON_GetObjectItemCaseSensitive(r->json, "status");
-    assert_true(cJSON_IsNumber(st) && (long)st->valuedouble == status);
-    assert_non_null(str(r->json, "type"));
-    assert_non_null(str(r->json, "title"));
-    assert_non_null(str(r->json, "detail"));
-}
-
-static void sleep_ms(long ms)
-{
-    struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (ms % 1000) * 1000000L};
-    nanosleep(&ts, NULL);
+    gh_assert_problem(r, status, NULL, what);
 }
 
 /* tmpl with every mark replaced by value, into out. */
@@ -301,16 +179,6 @@ static void alg_none(char *out, size_t cap, const char *claims_json, const char 
 
 /* ---- fixture ---- */
 
-static void write_file(const char *dir, const char *name, const char *text)
-{
-    char path[256];
-    snprintf(path, sizeof(path), "%s/%s", dir, name);
-    FILE *f = fopen(path, "w");
-    assert_non_null(f);
-    fputs(text, f);
-    fclose(f);
-}
-
 static char *read_fixture(const char *name, size_t *len)
 {
     char *text = NULL;
@@ -329,7 +197,7 @@ static void key_line(char *out, size_t cap, const char *name, const char *key, c
              extra);
 }
 
-static void write_auth_files(void)
+static void write_auth_files(const char *dir)
 {
     char keys[5][256];
     key_line(keys[0], sizeof(keys[0]), "reader", k_read, "[\"read\"]", "");
@@ -345,89 +213,65 @@ static void write_auth_files(void)
              "\"issuer\":\"" ISSUER "\",\"audience\":\"sagad\",\"leeway\":30},\n"
              " \"rate_limit\":{\"rate\":0}}\n",
              keys[0], keys[1], keys[2], keys[3], keys[4]);
-    write_file(fx->dir, "auth.json", text);
-    write_file(fx->dir, "rs256_public.pem", fx->pub);
-    write_file(fx->dir, "hs.json",
-               "{\"jwt\":{\"algorithm\":\"HS256\",\"secret\":\"" HS_SECRET "\"},"
-               "\"rate_limit\":{\"rate\":0}}");
+    gh_write_file(dir, "auth.json", text);
+    gh_write_file(dir, "rs256_public.pem", fx->pub);
+    gh_write_file(dir, "hs.json",
+                  "{\"jwt\":{\"algorithm\":\"HS256\",\"secret\":\"" HS_SECRET "\"},"
+                  "\"rate_limit\":{\"rate\":0}}");
 }
 
 static sg_gateway_t *start_gateway(const sg_gateway_opts_t *extra, char *base, size_t cap)
 {
     sg_gateway_opts_t o = *extra;
-    o.listen = o.listen != NULL ? o.listen : "127.0.0.1:0";
-    o.db_path = o.db_path != NULL ? o.db_path : fx->db;
-    o.driver = fx->d;
+    o.db_path = o.db_path != NULL ? o.db_path : fx->h->db;
+    o.driver = fx->h->d;
     o.max_body = MAX_BODY;
-    sg_gateway_t *g = NULL;
-    char err[512] = "";
-    if (sg_gateway_start(&o, &g, err, sizeof(err)) != SG_OK) {
-        fail_msg("gateway: %s", err);
-    }
-    snprintf(base, cap, "http://127.0.0.1:%u", sg_gateway_port(g));
-    return g;
+    return gh_gateway_start(&o, base, cap);
 }
 
 static int group_setup(void **state)
 {
     (void)state;
-    sg_log_set_level(SG_LOG_ERROR);
-    curl_global_init(CURL_GLOBAL_DEFAULT);
     fx = calloc(1, sizeof(*fx));
+    assert_non_null(fx);
     fx->pub = read_fixture(FIXTURES "rs256_public.pem", &fx->pub_len);
     fx->priv = read_fixture(FIXTURES "rs256_private.pem", &fx->priv_len);
     fx->other = read_fixture(FIXTURES "other_private.pem", &fx->other_len);
-    snprintf(fx->dir, sizeof(fx->dir), "/tmp/sg_gwauthXXXXXX");
-    assert_non_null(mkdtemp(fx->dir));
-    snprintf(fx->db, sizeof(fx->db), "%s/sagad.db", fx->dir);
-    snprintf(fx->wf, sizeof(fx->wf), "%s/workflows", fx->dir);
-    assert_int_equal(mkdir(fx->wf, 0700), 0);
-    write_file(fx->wf, "ok.yaml", ok_yaml);
-    write_auth_files();
-    char err[512] = "";
-    sg_driver_opts_t o = {.db_path = fx->db,
-                          .workflows_dir = fx->wf,
-                          .data_dir = fx->dir,
-                          .test_activities = true,
-                          .threads = 2,
-                          .sync = SG_SYNC_OFF};
-    if (sg_driver_start(&o, &fx->d, err, sizeof(err)) != SG_OK) {
-        fail_msg("driver: %s", err);
-    }
-    char auth[160], hs[160];
-    snprintf(auth, sizeof(auth), "%s/auth.json", fx->dir);
-    snprintf(hs, sizeof(hs), "%s/hs.json", fx->dir);
-    fx->gw = start_gateway(&(sg_gateway_opts_t){.auth_file = auth}, fx->base, sizeof(fx->base));
+    static const char *const workflows[] = {"ok.yaml", ok_yaml, NULL};
+    fx->h = gh_new(&(gh_opts_t){.name = "gwauth",
+                                .workflows = workflows,
+                                .prepare = write_auth_files,
+                                .test_activities = true,
+                                .threads = 2,
+                                .no_gateway = true});
+    char auth[400], hs[400];
+    snprintf(auth, sizeof(auth), "%s/auth.json", fx->h->dir);
+    snprintf(hs, sizeof(hs), "%s/hs.json", fx->h->dir);
+    fx->h->gw =
+        start_gateway(&(sg_gateway_opts_t){.auth_file = auth}, fx->h->base, sizeof(fx->h->base));
     fx->gw_hs =
         start_gateway(&(sg_gateway_opts_t){.auth_file = hs}, fx->base_hs, sizeof(fx->base_hs));
     /* An instance for the {id} routes. */
     char h[96];
     snprintf(h, sizeof(h), "X-API-Key: %s", k_admin);
     const char *hdrs[] = {h, NULL};
-    resp_t r = request("POST", "/v1/workflows/gw_ok/instances", "{\"n\":1}", hdrs);
+    gh_resp_t r = request("POST", "/v1/workflows/gw_ok/instances", "{\"n\":1}", hdrs);
     assert_int_equal(r.status, 201);
-    snprintf(fx->inst, sizeof(fx->inst), "%s", str(r.json, "id"));
-    resp_free(&r);
+    snprintf(fx->inst, sizeof(fx->inst), "%s", gh_str(r.json, "id"));
+    gh_resp_free(&r);
     return 0;
 }
 
 static int group_teardown(void **state)
 {
     (void)state;
-    sg_gateway_stop(fx->gw);
     sg_gateway_stop(fx->gw_hs);
-    sg_driver_stop(fx->d);
-    char cmd[128];
-    snprintf(cmd, sizeof(cmd), "rm -rf %s", fx->dir);
-    if (system(cmd) != 0) {
-        fprintf(stderr, "could not remove %s\n", fx->dir);
-    }
+    int rc = gh_free(fx->h);
     sg_free(fx->pub);
     sg_free(fx->priv);
     sg_free(fx->other);
     free(fx);
-    curl_global_cleanup();
-    return 0;
+    return rc == 0 ? 0 : -1;
 }
 
 /* ---- the route table ---- */
@@ -450,7 +294,7 @@ static void route_path(const gw_route_t *rt, char *out, size_t cap)
     out[o] = '\0';
 }
 
-static resp_t call_route(const gw_route_t *rt, const char *header)
+static gh_resp_t call_route(const gw_route_t *rt, const char *header)
 {
     char path[256];
     route_path(rt, path, sizeof(path));
@@ -525,18 +369,18 @@ static void test_every_route_refuses_bad_credentials(void **state)
         }
         walked++;
         char what[2300];
-        resp_t r = call_route(rt, NULL);
+        gh_resp_t r = call_route(rt, NULL);
         snprintf(what, sizeof(what), "%s %s without credentials", rt->method, rt->pattern);
         assert_problem(&r, 401, what);
         assert_string_equal(r.www_auth, "Bearer realm=\"sagad\"");
-        resp_free(&r);
+        gh_resp_free(&r);
         for (size_t k = 0; k < n; k++) {
             r = call_route(rt, bad[k]);
             snprintf(what, sizeof(what), "%s %s with %.60s", rt->method, rt->pattern, bad[k]);
             assert_problem(&r, 401, what);
             assert_non_null(strstr(r.www_auth, "Bearer realm=\"sagad\""));
             assert_non_null(strstr(r.www_auth, "error=\"invalid_token\""));
-            resp_free(&r);
+            gh_resp_free(&r);
         }
     }
     assert_int_equal(walked, gw__n_routes - 2);
@@ -562,17 +406,17 @@ static void check_scoped(const gw_route_t *rt, const char *held, const char *hea
     char what[256];
     snprintf(what, sizeof(what), "%s %s holding \"%s\" (%.20s)", rt->method, rt->pattern, held,
              header);
-    resp_t r = call_route(rt, header);
+    gh_resp_t r = call_route(rt, header);
     if (policy_allows(rt->scope, held)) {
         if (r.status == 401 || r.status == 403 || r.status >= 500 || r.status < 200) {
             fail_msg("%s: got %ld: %s", what, r.status, r.body ? r.body : "");
         }
     } else {
         assert_problem(&r, 403, what);
-        assert_string_equal(str(r.json, "required_scope"), sg_scope_name(rt->scope));
+        assert_string_equal(gh_str(r.json, "required_scope"), sg_scope_name(rt->scope));
         assert_non_null(strstr(r.www_auth, "error=\"insufficient_scope\""));
     }
-    resp_free(&r);
+    gh_resp_free(&r);
 }
 
 static void test_every_route_checks_scope(void **state)
@@ -640,29 +484,29 @@ static void test_open_routes_and_readyz(void **state)
     (void)state;
     const char *open[] = {"/healthz", "/readyz"};
     for (size_t i = 0; i < 2; i++) {
-        resp_t r = get_with(open[i], NULL);
+        gh_resp_t r = get_with(open[i], NULL);
         assert_int_equal(r.status, 200);
         assert_string_equal(r.ctype, "application/json");
-        resp_free(&r);
+        gh_resp_free(&r);
         r = get_with(open[i], "Authorization: Bearer garbage"); /* ignored there */
         assert_int_equal(r.status, 200);
-        resp_free(&r);
+        gh_resp_free(&r);
     }
-    resp_t r = get_with("/readyz", NULL);
-    assert_string_equal(str(r.json, "status"), "ready");
-    resp_free(&r);
+    gh_resp_t r = get_with("/readyz", NULL);
+    assert_string_equal(gh_str(r.json, "status"), "ready");
+    gh_resp_free(&r);
 
     /* A database that cannot be read: 503, the one deliberate 5xx. */
-    char missing[160], base[64];
-    snprintf(missing, sizeof(missing), "%s/nope/sagad.db", fx->dir);
+    char missing[300], base[64];
+    snprintf(missing, sizeof(missing), "%s/nope/sagad.db", fx->h->dir);
     sg_gateway_t *g = start_gateway(&(sg_gateway_opts_t){.db_path = missing}, base, sizeof(base));
     r = request_to(base, "GET", "/readyz", NULL, 0, NULL);
     assert_problem(&r, 503, "readyz on a missing database");
     assert_string_equal(r.retry_after, "1");
-    resp_free(&r);
+    gh_resp_free(&r);
     r = request_to(base, "GET", "/healthz", NULL, 0, NULL);
     assert_int_equal(r.status, 200); /* alive, though not ready */
-    resp_free(&r);
+    gh_resp_free(&r);
     sg_gateway_stop(g);
 }
 
@@ -676,20 +520,20 @@ static void test_api_keys(void **state)
                            "authorization: bearer KEY", "Authorization:   Bearer   KEY"};
     for (size_t i = 0; i < SG_ARRAY_LEN(forms); i++) {
         subst(h, sizeof(h), forms[i], "KEY", k_read);
-        resp_t r = get_with("/v1/workflows", h);
+        gh_resp_t r = get_with("/v1/workflows", h);
         if (r.status != 200) {
             fail_msg("%s: %ld %s", forms[i], r.status, r.body);
         }
-        resp_free(&r);
+        gh_resp_free(&r);
     }
     /* Both headers at once: one credential per request. */
     char a[128], b[128];
     snprintf(a, sizeof(a), "X-API-Key: %s", k_read);
     snprintf(b, sizeof(b), "Authorization: Bearer %s", k_read);
     const char *both[] = {a, b, NULL};
-    resp_t r = request("GET", "/v1/workflows", NULL, both);
+    gh_resp_t r = request("GET", "/v1/workflows", NULL, both);
     assert_problem(&r, 401, "two credentials");
-    resp_free(&r);
+    gh_resp_free(&r);
     /* A key differing in its last character, a prefix, a longer key, bad characters. */
     char near[64];
     snprintf(near, sizeof(near), "%s", k_read);
@@ -700,7 +544,7 @@ static void test_api_keys(void **state)
         snprintf(h, sizeof(h), "X-API-Key: %s", wrong[i]);
         r = get_with("/v1/workflows", h);
         assert_problem(&r, 401, wrong[i]);
-        resp_free(&r);
+        gh_resp_free(&r);
     }
     /* A JWT where an API key goes is not an API key. */
     char c[1024], t[2048];
@@ -710,13 +554,13 @@ static void test_api_keys(void **state)
     free(tok);
     r = get_with("/v1/workflows", t);
     assert_problem(&r, 401, "JWT in X-API-Key");
-    resp_free(&r);
+    gh_resp_free(&r);
     /* The HS256 gateway has no keys. */
     snprintf(h, sizeof(h), "X-API-Key: %s", k_admin);
     const char *hh[] = {h, NULL};
     r = request_to(fx->base_hs, "GET", "/v1/workflows", NULL, 0, hh);
     assert_problem(&r, 401, "key where none are configured");
-    resp_free(&r);
+    gh_resp_free(&r);
 }
 
 static void test_hash_key_cli(void **state)
@@ -755,9 +599,9 @@ static void test_hash_key_cli(void **state)
 static long status_of(const char *base, const char *header)
 {
     const char *h[] = {header, NULL};
-    resp_t r = request_to(base, "GET", "/v1/workflows", NULL, 0, h);
+    gh_resp_t r = request_to(base, "GET", "/v1/workflows", NULL, 0, h);
     long s = r.status;
-    resp_free(&r);
+    gh_resp_free(&r);
     return s;
 }
 
@@ -801,7 +645,7 @@ static void test_jwt_claims(void **state)
         snprintf(t, sizeof(t), "%ld", cases[i].exp);
         subst(c, sizeof(c), cases[i].claims, "TIME", t);
         bearer(h, sizeof(h), rs256(c));
-        long got = status_of(fx->base, h);
+        long got = status_of(fx->h->base, h);
         if (got != cases[i].want) {
             fail_msg("claims %s: expected %ld, got %ld", c, cases[i].want, got);
         }
@@ -881,12 +725,13 @@ static void test_auth_file_errors(void **state)
         {"{\"jwt\":{\"algorithm\":\"HS256\",\"secret\":\"" HS_SECRET "\",\"audiance\":\"x\"}}",
          "did you mean \"audience\""},
     };
-    write_file(fx->dir, "priv.pem", fx->priv);
+    gh_write_file(fx->h->dir, "priv.pem", fx->priv);
     for (size_t i = 0; i < SG_ARRAY_LEN(bad); i++) {
         char text[1024], err[512] = "";
         subst(text, sizeof(text), bad[i].text, "KEY", good_key);
         sg_auth_t *a = (sg_auth_t *)1;
-        sg_err_t rc = sg_auth_parse(text, strlen(text), "auth.json", fx->dir, &a, err, sizeof(err));
+        sg_err_t rc =
+            sg_auth_parse(text, strlen(text), "auth.json", fx->h->dir, &a, err, sizeof(err));
         assert_null(a);
         if (rc == SG_OK || strstr(err, bad[i].msg) == NULL ||
             strncmp(err, "auth.json: ", 11) != 0) {
@@ -898,8 +743,8 @@ static void test_auth_file_errors(void **state)
     sg_auth_t *a = NULL;
     assert_int_equal(sg_auth_load("/nonexistent/auth.json", &a, err, sizeof(err)), SG_ERR_IO);
     assert_null(a);
-    char path[160];
-    snprintf(path, sizeof(path), "%s/auth.json", fx->dir);
+    char path[300];
+    snprintf(path, sizeof(path), "%s/auth.json", fx->h->dir);
     assert_int_equal(sg_auth_load(path, &a, err, sizeof(err)), SG_OK);
     char what[96];
     sg_auth_describe(a, what, sizeof(what));
@@ -907,10 +752,10 @@ static void test_auth_file_errors(void **state)
     sg_auth_free(a);
     sg_auth_free(NULL);
     /* The gateway refuses to start on a bad file rather than run open. */
-    snprintf(path, sizeof(path), "%s/bad.json", fx->dir);
-    write_file(fx->dir, "bad.json", "{\"keys\":[]}");
+    snprintf(path, sizeof(path), "%s/bad.json", fx->h->dir);
+    gh_write_file(fx->h->dir, "bad.json", "{\"keys\":[]}");
     sg_gateway_opts_t o = {
-        .listen = "127.0.0.1:0", .db_path = fx->db, .driver = fx->d, .auth_file = path};
+        .listen = "127.0.0.1:0", .db_path = fx->h->db, .driver = fx->h->d, .auth_file = path};
     sg_gateway_t *g = (sg_gateway_t *)1;
     assert_int_equal(sg_gateway_start(&o, &g, err, sizeof(err)), SG_ERR_INVALID);
     assert_null(g);
@@ -954,7 +799,7 @@ static void test_rate_buckets(void **state)
     gw__rl_free(NULL);
 }
 
-static void assert_429(const resp_t *r, const char *what)
+static void assert_429(const gh_resp_t *r, const char *what)
 {
     assert_problem(r, 429, what);
     char *end = NULL;
@@ -970,27 +815,27 @@ static void test_rate_limit_http(void **state)
     char h[128];
     snprintf(h, sizeof(h), "X-API-Key: %s", k_slow); /* burst 3, then one per 1000 s */
     for (int i = 0; i < 3; i++) {
-        resp_t r = get_with("/v1/workflows", h);
+        gh_resp_t r = get_with("/v1/workflows", h);
         assert_int_equal(r.status, 200);
-        resp_free(&r);
+        gh_resp_free(&r);
     }
-    resp_t r = get_with("/v1/workflows", h);
+    gh_resp_t r = get_with("/v1/workflows", h);
     assert_429(&r, "slow key");
     assert_true(atoi(r.retry_after) >= 900);
-    resp_free(&r);
+    gh_resp_free(&r);
     /* Another caller is not affected, nor are the probes. */
     char other[128];
     snprintf(other, sizeof(other), "X-API-Key: %s", k_read);
     r = get_with("/v1/workflows", other);
     assert_int_equal(r.status, 200);
-    resp_free(&r);
+    gh_resp_free(&r);
     r = get_with("/healthz", h);
     assert_int_equal(r.status, 200);
-    resp_free(&r);
+    gh_resp_free(&r);
     /* Still refused: the bucket gets one token back per 1000 s. */
     r = get_with("/v1/workflows", h);
     assert_429(&r, "slow key again");
-    resp_free(&r);
+    gh_resp_free(&r);
 
     /* Without credentials: per client address. */
     char base[64];
@@ -999,15 +844,15 @@ static void test_rate_limit_http(void **state)
     for (int i = 0; i < 2; i++) {
         r = request_to(base, "GET", "/v1/instances", NULL, 0, NULL);
         assert_int_equal(r.status, 200);
-        resp_free(&r);
+        gh_resp_free(&r);
     }
     r = request_to(base, "POST", "/v1/workflows/gw_ok/instances", "{}", 2, NULL);
     assert_429(&r, "anonymous caller");
-    assert_non_null(strstr(str(r.json, "detail"), "ip:127.0.0.1"));
-    resp_free(&r);
+    assert_non_null(strstr(gh_str(r.json, "detail"), "ip:127.0.0.1"));
+    gh_resp_free(&r);
     r = request_to(base, "GET", "/readyz", NULL, 0, NULL);
     assert_int_equal(r.status, 200);
-    resp_free(&r);
+    gh_resp_free(&r);
     sg_gateway_stop(g);
 }
 
@@ -1035,34 +880,34 @@ static void test_body_limits(void **state)
     const char *path = "/v1/workflows/gw_ok/instances";
     /* 413 over the limit, announced; without credentials 401 comes first. */
     char *big = repeat_body("{\"n\":1,\"pad\":\"", "x", MAX_BODY, "\"}");
-    resp_t r = request_to(fx->base, "POST", path, big, strlen(big), hdrs);
+    gh_resp_t r = request_to(fx->h->base, "POST", path, big, strlen(big), hdrs);
     assert_problem(&r, 413, "body over the limit");
-    resp_free(&r);
-    r = request_to(fx->base, "POST", path, big, strlen(big), NULL);
+    gh_resp_free(&r);
+    r = request_to(fx->h->base, "POST", path, big, strlen(big), NULL);
     assert_problem(&r, 401, "big body without credentials");
-    resp_free(&r);
+    gh_resp_free(&r);
     free(big);
     /* Nested too deep, and too many values: 400 with the place. */
     char *deep = repeat_body("{\"n\":", "[", GW_JSON_MAX_DEPTH, "");
     char *deep2 = repeat_body(deep, "]", GW_JSON_MAX_DEPTH, "}");
-    r = request_to(fx->base, "POST", path, deep2, strlen(deep2), hdrs);
+    r = request_to(fx->h->base, "POST", path, deep2, strlen(deep2), hdrs);
     assert_problem(&r, 400, "deep JSON");
-    assert_non_null(strstr(str(r.json, "detail"), "nested deeper than 32 levels"));
-    resp_free(&r);
+    assert_non_null(strstr(gh_str(r.json, "detail"), "nested deeper than 32 levels"));
+    gh_resp_free(&r);
     free(deep);
     free(deep2);
     char *wide = repeat_body("{\"n\":1,\"a\":[0", ",0", GW_JSON_MAX_VALUES, "]}");
     assert_true(strlen(wide) < MAX_BODY);
-    r = request_to(fx->base, "POST", path, wide, strlen(wide), hdrs);
+    r = request_to(fx->h->base, "POST", path, wide, strlen(wide), hdrs);
     assert_problem(&r, 400, "wide JSON");
-    assert_non_null(strstr(str(r.json, "detail"), "more than 100000 values"));
-    resp_free(&r);
+    assert_non_null(strstr(gh_str(r.json, "detail"), "more than 100000 values"));
+    gh_resp_free(&r);
     free(wide);
     /* Brackets inside strings do not count. */
     char *quoted = repeat_body("{\"n\":1,\"s\":\"", "[{", 100, "\"}");
-    r = request_to(fx->base, "POST", path, quoted, strlen(quoted), hdrs);
+    r = request_to(fx->h->base, "POST", path, quoted, strlen(quoted), hdrs);
     assert_int_equal(r.status, 201);
-    resp_free(&r);
+    gh_resp_free(&r);
     free(quoted);
 }
 
@@ -1074,9 +919,9 @@ static void test_header_limits_and_routing(void **state)
     /* One field too long, too many fields, too much in all. */
     char *field = repeat_body("X-Big: ", "a", 9000, "");
     const char *one[] = {auth, field, NULL};
-    resp_t r = request("GET", "/v1/workflows", NULL, one);
+    gh_resp_t r = request("GET", "/v1/workflows", NULL, one);
     assert_problem(&r, 431, "long header");
-    resp_free(&r);
+    gh_resp_free(&r);
     const char *many[130];
     char lines[128][32];
     many[0] = auth;
@@ -1087,31 +932,31 @@ static void test_header_limits_and_routing(void **state)
     many[129] = NULL;
     r = request("GET", "/v1/workflows", NULL, many);
     assert_problem(&r, 431, "many headers");
-    resp_free(&r);
+    gh_resp_free(&r);
     char *a = repeat_body("X-A: ", "a", 7000, ""), *b = repeat_body("X-B: ", "b", 7000, "");
     char *c = repeat_body("X-C: ", "c", 7000, "");
     const char *sum[] = {auth, a, b, c, NULL};
     r = request("GET", "/v1/workflows", NULL, sum);
     assert_problem(&r, 431, "headers too large in all");
-    resp_free(&r);
+    gh_resp_free(&r);
     /* Past what a connection may hold: libmicrohttpd's own 431 (HTML), never a 5xx. */
     char *huge = repeat_body("X-Huge: ", "h", 100000, "");
     const char *hh[] = {huge, NULL};
     r = request("GET", "/healthz", NULL, hh);
     assert_int_equal(r.status, 431);
-    resp_free(&r);
+    gh_resp_free(&r);
     free(huge);
     /* A long path: ours (problem+json) under the connection's memory, libmicrohttpd's
      * past it. */
     char *url = repeat_body("/v1/", "x", 20000, "");
     r = request("GET", url, NULL, NULL);
     assert_problem(&r, 414, "long path");
-    resp_free(&r);
+    gh_resp_free(&r);
     free(url);
     url = repeat_body("/v1/", "x", 100000, "");
     r = request("GET", url, NULL, NULL);
     assert_int_equal(r.status, 414);
-    resp_free(&r);
+    gh_resp_free(&r);
     free(url);
     free(field);
     free(a);
@@ -1120,18 +965,18 @@ static void test_header_limits_and_routing(void **state)
     /* 404 and 405 come before credentials: they say nothing about the data. */
     r = get_with("/v1/nope", NULL);
     assert_problem(&r, 404, "unknown route");
-    resp_free(&r);
+    gh_resp_free(&r);
     r = request("DELETE", "/v1/instances/x", NULL, NULL);
     assert_problem(&r, 405, "wrong method");
     assert_string_equal(r.allow, "GET, HEAD");
-    resp_free(&r);
+    gh_resp_free(&r);
     r = request("GET", "/v1/workflows/gw_ok/instances", NULL, NULL);
     assert_problem(&r, 405, "wrong method");
     assert_string_equal(r.allow, "POST");
-    resp_free(&r);
+    gh_resp_free(&r);
     r = request("PUT", "/readyz", "{}", NULL);
     assert_problem(&r, 405, "wrong method on a probe");
-    resp_free(&r);
+    gh_resp_free(&r);
     /* Hostile values in credentials never become a 5xx. */
     const char *odd[] = {"Authorization: Bearer ....",
                          "Authorization: Bearer ...x",
@@ -1145,7 +990,7 @@ static void test_header_limits_and_routing(void **state)
     for (size_t i = 0; i < SG_ARRAY_LEN(odd); i++) {
         r = get_with("/v1/instances", odd[i]);
         assert_problem(&r, 401, odd[i]);
-        resp_free(&r);
+        gh_resp_free(&r);
     }
 }
 
@@ -1185,9 +1030,9 @@ static void test_body_check(void **state)
 static void test_listen_needs_credentials(void **state)
 {
     (void)state;
-    char err[512] = "", auth[160];
-    snprintf(auth, sizeof(auth), "%s/auth.json", fx->dir);
-    sg_gateway_opts_t o = {.listen = "0.0.0.0:0", .db_path = fx->db, .driver = fx->d};
+    char err[512] = "", auth[300];
+    snprintf(auth, sizeof(auth), "%s/auth.json", fx->h->dir);
+    sg_gateway_opts_t o = {.listen = "0.0.0.0:0", .db_path = fx->h->db, .driver = fx->h->d};
     const char *elsewhere[] = {"0.0.0.0:0", "[::]:0", "10.1.2.3:0", "192.168.1.1:8080"};
     for (size_t i = 0; i < SG_ARRAY_LEN(elsewhere); i++) {
         sg_gateway_t *g = (sg_gateway_t *)1;
@@ -1204,9 +1049,9 @@ static void test_listen_needs_credentials(void **state)
     assert_int_equal(sg_gateway_start(&o, &g, err, sizeof(err)), SG_OK);
     char base[64];
     snprintf(base, sizeof(base), "http://127.0.0.1:%u", sg_gateway_port(g));
-    resp_t r = request_to(base, "GET", "/v1/workflows", NULL, 0, NULL);
+    gh_resp_t r = request_to(base, "GET", "/v1/workflows", NULL, 0, NULL);
     assert_problem(&r, 401, "wildcard address with credentials");
-    resp_free(&r);
+    gh_resp_free(&r);
     sg_gateway_stop(g);
     o.listen = "example.com:0";
     g = (sg_gateway_t *)1;
@@ -1215,8 +1060,8 @@ static void test_listen_needs_credentials(void **state)
     assert_non_null(strstr(err, "numeric"));
 
     /* Without credentials it says so in its log. */
-    char log_path[160];
-    snprintf(log_path, sizeof(log_path), "%s/log.txt", fx->dir);
+    char log_path[300];
+    snprintf(log_path, sizeof(log_path), "%s/log.txt", fx->h->dir);
     int fd = open(log_path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
     assert_true(fd >= 0);
     sg_log_set_fd(fd);
@@ -1292,7 +1137,7 @@ static void test_connection_limit_and_timeout(void **state)
         served = exchange(c, req, buf, sizeof(buf)) > 0;
         close(c);
         if (!served) {
-            sleep_ms(POLL_WAIT_MS);
+            gh_sleep_ms(POLL_WAIT_MS);
         }
     }
     assert_true(served);

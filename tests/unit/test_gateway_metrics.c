@@ -17,17 +17,13 @@
 #include <cmocka.h>
 
 #include <cjson/cJSON.h>
-#include <curl/curl.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
-#include <sys/stat.h>
-#include <time.h>
 
 #include "gateway/gateway_int.h"
-#include "orchestrator/log/log.h"
+#include "tests/support/gateway_harness.h"
 
 #define POLL_TRIES 1000
 #define POLL_WAIT_MS 20
@@ -35,16 +31,7 @@
 extern const unsigned char gw__openapi_json[];
 extern const size_t gw__openapi_json_len;
 
-typedef struct {
-    char dir[64];
-    char db[128];
-    char wf[128];
-    sg_driver_t *d;
-    sg_gateway_t *gw;
-    char base[64];
-} fx_t;
-
-static fx_t *fx;
+static gh_t *fx;
 
 /* Completes, or compensates its first step when the input says "fail": true. */
 static const char wf_yaml[] = "saga: gw_m\nversion: 1\n"
@@ -58,78 +45,9 @@ static const char wf_yaml[] = "saga: gw_m\nversion: 1\n"
 
 /* ---- HTTP client ---- */
 
-typedef struct {
-    long status;
-    char *body;
-    size_t len;
-    char ctype[128];
-} resp_t;
-
-static size_t on_body(char *data, size_t size, size_t n, void *ctx)
+static gh_resp_t request(const char *method, const char *path, const char *body)
 {
-    resp_t *r = ctx;
-    char *grown = realloc(r->body, r->len + size * n + 1);
-    assert_non_null(grown);
-    memcpy(grown + r->len, data, size * n);
-    r->len += size * n;
-    grown[r->len] = '\0';
-    r->body = grown;
-    return size * n;
-}
-
-static size_t on_header(char *data, size_t size, size_t n, void *ctx)
-{
-    resp_t *r = ctx;
-    size_t len = size * n;
-    if (len > 13 && strncasecmp(data, "Content-Type:", 13) == 0) {
-        const char *v = data + 13;
-        len -= 13;
-        while (len > 0 && *v == ' ') {
-            v++;
-            len--;
-        }
-        while (len > 0 && (v[len - 1] == '\r' || v[len - 1] == '\n')) {
-            len--;
-        }
-        snprintf(r->ctype, sizeof(r->ctype), "%.*s", (int)len, v);
-    }
-    return size * n;
-}
-
-static resp_t request(const char *method, const char *path, const char *body)
-{
-    resp_t r = {0};
-    char url[512];
-    snprintf(url, sizeof(url), "%s%s", fx->base, path);
-    CURL *c = curl_easy_init();
-    assert_non_null(c);
-    struct curl_slist *hdrs = curl_slist_append(NULL, "Expect:");
-    if (body != NULL) {
-        hdrs = curl_slist_append(hdrs, "Content-Type: application/json");
-        curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
-    }
-    curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
-    curl_easy_setopt(c, CURLOPT_URL, url);
-    curl_easy_setopt(c, CURLOPT_HTTPHEADER, hdrs);
-    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
-    curl_easy_setopt(c, CURLOPT_WRITEDATA, &r);
-    curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, on_header);
-    curl_easy_setopt(c, CURLOPT_HEADERDATA, &r);
-    curl_easy_setopt(c, CURLOPT_TIMEOUT, 30L);
-    CURLcode cc = curl_easy_perform(c);
-    if (cc != CURLE_OK) {
-        fail_msg("%s %s: %s", method, path, curl_easy_strerror(cc));
-    }
-    curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &r.status);
-    curl_easy_cleanup(c);
-    curl_slist_free_all(hdrs);
-    return r;
-}
-
-static void sleep_ms(long ms)
-{
-    struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (ms % 1000) * 1000000L};
-    nanosleep(&ts, NULL);
+    return gh_request(fx->base, method, path, body, GH_STRLEN, NULL, 0);
 }
 
 /* ---- the exposition format ---- */
@@ -247,50 +165,43 @@ static void check_format(const char *text)
     assert_true(n_fams >= 10);
 }
 
+/* The text of GET /metrics, checked (the caller frees it). */
 static char *scrape(void)
 {
-    resp_t r = request("GET", "/metrics", NULL);
+    gh_resp_t r = request("GET", "/metrics", NULL);
     assert_int_equal(r.status, 200);
     assert_string_equal(r.ctype, "text/plain; version=0.0.4; charset=utf-8");
     assert_non_null(r.body);
     check_format(r.body);
-    return r.body;
+    char *text = r.body;
+    r.body = NULL;
+    gh_resp_free(&r);
+    return text;
 }
 
 /* ---- sagas ---- */
 
 static void start_saga(const char *input, char id[32])
 {
-    resp_t r = request("POST", "/v1/workflows/gw_m/instances", input);
+    gh_resp_t r = request("POST", "/v1/workflows/gw_m/instances", input);
     if (r.status != 201) {
         fail_msg("start: %ld %s", r.status, r.body ? r.body : "");
     }
-    cJSON *doc = cJSON_Parse(r.body);
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(doc, "id");
-    assert_true(cJSON_IsString(v));
-    snprintf(id, 32, "%s", v->valuestring);
-    cJSON_Delete(doc);
-    free(r.body);
+    assert_non_null(gh_str(r.json, "id"));
+    snprintf(id, 32, "%s", gh_str(r.json, "id"));
+    gh_resp_free(&r);
+}
+
+static bool status_is(const cJSON *doc, const void *want)
+{
+    return gh_str_is(doc, "status", want);
 }
 
 static void wait_status(const char *id, const char *want)
 {
-    char path[96];
+    char path[160];
     snprintf(path, sizeof(path), "/v1/instances/%s", id);
-    for (int i = 0; i < POLL_TRIES; i++) {
-        resp_t r = request("GET", path, NULL);
-        assert_int_equal(r.status, 200);
-        cJSON *doc = cJSON_Parse(r.body);
-        const cJSON *st = cJSON_GetObjectItemCaseSensitive(doc, "status");
-        bool done = cJSON_IsString(st) && strcmp(st->valuestring, want) == 0;
-        cJSON_Delete(doc);
-        free(r.body);
-        if (done) {
-            return;
-        }
-        sleep_ms(POLL_WAIT_MS);
-    }
-    fail_msg("instance %s never became %s", id, want);
+    cJSON_Delete(gh_poll(fx->base, path, status_is, want, POLL_TRIES, POLL_WAIT_MS));
 }
 
 /* ---- tests ---- */
@@ -314,9 +225,9 @@ static void test_counters_follow_sagas(void **state)
     for (int i = 0; i < 2; i++) {
         wait_status(bad[i], "COMPENSATED");
     }
-    resp_t nf = request("GET", "/no/such/route", NULL);
+    gh_resp_t nf = request("GET", "/no/such/route", NULL);
     assert_int_equal(nf.status, 404);
-    free(nf.body);
+    gh_resp_free(&nf);
     /* The finish counters move after the commit that the polls above already saw. */
     assert_true(sg_driver_wait_idle(fx->d, 10000));
     char *after = scrape();
@@ -364,9 +275,9 @@ static void test_method_labels_are_bounded(void **state)
 {
     (void)state;
     char *before = scrape();
-    resp_t r = request("BREW", "/metrics", NULL);
+    gh_resp_t r = request("BREW", "/metrics", NULL);
     assert_int_equal(r.status, 405);
-    free(r.body);
+    gh_resp_free(&r);
     char *after = scrape();
     assert_true(DELTA("sagad_http_requests_total{route=\"unmatched\",method=\"other\","
                       "code=\"405\"}") == 1);
@@ -386,9 +297,9 @@ static void *reader(void *arg)
 {
     reader_t *rd = arg;
     for (int i = 0; i < READS; i++) {
-        resp_t r = request("GET", rd->path, NULL);
+        gh_resp_t r = request("GET", rd->path, NULL);
         rd->ok += r.status == 200;
-        free(r.body);
+        gh_resp_free(&r);
     }
     return NULL;
 }
@@ -424,7 +335,7 @@ static void test_many_concurrent_reads(void **state)
 static void test_openapi_served(void **state)
 {
     (void)state;
-    resp_t r = request("GET", "/v1/openapi.json", NULL);
+    gh_resp_t r = request("GET", "/v1/openapi.json", NULL);
     assert_int_equal(r.status, 200);
     assert_string_equal(r.ctype, "application/json");
     assert_int_equal(r.len, gw__openapi_json_len);
@@ -434,7 +345,7 @@ static void test_openapi_served(void **state)
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(doc, "openapi");
     assert_true(cJSON_IsString(v) && strncmp(v->valuestring, "3.0.", 4) == 0);
     cJSON_Delete(doc);
-    free(r.body);
+    gh_resp_free(&r);
 }
 
 /* ---- fixture ---- */
@@ -442,51 +353,15 @@ static void test_openapi_served(void **state)
 static int group_setup(void **state)
 {
     (void)state;
-    sg_log_set_level(SG_LOG_ERROR);
-    curl_global_init(CURL_GLOBAL_DEFAULT);
-    fx = calloc(1, sizeof(*fx));
-    snprintf(fx->dir, sizeof(fx->dir), "/tmp/sg_gwmXXXXXX");
-    assert_non_null(mkdtemp(fx->dir));
-    snprintf(fx->db, sizeof(fx->db), "%s/sagad.db", fx->dir);
-    snprintf(fx->wf, sizeof(fx->wf), "%s/workflows", fx->dir);
-    assert_int_equal(mkdir(fx->wf, 0700), 0);
-    char path[256];
-    snprintf(path, sizeof(path), "%s/m.yaml", fx->wf);
-    FILE *f = fopen(path, "w");
-    assert_non_null(f);
-    fputs(wf_yaml, f);
-    fclose(f);
-    char err[512] = "";
-    sg_driver_opts_t o = {.db_path = fx->db,
-                          .workflows_dir = fx->wf,
-                          .data_dir = fx->dir,
-                          .test_activities = true,
-                          .threads = 4,
-                          .sync = SG_SYNC_OFF};
-    if (sg_driver_start(&o, &fx->d, err, sizeof(err)) != SG_OK) {
-        fail_msg("driver: %s", err);
-    }
-    sg_gateway_opts_t go = {.listen = "127.0.0.1:0", .db_path = fx->db, .driver = fx->d};
-    if (sg_gateway_start(&go, &fx->gw, err, sizeof(err)) != SG_OK) {
-        fail_msg("gateway: %s", err);
-    }
-    snprintf(fx->base, sizeof(fx->base), "http://127.0.0.1:%u", sg_gateway_port(fx->gw));
+    static const char *const workflows[] = {"m.yaml", wf_yaml, NULL};
+    fx = gh_new(&(gh_opts_t){.name = "gwm", .workflows = workflows, .test_activities = true});
     return 0;
 }
 
 static int group_teardown(void **state)
 {
     (void)state;
-    sg_gateway_stop(fx->gw);
-    sg_driver_stop(fx->d);
-    char cmd[128];
-    snprintf(cmd, sizeof(cmd), "rm -rf %s", fx->dir);
-    if (system(cmd) != 0) {
-        fprintf(stderr, "could not remove %s\n", fx->dir);
-    }
-    free(fx);
-    curl_global_cleanup();
-    return 0;
+    return gh_free(fx) == 0 ? 0 : -1;
 }
 
 int main(void)

@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "gateway/gateway_int.h"
+#include "tests/support/gateway_harness.h"
 
 /* Only the markers matter to tls.c; GnuTLS parses the rest when the daemon starts. */
 static const char cert_pem[] = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n";
@@ -172,11 +173,8 @@ static sg_err_t start_with(const files_t *f, const char *cert, const char *key, 
 {
     char db[128];
     snprintf(db, sizeof(db), "%s/sagad.db", f->dir);
-    sg_driver_opts_t dopts = {.db_path = db, .data_dir = f->dir, .threads = 1, .sync = SG_SYNC_OFF};
-    sg_driver_t *d = NULL;
-    if (sg_driver_start(&dopts, &d, err, errlen) != SG_OK) {
-        fail_msg("driver: %s", err);
-    }
+    sg_driver_t *d = gh_driver_start(
+        &(sg_driver_opts_t){.db_path = db, .data_dir = f->dir, .threads = 1, .sync = SG_SYNC_OFF});
     sg_gateway_opts_t o = {.listen = "127.0.0.1:0",
                            .db_path = db,
                            .driver = d,
