@@ -158,7 +158,11 @@ run_counted() {
 }
 
 # The real binaries over a real socket: REST, sagactl, SIGHUP reload, restart.
-suite_smoke() { BUILD=$BUILD run_counted smoke tests/integration/sagad_smoke.sh; }
+suite_smoke() {
+  BUILD=$BUILD run_counted smoke tests/integration/sagad_smoke.sh
+  # Heartbeats over REST: progress on the running attempt; a silent long step completes.
+  run_counted heartbeat python3 tests/integration/heartbeat_test.py --build "$BUILD"
+}
 
 # sagactl against real sagad processes (open, --auth, TLS): every command, both output
 # modes, exit statuses; again on the ASan build, and under valgrind with CLI_VALGRIND=1.
@@ -207,6 +211,8 @@ suite_kafka() {
   run_counted kafka-e2e python3 tests/kafka/kafka_e2e.py --build "$BUILD"
   # The shop's order saga with the services in saga-workers; a payment worker killed.
   run_counted kafka-orders python3 tests/kafka/kafka_orders.py --build "$BUILD"
+  # Heartbeats: a long step's worker killed; its attempt times out by heartbeat, not timeout.
+  run_counted kafka-heartbeat python3 tests/kafka/kafka_heartbeat.py --build "$BUILD"
 }
 
 suites=("$@")
