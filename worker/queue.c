@@ -94,19 +94,6 @@ struct wk_queue {
     bool beats_user; /* holds a reference to w->beats */
 };
 
-static void timed_wait(pthread_cond_t *cv, pthread_mutex_t *mu, uint64_t ms)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    ts.tv_sec += (time_t)(ms / 1000);
-    ts.tv_nsec += (long)(ms % 1000) * 1000000L;
-    if (ts.tv_nsec >= 1000000000L) {
-        ts.tv_sec++;
-        ts.tv_nsec -= 1000000000L;
-    }
-    pthread_cond_timedwait(cv, mu, &ts);
-}
-
 const sg_activity_module_t *wk_queue_module(wk_queue_t *q)
 {
     return q->mod;
@@ -524,7 +511,7 @@ static bool wait_idle(wk_queue_t *q, uint64_t ms)
     pthread_mutex_lock(&q->mu);
     drop_queued_locked(q);
     while (q->taken > 0 && sg_mono_ms() < end) {
-        timed_wait(&q->done, &q->mu, 100);
+        sg_cond_wait_ms(&q->done, &q->mu, 100);
     }
     bool idle = q->taken == 0;
     unsigned left = q->taken;

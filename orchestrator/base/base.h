@@ -9,6 +9,7 @@
 #ifndef SG_BASE_H
 #define SG_BASE_H
 
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -156,6 +157,9 @@ uint64_t sg_now_ms(void);
 /* A monotonic clock (never jumps), for durations and local deadlines only. */
 uint64_t sg_mono_ms(void);
 uint64_t sg_mono_us(void);
+/* Waits on cv (a default condition variable: CLOCK_REALTIME) until signalled or for at
+ * most ms; the caller holds mu. Spurious wake-ups happen: callers loop on their state. */
+void sg_cond_wait_ms(pthread_cond_t *cv, pthread_mutex_t *mu, uint64_t ms);
 
 /* Reads a whole file, refusing files over max_bytes (SG_ERR_LIMIT). */
 sg_err_t sg_file_read(const char *path, size_t max_bytes, char **out, size_t *out_len);

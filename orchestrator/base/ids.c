@@ -1,5 +1,6 @@
 /*
- * ids and clocks: ULIDs for instance ids, kernel randomness, wall and monotonic time.
+ * ids and clocks: ULIDs for instance ids, kernel randomness, wall and monotonic time,
+ * timed waits.
  */
 #include "orchestrator/base/base.h"
 
@@ -37,6 +38,19 @@ uint64_t sg_mono_us(void)
 uint64_t sg_mono_ms(void)
 {
     return sg_mono_us() / 1000u;
+}
+
+void sg_cond_wait_ms(pthread_cond_t *cv, pthread_mutex_t *mu, uint64_t ms)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    ts.tv_sec += (time_t)(ms / 1000);
+    ts.tv_nsec += (long)(ms % 1000) * 1000000L;
+    if (ts.tv_nsec >= 1000000000L) {
+        ts.tv_sec++;
+        ts.tv_nsec -= 1000000000L;
+    }
+    pthread_cond_timedwait(cv, mu, &ts);
 }
 
 /* Per-thread generator seeded from the kernel: ids are drawn often, syscalls are slow. */

@@ -59,15 +59,7 @@ static item_t *take_batch(sg_driver_t *d, size_t max, bool *stop)
         if (wait_ms > 1000) {
             wait_ms = 1000;
         }
-        struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        ts.tv_sec += (time_t)(wait_ms / 1000);
-        ts.tv_nsec += (long)(wait_ms % 1000) * 1000000L;
-        if (ts.tv_nsec >= 1000000000L) {
-            ts.tv_sec++;
-            ts.tv_nsec -= 1000000000L;
-        }
-        pthread_cond_timedwait(&d->cv, &d->mu, &ts);
+        sg_cond_wait_ms(&d->cv, &d->mu, wait_ms);
     }
     item_t *head = d->head, *last = NULL;
     size_t n = 0;
@@ -526,14 +518,6 @@ bool sg_driver_wait_idle(sg_driver_t *d, uint64_t timeout_ms)
             pthread_mutex_unlock(&d->mu);
             return idle;
         }
-        struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        uint64_t wait = end - now < 100 ? end - now : 100;
-        ts.tv_nsec += (long)wait * 1000000L;
-        while (ts.tv_nsec >= 1000000000L) {
-            ts.tv_sec++;
-            ts.tv_nsec -= 1000000000L;
-        }
-        pthread_cond_timedwait(&d->idle_cv, &d->mu, &ts);
+        sg_cond_wait_ms(&d->idle_cv, &d->mu, end - now < 100 ? end - now : 100);
     }
 }

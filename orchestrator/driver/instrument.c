@@ -224,6 +224,11 @@ static double read_dead_letters(void *ctx)
     return (double)transport_stats(ctx).dead_letters;
 }
 
+static double read_heartbeats_undecodable(void *ctx)
+{
+    return (double)transport_stats(ctx).heartbeats_undecodable;
+}
+
 static double read_published(void *ctx)
 {
     return (double)drv__outbox_published(ctx);
@@ -246,6 +251,10 @@ static void register_transport(sg_driver_t *d, sg_metrics_t *reg)
         sg_metrics_counter_fn(reg, "sagad_kafka_dead_letters_total",
                               "Dead letters read from the saga.tasks.<queue>.dlq topics.",
                               read_dead_letters, d);
+        sg_metrics_counter_fn(reg, "sagad_kafka_heartbeats_undecodable_total",
+                              "Messages of saga.heartbeats skipped because they are no "
+                              "ActivityHeartbeat.",
+                              read_heartbeats_undecodable, d);
     }
     if (d->outbox != NULL) {
         sg_metrics_counter_fn(reg, "sagad_outbox_published_total",

@@ -113,14 +113,7 @@ static void *relay_main(void *arg)
         pthread_mutex_lock(&d->mu);
         if (!d->stopping && n < RELAY_PAGE) {
             /* Nothing (or little) waiting: look again a little later. */
-            struct timespec ts;
-            clock_gettime(CLOCK_REALTIME, &ts);
-            ts.tv_nsec += (long)RELAY_IDLE_MS * 1000000L;
-            if (ts.tv_nsec >= 1000000000L) {
-                ts.tv_sec++;
-                ts.tv_nsec -= 1000000000L;
-            }
-            pthread_cond_timedwait(&d->relay_cv, &d->mu, &ts);
+            sg_cond_wait_ms(&d->relay_cv, &d->mu, RELAY_IDLE_MS);
         }
         bool stop = d->stopping;
         pthread_mutex_unlock(&d->mu);

@@ -86,15 +86,7 @@ struct sg_transport {
 /* Waits on t->cv for at most ms. Caller holds mu. */
 static void wait_ms(sg_transport_t *t, uint64_t ms)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    ts.tv_sec += (time_t)(ms / 1000);
-    ts.tv_nsec += (long)(ms % 1000) * 1000000L;
-    if (ts.tv_nsec >= 1000000000L) {
-        ts.tv_sec++;
-        ts.tv_nsec -= 1000000000L;
-    }
-    pthread_cond_timedwait(&t->cv, &t->mu, &ts);
+    sg_cond_wait_ms(&t->cv, &t->mu, ms);
 }
 
 static bool warn_due(sg_transport_t *t)
@@ -745,6 +737,9 @@ static void kafka_stats(sg_transport_t *t, sg_transport_stats_t *out)
                                   .tasks_unacked = kafka_queued(t),
                                   .dead_letters = t->dlq != NULL ? kafka__dlq_count(t->dlq) : 0,
                                   .published = atomic_load(&t->published)};
+    if (t->hb != NULL) {
+        kafka__hb_counts(t->hb, &out->heartbeats_received, &out->heartbeats_undecodable);
+    }
 }
 
 const sg_transport_vt_t sg_transport_kafka = {

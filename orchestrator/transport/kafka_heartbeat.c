@@ -35,19 +35,6 @@
 #define TOPIC_LOOK_MS 1000u
 #define PARTITIONS_LOOK_MS 30000u
 
-static void cv_wait_ms(pthread_cond_t *cv, pthread_mutex_t *mu, uint64_t ms)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    ts.tv_sec += (time_t)(ms / 1000);
-    ts.tv_nsec += (long)(ms % 1000) * 1000000L;
-    if (ts.tv_nsec >= 1000000000L) {
-        ts.tv_sec++;
-        ts.tv_nsec -= 1000000000L;
-    }
-    pthread_cond_timedwait(cv, mu, &ts);
-}
-
 /* ---- worker side ---- */
 
 struct sg_kafka_beat {
@@ -141,7 +128,7 @@ static void *ticker_main(void *arg)
         pthread_mutex_lock(&b->mu);
         now = sg_mono_ms();
         if (!b->stopping && next > now) {
-            cv_wait_ms(&b->cv, &b->mu, next - now);
+            sg_cond_wait_ms(&b->cv, &b->mu, next - now);
         }
     }
     pthread_mutex_unlock(&b->mu);

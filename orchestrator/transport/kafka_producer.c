@@ -314,10 +314,7 @@ static void *prod_main(void *arg)
             recreate(p);
             pthread_mutex_lock(&p->mu);
             if (p->rk == NULL) {
-                struct timespec ts;
-                clock_gettime(CLOCK_REALTIME, &ts);
-                ts.tv_sec += RECREATE_DELAY_MS / 1000;
-                pthread_cond_timedwait(&p->cv, &p->mu, &ts);
+                sg_cond_wait_ms(&p->cv, &p->mu, RECREATE_DELAY_MS);
             }
             continue;
         }
@@ -499,14 +496,7 @@ bool sg_kafka_producer_flush(sg_kafka_producer_t *p, uint64_t timeout_ms)
     uint64_t end = sg_mono_ms() + timeout_ms;
     pthread_mutex_lock(&p->mu);
     while (p->pending > 0 && sg_mono_ms() < end) {
-        struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        ts.tv_nsec += 50 * 1000000L;
-        if (ts.tv_nsec >= 1000000000L) {
-            ts.tv_sec++;
-            ts.tv_nsec -= 1000000000L;
-        }
-        pthread_cond_timedwait(&p->cv, &p->mu, &ts);
+        sg_cond_wait_ms(&p->cv, &p->mu, 50);
     }
     bool done = p->pending == 0;
     pthread_mutex_unlock(&p->mu);

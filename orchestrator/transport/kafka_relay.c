@@ -37,19 +37,6 @@ struct sg_kafka_relay {
     size_t delivered, dropped; /* reports since the round began */
 };
 
-static void timed_wait(sg_kafka_relay_t *r, uint64_t ms)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    ts.tv_sec += (time_t)(ms / 1000);
-    ts.tv_nsec += (long)(ms % 1000) * 1000000L;
-    if (ts.tv_nsec >= 1000000000L) {
-        ts.tv_sec++;
-        ts.tv_nsec -= 1000000000L;
-    }
-    pthread_cond_timedwait(&r->cv, &r->mu, &ts);
-}
-
 sg_err_t sg_kafka_relay_add(sg_kafka_relay_batch_t *b, int64_t id, const char *topic,
                             const char *key, const void *value, size_t len)
 {
@@ -121,7 +108,7 @@ static bool wait_reports(sg_kafka_relay_t *r, sg_kafka_relay_round_t *rd)
         if (end != 0 && sg_mono_ms() >= end) {
             break;
         }
-        timed_wait(r, REPORT_WAIT_MS);
+        sg_cond_wait_ms(&r->cv, &r->mu, REPORT_WAIT_MS);
     }
     bool all = r->outstanding == 0;
     rd->delivered = r->delivered;
@@ -166,7 +153,7 @@ static void *relay_main(void *arg)
     pthread_mutex_lock(&r->mu);
     for (;;) {
         if (!again && !r->kick && !r->stop) {
-            timed_wait(r, r->opts.idle_ms);
+            sg_cond_wait_ms(&r->cv, &r->mu, r->opts.idle_ms);
         }
         r->kick = false;
         if (r->stop) {
@@ -196,16 +183,11 @@ sg_err_t sg_kafka_relay_new(const sg_kafka_relay_opts_t *opts, sg_kafka_relay_t 
     r->opts.idle_ms = opts->idle_ms > 0 ? opts->idle_ms : DEFAULT_IDLE_MS;
     r->batch.max = opts->page > 0 ? opts->page : DEFAULT_PAGE;
     r->batch.msgs = sg_calloc(r->batch.max, sizeof(*r->batch.msgs));
-    pthread_condattr_t ca;
-    pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    if (r->batch.msgs == NULL || pthread_cond_init(&r->cv, &ca) != 0) {
-        pthread_condattr_destroy(&ca);
+    if (r->batch.msgs == NULL || pthread_cond_init(&r->cv, NULL) != 0) {
         sg_free(r->batch.msgs);
         sg_free(r);
         return SG_ERR_NOMEM;
     }
-    pthread_condattr_destroy(&ca);
     pthread_mutex_init(&r->mu, NULL);
     *out = r;
     return SG_OK;

@@ -81,11 +81,13 @@ typedef void (*sg_transport_published_fn)(void *ctx, void *opaque, sg_err_t rc);
 
 /* Counters of a transport for /metrics (zero where it has none). */
 typedef struct {
-    uint64_t results_undecodable; /* result messages skipped because they did not decode */
-    uint64_t producer_recreated;  /* producers replaced after a fatal error */
-    uint64_t tasks_unacked;       /* tasks produced, not yet acknowledged by the broker */
-    uint64_t dead_letters;        /* dead letters read (and handed to on_dead_letter) */
-    uint64_t published;           /* publish() messages the broker acknowledged */
+    uint64_t results_undecodable;    /* result messages skipped because they did not decode */
+    uint64_t producer_recreated;     /* producers replaced after a fatal error */
+    uint64_t tasks_unacked;          /* tasks produced, not yet acknowledged by the broker */
+    uint64_t dead_letters;           /* dead letters read (and handed to on_dead_letter) */
+    uint64_t published;              /* publish() messages the broker acknowledged */
+    uint64_t heartbeats_received;    /* heartbeats read and handed to on_heartbeat */
+    uint64_t heartbeats_undecodable; /* heartbeat messages skipped: not an ActivityHeartbeat */
 } sg_transport_stats_t;
 
 #define SG_TRANSPORT_DEFAULT_THREADS 8u
