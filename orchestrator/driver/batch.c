@@ -320,9 +320,10 @@ static sg_err_t do_control(sg_driver_t *d, item_t *it, uint64_t now)
  * new in-memory timeout is armed there; the earlier ones become stale (do_timer skips
  * them, sweep_timers drops them). The instance row is NOT rewritten: that would cost a
  * write per heartbeat, and recovery gives every running attempt a fresh whole timeout
- * anyway. Only the attempt row records it. A heartbeat never fails the batch.
+ * anyway. Only the attempt row records it. A heartbeat fails the batch only when the
+ * store fails (as any write would), never because its attempt row disagrees.
  */
-static void do_heartbeat(sg_driver_t *d, const item_t *it, uint64_t now)
+static sg_err_t do_heartbeat(sg_driver_t *d, const item_t *it, uint64_t now)
 {
     sg_inst_t *inst = drv__table_get(&d->live, it->id);
     uint64_t before =
@@ -331,7 +332,7 @@ static void do_heartbeat(sg_driver_t *d, const item_t *it, uint64_t now)
     if (inst == NULL ||
         !sg_engine_heartbeat(inst, it->step, it->attempt, it->compensation, now, &at)) {
         drv__metrics_heartbeat(d, false);
-        return;
+        return SG_OK;
     }
     /* At its lease's end the timeout stops moving: its timer is armed already. */
     if (at != before &&
@@ -339,20 +340,30 @@ static void do_heartbeat(sg_driver_t *d, const item_t *it, uint64_t now)
         /* Without its timer the new timeout would never fire: keep the old one. */
         inst->steps[it->step].timer_at = before;
         drv__metrics_heartbeat(d, false);
-        return;
+        return SG_OK;
     }
     drv__metrics_heartbeat(d, true);
     sg_err_t rc = sg_store_attempt_heartbeat(d->store, it->id, it->step, it->compensation,
                                              it->attempt, (int64_t)now, it->worker, it->progress);
-    if (rc != SG_OK && !d->hb_write_failing) {
-        sg_log(SG_LOG_WARN,
-               &(sg_log_ctx_t){.instance = it->id,
-                               .workflow = inst->def->name,
-                               .step = inst->def->all_steps[it->step]->id,
-                               .attempt = it->attempt},
-               "cannot record heartbeats (the timeout still moves): %s", sg_store_errmsg(d->store));
+    if (rc == SG_ERR_STATE || rc == SG_ERR_NOT_FOUND) {
+        /* The row disagrees with memory (finished behind our back): the timeout still
+         * moves, the batch goes on. */
+        if (!d->hb_write_failing) {
+            sg_log(SG_LOG_WARN,
+                   &(sg_log_ctx_t){.instance = it->id,
+                                   .workflow = inst->def->name,
+                                   .step = inst->def->all_steps[it->step]->id,
+                                   .attempt = it->attempt},
+                   "cannot record heartbeats (the timeout still moves): %s",
+                   sg_store_errmsg(d->store));
+        }
+        d->hb_write_failing = true;
+        return SG_OK;
     }
-    d->hb_write_failing = rc != SG_OK;
+    d->hb_write_failing = false;
+    /* Any other error (disk full, I/O) may have rolled the whole transaction back: fail
+     * the batch like any write, so everything is reloaded from what is durable. */
+    return rc == SG_OK ? SG_OK : SG_ERR_IO;
 }
 
 static sg_err_t do_timer(sg_driver_t *d, const tmr_t *t, uint64_t now)
@@ -517,7 +528,7 @@ void drv__run_batch(sg_driver_t *d, item_t *items, uint64_t now)
             rc = do_result(d, it, now);
             break;
         case ITEM_HEARTBEAT:
-            do_heartbeat(d, it, now);
+            rc = do_heartbeat(d, it, now);
             break;
         case ITEM_EVENTS:
             rc = drv__relay_import(d, it);

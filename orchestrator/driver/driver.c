@@ -13,12 +13,14 @@
 
 /* ---- the queue ---- */
 
-static sg_err_t enqueue(sg_driver_t *d, item_t *it)
+/* Queues it for the engine thread. limit 0: always (work that must not be lost);
+ * otherwise SG_ERR_LIMIT once that many items wait (lossy work: heartbeats). */
+static sg_err_t enqueue_at_most(sg_driver_t *d, item_t *it, size_t limit)
 {
     pthread_mutex_lock(&d->mu);
-    if (d->stopping) {
+    if (d->stopping || (limit != 0 && d->queued >= limit)) {
         pthread_mutex_unlock(&d->mu);
-        return SG_ERR_STATE;
+        return d->stopping ? SG_ERR_STATE : SG_ERR_LIMIT;
     }
     it->next = NULL;
     if (d->tail != NULL) {
@@ -31,6 +33,11 @@ static sg_err_t enqueue(sg_driver_t *d, item_t *it)
     pthread_cond_signal(&d->cv);
     pthread_mutex_unlock(&d->mu);
     return SG_OK;
+}
+
+static sg_err_t enqueue(sg_driver_t *d, item_t *it)
+{
+    return enqueue_at_most(d, it, 0);
 }
 
 sg_err_t drv__enqueue(sg_driver_t *d, item_t *it)
@@ -165,8 +172,17 @@ static void on_heartbeat(void *ctx, const sg_task_heartbeat_t *hb)
                      ? sg_strndup(hb->worker_id, strnlen(hb->worker_id, HB_WORKER_MAX))
                      : NULL;
     it->progress = keep ? sg_strdup(hb->details) : NULL;
-    if ((hb->worker_id != NULL && it->worker == NULL) || (keep && it->progress == NULL) ||
-        enqueue(d, it) != SG_OK) {
+    /* Heartbeats are lossy by design: when two batches' worth of work already waits, the
+     * engine is behind and a heartbeat is dropped rather than let the queue (and the
+     * results behind it) grow without bound. A dropped one only makes its attempt time
+     * out sooner if no later one gets through. */
+    sg_err_t rc = (hb->worker_id != NULL && it->worker == NULL) || (keep && it->progress == NULL)
+                      ? SG_ERR_NOMEM
+                      : enqueue_at_most(d, it, 2 * d->opts.max_batch);
+    if (rc != SG_OK) {
+        if (rc == SG_ERR_LIMIT) {
+            drv__metrics_heartbeat_dropped(d);
+        }
         drv__item_free(it);
     }
 }

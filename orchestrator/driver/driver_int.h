@@ -257,6 +257,8 @@ void drv__metrics_result(sg_driver_t *d, const item_t *it);
 void drv__metrics_timeout(sg_driver_t *d, const tmr_t *t, const char *code);
 /* A heartbeat applied (it moved its attempt's timeout) or stale (ignored). */
 void drv__metrics_heartbeat(sg_driver_t *d, bool applied);
+/* A heartbeat not queued because the engine thread was behind. Any thread. */
+void drv__metrics_heartbeat_dropped(sg_driver_t *d);
 /* A committed batch of items work items that took us microseconds. */
 void drv__metrics_batch(sg_driver_t *d, size_t items, uint64_t us);
 

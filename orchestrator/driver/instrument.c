@@ -35,8 +35,8 @@ typedef struct {
 struct drv_metrics {
     sg_metrics_t *reg;
     sg_metric_t *started, *finished, *attempts, *latency, *batch_items, *batch_seconds;
-    sg_metric_t *timeouts;              /* by code */
-    sg_series_t *hb_applied, *hb_stale; /* kept: a heartbeat is the hottest path here */
+    sg_metric_t *timeouts;                           /* by code */
+    sg_series_t *hb_applied, *hb_stale, *hb_dropped; /* kept: heartbeats are the hottest path */
     flight_t *flights;
     size_t cap, count; /* cap: 0 or a power of two */
 };
@@ -322,11 +322,13 @@ void drv__metrics_init(sg_driver_t *d)
                                      "code", 8);
     sg_metric_t *hb = sg_metrics_counter(reg, "sagad_heartbeats_total",
                                          "Heartbeats of running attempts, by result: applied "
-                                         "(the attempt's timeout moved) or stale (its attempt "
-                                         "no longer runs, or its step has no heartbeat timeout).",
-                                         "result", 2);
+                                         "(the attempt's timeout moved), stale (its attempt "
+                                         "no longer runs, or its step has no heartbeat timeout) "
+                                         "or dropped (the engine was behind: not queued).",
+                                         "result", 3);
     m->hb_applied = sg_metric_series(hb, (const char *[]){"applied"});
     m->hb_stale = sg_metric_series(hb, (const char *[]){"stale"});
+    m->hb_dropped = sg_metric_series(hb, (const char *[]){"dropped"});
     m->batch_items = sg_metrics_histogram(
         reg, "sagad_batch_items", "Work items and due timers applied per batch (one transaction).",
         NULL, sg_metric_size_buckets, sg_metric_n_size_buckets, 0);
@@ -446,6 +448,13 @@ void drv__metrics_heartbeat(sg_driver_t *d, bool applied)
 {
     if (d->metrics != NULL) {
         sg_series_add(applied ? d->metrics->hb_applied : d->metrics->hb_stale, 1);
+    }
+}
+
+void drv__metrics_heartbeat_dropped(sg_driver_t *d)
+{
+    if (d->metrics != NULL) {
+        sg_series_add(d->metrics->hb_dropped, 1); /* atomic: any thread */
     }
 }
 

@@ -36,6 +36,9 @@ typedef struct {
     size_t n_non_retryable;
 } sg_retry_t;
 
+/* The shortest `heartbeat:` accepted. */
+#define SG_HEARTBEAT_MIN_MS 100u
+
 /* A call of an activity: the forward action of a step, or its compensation. */
 typedef struct {
     const char *activity;  /* "queue.operation" */

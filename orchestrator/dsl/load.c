@@ -162,6 +162,14 @@ static void load_heartbeat(ld_t *ld, const sg_ynode_t *n, sg_call_t *call, const
                    "heartbeat must be longer than 0");
         return;
     }
+    if (ms < SG_HEARTBEAT_MIN_MS) {
+        /* Workers beat every third of it, and sagad writes each beat: a tighter lease
+         * buys nothing but load on the broker and the engine. */
+        dsl__error(ld, n->pos,
+                   "workers send one every third of it: 100ms already means one every 33ms",
+                   "heartbeat must be at least %ums", SG_HEARTBEAT_MIN_MS);
+        return;
+    }
     if (timeout_src != NULL && ms >= call->timeout_ms) {
         char hb[32], to[32];
         sg_duration_format(ms, hb, sizeof(hb));

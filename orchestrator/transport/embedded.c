@@ -152,8 +152,9 @@ static bool lease_heartbeat(void *arg, const char *details)
     /* Copied outside the lock; out of memory only loses this progress. */
     char *copy = details != NULL ? sg_strdup(details) : NULL;
     pthread_mutex_lock(&t->hb_mu);
-    bool wanted = !t->hb_stopping;
-    uint64_t deadline = l->task->deadline_ms;
+    /* No task: called after its handler returned (against the contract): not wanted. */
+    bool wanted = !t->hb_stopping && l->task != NULL;
+    uint64_t deadline = l->task != NULL ? l->task->deadline_ms : 0;
     if (l->ticking && copy != NULL) {
         sg_free(l->pending);
         l->pending = copy;
@@ -614,10 +615,10 @@ static sg_err_t start_threads(sg_transport_t *t, char *err, size_t errlen)
     }
     pthread_sigmask(SIG_SETMASK, &old, NULL);
     if (erc != 0) {
+        const char *what =
+            t->on_heartbeat != NULL && !t->ticker_running ? "the heartbeat" : "a worker";
         join_threads(t, started);
-        snprintf(err, errlen, "cannot start %s thread: %s",
-                 t->on_heartbeat != NULL && started == 0 ? "the heartbeat" : "a worker",
-                 strerror(erc));
+        snprintf(err, errlen, "cannot start %s thread: %s", what, strerror(erc));
         return SG_ERR_NOMEM;
     }
     return SG_OK;

@@ -42,6 +42,7 @@
 
 #define CREATE_TIMEOUT_MS 5000
 #define CREATE_RETRY_MS 1000u
+#define CREATE_WARN_EVERY_MS 30000u
 #define COMMIT_PACE_MS 50u
 #define COMMIT_RETRY_MS 500u
 #define STOP_FLUSH_MS 2000u
@@ -73,7 +74,8 @@ struct sg_transport {
     size_t n_queues, cap_queues;
     char **create;
     size_t n_create, cap_create;
-    uint64_t create_after; /* monotonic ms */
+    uint64_t create_after;      /* monotonic ms */
+    uint64_t create_warn_after; /* monotonic ms: the next failed creation is logged */
     uint64_t last_warn;
     /* topics publish() created (or found) already */
     char **published_topics;
@@ -165,10 +167,13 @@ static bool create_topics(sg_transport_t *t, int timeout_ms)
     pthread_mutex_lock(&t->mu);
     if (rc == SG_OK) {
         /* The first n entries are those asked for; others may have been queued since.
-         * Only a topic made just now makes a consumer subscribe again: doing so for one
-         * that existed would only cost it a rebalance. */
+         * saga.results is asked for once, at start, and the results consumer subscribed
+         * before it was known to exist: subscribing again once it does (even when another
+         * process made it) costs one rebalance, whereas waiting would leave it unread until
+         * the consumer's next metadata refresh, minutes away. A DLQ topic counts only when
+         * made now: its reader refreshes metadata often anyway. */
         for (size_t i = 0; i < n; i++) {
-            results_created |= missing[i] && strcmp(t->create[i], SG_KAFKA_RESULTS_TOPIC) == 0;
+            results_created |= strcmp(t->create[i], SG_KAFKA_RESULTS_TOPIC) == 0;
             size_t len = strlen(t->create[i]), suf = strlen(SG_KAFKA_DLQ_SUFFIX);
             dlq_created |= missing[i] && len > suf &&
                            strcmp(t->create[i] + len - suf, SG_KAFKA_DLQ_SUFFIX) == 0;
@@ -182,8 +187,11 @@ static bool create_topics(sg_transport_t *t, int timeout_ms)
     pthread_mutex_unlock(&t->mu);
     sg_free(names);
     sg_free(missing);
-    if (rc != SG_OK) {
-        sg_log(SG_LOG_WARN, NULL, "kafka: %s; trying again in %u s", err, CREATE_RETRY_MS / 1000);
+    if (rc != SG_OK && sg_mono_ms() >= t->create_warn_after) {
+        /* Every retry would flood the log while the broker is away (or refuses for good). */
+        t->create_warn_after = sg_mono_ms() + CREATE_WARN_EVERY_MS;
+        sg_log(SG_LOG_WARN, NULL, "kafka: %s; trying again every %u s", err,
+               CREATE_RETRY_MS / 1000);
     } else if (results_created && t->consumer != NULL && t->consumer_started) {
         /* A consumer subscribed to a topic that did not exist yet notices it only at its
          * next metadata refresh; subscribing again looks now. */

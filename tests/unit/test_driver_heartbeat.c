@@ -287,7 +287,7 @@ static sent_t wait_dispatched(const char *id, uint32_t step, uint32_t attempt, b
 static double hb_count(fx_t *fx, const char *result)
 {
     sg_metric_t *f =
-        sg_metrics_counter(sg_driver_metrics(fx->d), "sagad_heartbeats_total", "", "result", 2);
+        sg_metrics_counter(sg_driver_metrics(fx->d), "sagad_heartbeats_total", "", "result", 3);
     assert_non_null(f);
     return sg_series_value(sg_metric_series(f, (const char *[]){result}));
 }
@@ -454,6 +454,31 @@ static void test_stale_heartbeats_change_nothing(void **state)
     assert_string_equal(a.progress, "{\"done\":1}");
 }
 
+/* Heartbeats are lossy: with two batches' worth of work waiting, the engine is behind
+ * and a heartbeat is dropped (counted) instead of growing the queue. */
+static void test_heartbeats_dropped_when_engine_behind(void **state)
+{
+    fx_t *fx = *state;
+    sg_start_result_t r;
+    assert_int_equal(sg_driver_start_saga(fx->d, "hb", 0, "{}", NULL, &r, NULL), SG_OK);
+    wait_dispatched(r.id, 0, 1, false, 1);
+    sg_driver_t *d = fx->d;
+    size_t backlog = 2 * d->opts.max_batch;
+    pthread_mutex_lock(&d->mu);
+    d->queued += backlog; /* as if that many items waited */
+    pthread_mutex_unlock(&d->mu);
+    heartbeat(r.id, 0, 1, false, "{\"done\":1}");
+    heartbeat(r.id, 0, 1, false, "{\"done\":2}");
+    pthread_mutex_lock(&d->mu);
+    d->queued -= backlog;
+    pthread_mutex_unlock(&d->mu);
+    assert_true(hb_count(fx, "dropped") == 2);
+    heartbeat(r.id, 0, 1, false, "{\"done\":3}");
+    wait_hb_count(fx, "applied", 1);
+    assert_true(hb_count(fx, "dropped") == 2);
+    assert_string_equal(get_attempt(fx, r.id, 0, false, 1).progress, "{\"done\":3}");
+}
+
 /* Counts the dispatches of one attempt the fake transport got. */
 static size_t dispatches_of(const char *id, uint32_t step, uint32_t attempt, bool comp)
 {
@@ -579,6 +604,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_heartbeat_timeout_retries, setup, teardown),
         cmocka_unit_test_setup_teardown(test_stale_heartbeats_change_nothing, setup, teardown),
         cmocka_unit_test_setup_teardown(test_heartbeat_write_failure_keeps_batch, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_heartbeats_dropped_when_engine_behind, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_whole_timeout_without_heartbeats, setup, teardown),
         cmocka_unit_test_setup_teardown(test_lease_end_bounds_heartbeats, setup, teardown),
         cmocka_unit_test_setup_teardown(test_restart_fresh_timeout_then_heartbeats, setup,
