@@ -123,6 +123,9 @@ def books(data_dir, placed, done, cancels, cdone):
 
 
 def main():
+    if len(sys.argv) > 2 or (len(sys.argv) == 2 and sys.argv[1].startswith("-")):
+        print(__doc__.strip().splitlines()[-1], file=sys.stderr)
+        sys.exit(0 if sys.argv[1] in ("-h", "--help") else 2)
     build = sys.argv[1] if len(sys.argv) > 1 else "build"
     out = os.path.join(build, "run")
     port = int(os.environ.get("SAGAD_DEMO_PORT", "18080"))
