@@ -167,13 +167,11 @@ static bool create_topics(sg_transport_t *t, int timeout_ms)
     pthread_mutex_lock(&t->mu);
     if (rc == SG_OK) {
         /* The first n entries are those asked for; others may have been queued since.
-         * saga.results is asked for once, at start, and the results consumer subscribed
-         * before it was known to exist: subscribing again once it does (even when another
-         * process made it) costs one rebalance, whereas waiting would leave it unread until
-         * the consumer's next metadata refresh, minutes away. A DLQ topic counts only when
-         * made now: its reader refreshes metadata often anyway. */
+         * Only a topic made just now makes a consumer subscribe again: doing so for one
+         * that existed would only cost it a rebalance. One that another process made
+         * meanwhile is found by the consumers' metadata refresh (10 s). */
         for (size_t i = 0; i < n; i++) {
-            results_created |= strcmp(t->create[i], SG_KAFKA_RESULTS_TOPIC) == 0;
+            results_created |= missing[i] && strcmp(t->create[i], SG_KAFKA_RESULTS_TOPIC) == 0;
             size_t len = strlen(t->create[i]), suf = strlen(SG_KAFKA_DLQ_SUFFIX);
             dlq_created |= missing[i] && len > suf &&
                            strcmp(t->create[i] + len - suf, SG_KAFKA_DLQ_SUFFIX) == 0;
@@ -594,6 +592,9 @@ static sg_err_t make_consumer(sg_transport_t *t, char *err, size_t errlen)
         /* after a crash the restarted sagad gets saga.results back within 10 s, not 45 */
         "session.timeout.ms=10000",
         "heartbeat.interval.ms=1000",
+        /* saga.results made by another process after we subscribed (a saga-worker that
+         * came up first) is seen within 10 s, not at the default 5 minutes */
+        "topic.metadata.refresh.interval.ms=10000",
         NULL,
     };
     rd_kafka_conf_t *conf = sg_kafka_conf_new(&t->ko, NULL, defaults, err, errlen);
