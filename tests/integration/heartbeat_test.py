@@ -23,10 +23,13 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.error
-import urllib.request
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.join(ROOT, "scripts"))
+import shop  # noqa: E402  (the HTTP helper the shop scripts and e2e tests use)
+
+http = shop.http
+
 WORKFLOWS = os.path.join(ROOT, "tests", "fixtures", "heartbeat")
 TERMINAL = {"COMPLETED", "COMPENSATED", "FAILED", "COMPENSATION_FAILED"}
 WAIT_S = 15.0  # bound of every wait; each saga takes about 1.5 s
@@ -43,24 +46,6 @@ def check(cond, what):
         failed += 1
         print("FAIL " + what)
     return cond
-
-
-def http(method, url, body=None, headers=None):
-    """(status, parsed JSON body or None)."""
-    data = None if body is None else json.dumps(body).encode()
-    req = urllib.request.Request(url, data=data, method=method, headers=dict(headers or {}))
-    if data is not None:
-        req.add_header("Content-Type", "application/json")
-    try:
-        with urllib.request.urlopen(req, timeout=10) as r:
-            raw = r.read()
-            return r.status, (json.loads(raw) if raw else None)
-    except urllib.error.HTTPError as e:
-        raw = e.read()
-        try:
-            return e.code, json.loads(raw)
-        except ValueError:
-            return e.code, None
 
 
 def free_port():
