@@ -498,18 +498,32 @@ static void test_close(sg_activity_ctx_t *ctx)
     sg_free(ctx);
 }
 
-/* WAL can be refused (a file system without shared memory): check what we got. */
+/* WAL can be refused (a file system without shared memory): check what we got. Two
+ * processes opening a new file at once race to switch it to WAL, and SQLite answers the
+ * loser with SQLITE_BUSY without waiting (the busy timeout does not apply): try again,
+ * a bounded number of times, as the services' kit does (seen in CI: two saga-workers
+ * started together, one died with "database is locked"). */
 static bool wal_on(sqlite3 *db)
 {
-    sqlite3_stmt *s = NULL;
-    bool on = false;
-    if (sqlite3_prepare_v2(db, "PRAGMA journal_mode=WAL", -1, &s, NULL) == SQLITE_OK &&
-        sqlite3_step(s) == SQLITE_ROW) {
-        const char *mode = (const char *)sqlite3_column_text(s, 0);
-        on = mode != NULL && strcmp(mode, "wal") == 0;
+    for (int i = 0; i < 200; i++) {
+        sqlite3_stmt *s = NULL;
+        int rc = sqlite3_prepare_v2(db, "PRAGMA journal_mode=WAL", -1, &s, NULL);
+        if (rc == SQLITE_OK) {
+            rc = sqlite3_step(s);
+        }
+        if (rc == SQLITE_ROW) {
+            const char *mode = (const char *)sqlite3_column_text(s, 0);
+            bool on = mode != NULL && strcmp(mode, "wal") == 0;
+            sqlite3_finalize(s);
+            return on;
+        }
+        sqlite3_finalize(s);
+        if (rc != SQLITE_BUSY && rc != SQLITE_LOCKED) {
+            return false;
+        }
+        sqlite3_sleep(25);
     }
-    sqlite3_finalize(s);
-    return on;
+    return false;
 }
 
 static sg_err_t test_open(const sg_activity_env_t *env, sg_activity_ctx_t **out, char *err,
